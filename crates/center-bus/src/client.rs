@@ -1,0 +1,463 @@
+//! The async bus client: connect, subscribe, publish, next event, and the
+//! sysadmin's grant operations.
+//!
+//! A `Client` survives broker restarts: when the connection drops it
+//! reconnects with jittered exponential backoff, says `hello` again and
+//! re-subscribes everything it had subscribed, so a service needs no
+//! reconnect loop of its own. Refusals by policy (`not-approved`,
+//! `out-of-grant`, …) are never retried; they come back as
+//! [`BusError::Refused`] at once.
+//!
+//! Ownership: each connection has one reader task that owns the socket's read
+//! half and forwards decoded replies into a bounded channel; the `Client`
+//! owns the write half and the receiving end. Dropping the `Client` drops the
+//! write half and the receiver, which ends the reader task. So `next_event`
+//! is cancel-safe (it only receives from a channel) and memory is bounded by
+//! the channel capacity plus [`MAX_BUFFERED_EVENTS`].
+
+use std::{
+    collections::VecDeque,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use center_proto::{Envelope, Limits, PeerId, Timestamp};
+use serde_json::Value;
+use tokio::{
+    io::AsyncWriteExt,
+    net::{
+        UnixStream,
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::mpsc,
+};
+
+use crate::{
+    AdminOp, ErrorCode, Grant, Pattern, Reply, Request,
+    frame::{DEFAULT_MAX_FRAME, FrameError, encode_frame, read_frame},
+    wire::PROTOCOL_VERSION,
+};
+
+/// Events received while waiting for a reply are kept up to this many; past
+/// it the connection is treated as broken (the broker would have disconnected
+/// us as a slow subscriber anyway).
+pub const MAX_BUFFERED_EVENTS: usize = 4096;
+
+/// Replies read ahead of the caller per connection.
+const READ_AHEAD: usize = 256;
+
+/// How to reach the bus and who we are.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The bus socket, `bus.socket` in the peer's config.
+    pub socket: PathBuf,
+    /// The service name this process speaks for; the sysadmin approved it for
+    /// our Unix account (root may use any name).
+    pub service: String,
+    /// How long to keep trying to connect or reconnect before giving up;
+    /// `None` tries forever (what a daemon wants).
+    pub reconnect_for: Option<Duration>,
+}
+
+/// What the broker told us in its `welcome`: identity as the kernel sees it.
+#[derive(Debug, Clone)]
+pub struct Welcome {
+    pub service: String,
+    pub uid: u32,
+    pub pid: i32,
+    /// The UUID of the peer this bus belongs to.
+    pub peer: PeerId,
+    pub max_frame: u32,
+    pub receive: Vec<Pattern>,
+    pub send: Vec<Pattern>,
+}
+
+/// An event to publish.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    /// The event name (CEP 2 grammar).
+    pub name: String,
+    /// The payload; must be a JSON object.
+    pub data: Value,
+    /// A direct message to this peer; `None` broadcasts.
+    pub to: Option<PeerId>,
+    /// Lifetime; the broker's default when `None`.
+    pub ttl: Option<Duration>,
+}
+
+/// Why a bus operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The broker refused by policy; retrying will not help.
+    #[error("{message} ({code})")]
+    Refused { code: ErrorCode, message: String },
+    /// No connection could be made (or remade) in the allowed time.
+    #[error("cannot reach the bus at {socket}: {reason} (is dispatchd running?)")]
+    Unreachable { socket: PathBuf, reason: String },
+    /// The broker sent something this client does not understand.
+    #[error("bus protocol error: {0}")]
+    Protocol(String),
+}
+
+/// A connection to the local bus that reconnects by itself.
+pub struct Client {
+    config: ClientConfig,
+    conn: Option<Conn>,
+    welcome: Welcome,
+    /// Everything subscribed so far, replayed after a reconnect.
+    subscriptions: Vec<Pattern>,
+    /// Events that arrived while we waited for a reply.
+    buffered: VecDeque<Envelope>,
+    next_id: u64,
+}
+
+struct Conn {
+    writer: OwnedWriteHalf,
+    /// Fed by this connection's reader task; closed when the socket is.
+    replies: mpsc::Receiver<Result<Reply, String>>,
+    max_frame: u32,
+}
+
+enum Attempt<T> {
+    Done(T),
+    /// The connection broke; reconnect and try again.
+    Retry(String),
+}
+
+impl Client {
+    /// Connects and says hello, retrying for `config.reconnect_for`.
+    pub async fn connect(config: ClientConfig) -> Result<Client, BusError> {
+        let deadline = config.reconnect_for.map(|d| Instant::now() + d);
+        let (conn, welcome) = establish(&config, deadline).await?;
+        Ok(Client {
+            config,
+            conn: Some(conn),
+            welcome,
+            subscriptions: Vec::new(),
+            buffered: VecDeque::new(),
+            next_id: 1,
+        })
+    }
+
+    /// What the broker said about us on the current connection.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// Subscribes to more event names. Fails with `out-of-grant` if the grant
+    /// does not cover a pattern; nothing is subscribed then.
+    pub async fn subscribe(&mut self, patterns: Vec<Pattern>) -> Result<(), BusError> {
+        loop {
+            let id = self.fresh_id();
+            let request = Request::Subscribe {
+                id,
+                patterns: patterns.clone(),
+            };
+            match self.request(&request, id).await? {
+                Attempt::Done(_) => break,
+                Attempt::Retry(reason) => self.reconnect(&reason).await?,
+            }
+        }
+        self.subscriptions.extend(patterns);
+        Ok(())
+    }
+
+    /// Publishes an event and waits for the broker's acknowledgement. If the
+    /// connection breaks before the acknowledgement, the event is sent again
+    /// on the next connection: delivery is at least once.
+    pub async fn publish(&mut self, publish: Publish) -> Result<(), BusError> {
+        loop {
+            let id = self.fresh_id();
+            let request = Request::Publish {
+                id,
+                name: publish.name.clone(),
+                data: publish.data.clone(),
+                to: publish.to.map(|peer| peer.to_string()),
+                ttl_ms: publish
+                    .ttl
+                    .map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+            };
+            match self.request(&request, id).await? {
+                Attempt::Done(_) => return Ok(()),
+                Attempt::Retry(reason) => self.reconnect(&reason).await?,
+            }
+        }
+    }
+
+    /// Runs a sysadmin operation (root only). `List` returns the grants.
+    pub async fn admin(&mut self, op: AdminOp) -> Result<Vec<Grant>, BusError> {
+        loop {
+            let id = self.fresh_id();
+            match self
+                .request(&Request::Admin { id, op: op.clone() }, id)
+                .await?
+            {
+                Attempt::Done(grants) => return Ok(grants.unwrap_or_default()),
+                Attempt::Retry(reason) => self.reconnect(&reason).await?,
+            }
+        }
+    }
+
+    /// The next event for this subscriber. Cancel-safe.
+    pub async fn next_event(&mut self) -> Result<Envelope, BusError> {
+        loop {
+            if let Some(event) = self.buffered.pop_front() {
+                return Ok(event);
+            }
+            let step = match self.conn.as_mut() {
+                None => Attempt::Retry("not connected".to_owned()),
+                Some(conn) => match conn.replies.recv().await {
+                    None => Attempt::Retry("connection closed".to_owned()),
+                    Some(Err(reason)) => Attempt::Retry(reason),
+                    Some(Ok(Reply::Event { event })) => Attempt::Done(decode_event(event)?),
+                    Some(Ok(Reply::Error {
+                        id: None,
+                        code,
+                        message,
+                    })) => connection_error(code, message)?,
+                    Some(Ok(other)) => {
+                        return Err(BusError::Protocol(format!(
+                            "unexpected frame while waiting for events: {other:?}"
+                        )));
+                    }
+                },
+            };
+            match step {
+                Attempt::Done(event) => return Ok(event),
+                Attempt::Retry(reason) => self.reconnect(&reason).await?,
+            }
+        }
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Sends one request and waits for its reply, buffering events.
+    async fn request(
+        &mut self,
+        request: &Request,
+        id: u64,
+    ) -> Result<Attempt<Option<Vec<Grant>>>, BusError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(Attempt::Retry("not connected".to_owned()));
+        };
+        let body = request.to_bytes();
+        if body.len() > conn.max_frame as usize {
+            return Err(BusError::Refused {
+                code: ErrorCode::Oversize,
+                message: format!(
+                    "request of {} bytes is over the bus limit of {} bytes",
+                    body.len(),
+                    conn.max_frame
+                ),
+            });
+        }
+        let frame = encode_frame(&body).map_err(|err| BusError::Protocol(err.to_string()))?;
+        if let Err(err) = conn.writer.write_all(&frame).await {
+            return Ok(Attempt::Retry(format!("write failed: {err}")));
+        }
+        loop {
+            match conn.replies.recv().await {
+                None => return Ok(Attempt::Retry("connection closed".to_owned())),
+                Some(Err(reason)) => return Ok(Attempt::Retry(reason)),
+                Some(Ok(Reply::Ok { id: got, grants })) if got == id => {
+                    return Ok(Attempt::Done(grants));
+                }
+                Some(Ok(Reply::Error {
+                    id: Some(got),
+                    code,
+                    message,
+                })) if got == id => {
+                    return Err(BusError::Refused { code, message });
+                }
+                Some(Ok(Reply::Error {
+                    id: None,
+                    code,
+                    message,
+                })) => return connection_error(code, message),
+                Some(Ok(Reply::Event { event })) => {
+                    if self.buffered.len() >= MAX_BUFFERED_EVENTS {
+                        return Ok(Attempt::Retry(
+                            "too many events buffered while waiting for a reply".to_owned(),
+                        ));
+                    }
+                    self.buffered.push_back(decode_event(event)?);
+                }
+                Some(Ok(other)) => {
+                    return Err(BusError::Protocol(format!(
+                        "unexpected frame while waiting for reply {id}: {other:?}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Drops the broken connection and makes a new one, replaying subscriptions.
+    async fn reconnect(&mut self, reason: &str) -> Result<(), BusError> {
+        tracing::warn!(socket = %self.config.socket.display(), reason, "bus connection lost; reconnecting");
+        self.conn = None;
+        let deadline = self.config.reconnect_for.map(|d| Instant::now() + d);
+        loop {
+            let (conn, welcome) = establish(&self.config, deadline).await?;
+            self.conn = Some(conn);
+            self.welcome = welcome;
+            if self.subscriptions.is_empty() {
+                return Ok(());
+            }
+            let id = self.fresh_id();
+            let request = Request::Subscribe {
+                id,
+                patterns: self.subscriptions.clone(),
+            };
+            match self.request(&request, id).await? {
+                Attempt::Done(_) => return Ok(()),
+                Attempt::Retry(reason) => {
+                    tracing::warn!(reason, "bus connection lost while re-subscribing");
+                    self.conn = None;
+                }
+            }
+        }
+    }
+}
+
+/// An error frame without an id is about the whole connection.
+fn connection_error<T>(code: ErrorCode, message: String) -> Result<Attempt<T>, BusError> {
+    if code.is_permanent() {
+        Err(BusError::Refused { code, message })
+    } else {
+        Ok(Attempt::Retry(format!(
+            "broker closed the connection: {message}"
+        )))
+    }
+}
+
+fn decode_event(event: Value) -> Result<Envelope, BusError> {
+    // Expired events are not an error here: the broker decides what to deliver.
+    Envelope::from_value(event, Timestamp::now(), &Limits::DEFAULT)
+        .map_err(|err| BusError::Protocol(format!("broker sent an invalid envelope: {err}")))
+}
+
+/// Connects and says hello, retrying with backoff until `deadline`.
+async fn establish(
+    config: &ClientConfig,
+    deadline: Option<Instant>,
+) -> Result<(Conn, Welcome), BusError> {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match try_establish(config).await {
+            Ok(done) => return Ok(done),
+            Err(Fail::Final(err)) => return Err(err),
+            Err(Fail::Transient(reason)) => {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Err(BusError::Unreachable {
+                        socket: config.socket.clone(),
+                        reason,
+                    });
+                }
+                tracing::debug!(reason, ?delay, "bus not reachable yet");
+                let jittered = delay.mul_f64(rand::random_range(0.8..1.2));
+                let wait =
+                    deadline.map_or(jittered, |d| jittered.min(d.saturating_duration_since(now)));
+                tokio::time::sleep(wait).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+enum Fail {
+    Final(BusError),
+    Transient(String),
+}
+
+async fn try_establish(config: &ClientConfig) -> Result<(Conn, Welcome), Fail> {
+    let stream = UnixStream::connect(&config.socket)
+        .await
+        .map_err(|err| Fail::Transient(err.to_string()))?;
+    let (reader, mut writer) = stream.into_split();
+    let hello = Request::Hello {
+        service: config.service.clone(),
+        protocol: PROTOCOL_VERSION,
+    };
+    let frame = encode_frame(&hello.to_bytes())
+        .map_err(|err| Fail::Final(BusError::Protocol(err.to_string())))?;
+    writer
+        .write_all(&frame)
+        .await
+        .map_err(|err| Fail::Transient(err.to_string()))?;
+    let (tx, mut replies) = mpsc::channel(READ_AHEAD);
+    tokio::spawn(read_replies(reader, tx));
+    let welcome = match replies.recv().await {
+        None => {
+            return Err(Fail::Transient(
+                "connection closed before welcome".to_owned(),
+            ));
+        }
+        Some(Err(reason)) => return Err(Fail::Transient(reason)),
+        Some(Ok(Reply::Welcome {
+            service,
+            uid,
+            pid,
+            peer,
+            max_frame,
+            receive,
+            send,
+        })) => {
+            let peer = peer.parse().map_err(|err| {
+                Fail::Final(BusError::Protocol(format!(
+                    "broker sent a bad peer id: {err}"
+                )))
+            })?;
+            Welcome {
+                service,
+                uid,
+                pid,
+                peer,
+                max_frame,
+                receive,
+                send,
+            }
+        }
+        Some(Ok(Reply::Error { code, message, .. })) if code.is_permanent() => {
+            return Err(Fail::Final(BusError::Refused { code, message }));
+        }
+        Some(Ok(Reply::Error { message, .. })) => return Err(Fail::Transient(message)),
+        Some(Ok(other)) => {
+            return Err(Fail::Final(BusError::Protocol(format!(
+                "expected welcome, got {other:?}"
+            ))));
+        }
+    };
+    let max_frame = welcome.max_frame;
+    Ok((
+        Conn {
+            writer,
+            replies,
+            max_frame,
+        },
+        welcome,
+    ))
+}
+
+/// The reader task of one connection: decodes frames until the socket closes
+/// or the `Client` drops the receiver.
+async fn read_replies(mut reader: OwnedReadHalf, tx: mpsc::Sender<Result<Reply, String>>) {
+    loop {
+        // The broker's welcome tells the real limit; before it we accept the
+        // default, and a broker never sends more than it advertised.
+        let item = match read_frame(&mut reader, DEFAULT_MAX_FRAME.max(16 << 20)).await {
+            Ok(body) => serde_json::from_slice::<Reply>(&body)
+                .map_err(|err| format!("undecodable frame from broker: {err}")),
+            Err(FrameError::Closed) => Err("connection closed".to_owned()),
+            Err(err) => Err(err.to_string()),
+        };
+        let last = item.is_err();
+        if tx.send(item).await.is_err() || last {
+            return;
+        }
+    }
+}

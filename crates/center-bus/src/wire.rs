@@ -1,0 +1,184 @@
+//! The bus wire types: every frame a client sends (`Request`) and every frame
+//! the broker sends (`Reply`), as JSON objects tagged by `type` (CEP 4).
+//!
+//! These types are the bus interface; `dispatchd` and every service link them
+//! from here and nowhere else. Unknown fields are refused so that a typo in a
+//! client is an error, not a silently ignored option.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Pattern;
+
+/// The bus protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A frame from a client to the broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// First frame on every connection: which service is speaking.
+    Hello { service: String, protocol: u32 },
+    /// Adds patterns to this connection's subscription.
+    Subscribe { id: u64, patterns: Vec<Pattern> },
+    /// Publishes an event. Without `to` it is a broadcast; with it, a direct
+    /// message to that peer (a UUID).
+    Publish {
+        id: u64,
+        name: String,
+        data: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        /// Lifetime in milliseconds; the broker's default when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_ms: Option<u64>,
+    },
+    /// Grant management; only root may send it.
+    Admin { id: u64, op: AdminOp },
+}
+
+/// What the sysadmin can do to grants over the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AdminOp {
+    /// Creates or replaces the grant of `grant.service`.
+    Approve { grant: Grant },
+    /// Removes a service's grant; its connections are closed.
+    Revoke { service: String },
+    /// Lists every grant.
+    List {},
+}
+
+/// What one service may do: which Unix account may speak for it, which event
+/// names it may receive and which it may send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub service: String,
+    pub uid: u32,
+    pub receive: Vec<Pattern>,
+    pub send: Vec<Pattern>,
+}
+
+/// A frame from the broker to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Reply {
+    /// Answer to `hello`: who the kernel says is speaking and what it may do.
+    Welcome {
+        service: String,
+        uid: u32,
+        pid: i32,
+        /// This peer's UUID.
+        peer: String,
+        max_frame: u32,
+        receive: Vec<Pattern>,
+        send: Vec<Pattern>,
+    },
+    /// A request succeeded.
+    Ok {
+        id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grants: Option<Vec<Grant>>,
+    },
+    /// An event for this subscriber: an RFC envelope (CEP 2).
+    Event { event: Value },
+    /// A request failed, or the connection is about to be closed.
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// Machine-readable reason carried by every error frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON or not a valid request.
+    Malformed,
+    /// The frame is over the size limit; the connection is closed.
+    Oversize,
+    /// The first frame was not `hello`, or `hello` came twice.
+    Protocol,
+    /// The service has no grant for this Unix account.
+    NotApproved,
+    /// The grant does not allow this subscription or publication.
+    OutOfGrant,
+    /// Only root may do this.
+    NotRoot,
+    /// The event itself is invalid (name, data, lifetime).
+    BadEvent,
+    /// The destination peer cannot be reached from here.
+    Unreachable,
+    /// The subscriber did not keep up; it is disconnected.
+    QueueFull,
+    /// The broker is at its connection limit.
+    TooManyConnections,
+    /// The sysadmin changed this service's grant; reconnect to pick it up.
+    GrantChanged,
+    /// The thing named does not exist (e.g. revoking an unknown grant).
+    NotFound,
+    /// The client took too long.
+    Timeout,
+    /// The broker could not complete the request (e.g. disk error).
+    Internal,
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned));
+        f.write_str(name.as_deref().unwrap_or("unknown"))
+    }
+}
+
+impl ErrorCode {
+    /// Whether retrying the same request on a new connection can succeed.
+    /// Refusals by policy are final; the client surfaces them at once.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::NotApproved
+                | ErrorCode::OutOfGrant
+                | ErrorCode::NotRoot
+                | ErrorCode::BadEvent
+                | ErrorCode::Unreachable
+                | ErrorCode::Malformed
+                | ErrorCode::Protocol
+                | ErrorCode::Oversize
+        )
+    }
+}
+
+/// The rule for service names: `^[a-z][a-z0-9-]{0,31}$`, like a Unix account.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+    let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if first_ok && rest_ok && name.len() <= 32 {
+        Ok(())
+    } else {
+        Err(format!(
+            "service name `{}` must be 1 to 32 characters of a-z, 0-9 and '-', starting with a letter",
+            name.chars().take(40).collect::<String>()
+        ))
+    }
+}
+
+impl Request {
+    /// Encodes the request as a frame body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing these types cannot fail: every key is a string.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl Reply {
+    /// Encodes the reply as a frame body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}

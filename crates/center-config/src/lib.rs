@@ -1,0 +1,298 @@
+//! The peer's configuration file: one TOML file per peer, read by every daemon
+//! and by `centerctl`.
+//!
+//! Parsing is strict (`deny_unknown_fields`), then [`Config::validate`]-style
+//! checks turn the raw file into a [`Config`] whose invariants hold: every path
+//! is absolute, numbers are in range, the peer id is well formed. Nothing here
+//! opens sockets or creates directories; the daemons do that.
+//!
+//! The file format is documented in `etc/center.toml`, the example shipped
+//! with the package.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use center_proto::PeerId;
+use serde::Deserialize;
+
+/// Where packages and units expect the file.
+pub const DEFAULT_PATH: &str = "/etc/center/center.toml";
+
+/// A validated peer configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where this configuration was read from (for messages).
+    pub source: PathBuf,
+    pub peer: Peer,
+    pub paths: Paths,
+    pub bus: Bus,
+}
+
+/// Who this peer is.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// A short human name, shown in tables (`alpha`, `tilde.example`).
+    pub name: String,
+    pub uuid: PeerId,
+    /// The address other peers reach this peer's dispatcher at.
+    pub address: SocketAddr,
+}
+
+/// Filesystem locations. All absolute.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Root of all durable state; each daemon uses `state_dir/<daemon>`.
+    pub state_dir: PathBuf,
+    /// The `/center` tree (CEP 3).
+    pub center_root: PathBuf,
+}
+
+impl Paths {
+    /// The state directory of one daemon, e.g. `/var/lib/center/dispatchd`.
+    pub fn daemon_state(&self, daemon: &str) -> PathBuf {
+        self.state_dir.join(daemon)
+    }
+}
+
+/// The local bus (CEP 4).
+#[derive(Debug, Clone)]
+pub struct Bus {
+    /// The Unix socket `dispatchd` listens on and clients connect to.
+    pub socket: PathBuf,
+    /// Permission bits given to the socket when `dispatchd` creates it itself
+    /// (under systemd, `center-bus.socket` creates it instead).
+    pub socket_mode: u32,
+    /// Largest frame accepted or sent, in bytes.
+    pub max_frame_bytes: u32,
+    /// Frames queued for one subscriber before it is disconnected as too slow.
+    pub queue_depth: usize,
+    /// Simultaneous bus connections; more are refused with an error frame.
+    pub max_connections: usize,
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: `{field}` {reason}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `source` is only used in messages.
+    pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: source.to_owned(),
+            message: err.to_string().trim_end().to_owned(),
+        })?;
+        raw.validate(source)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    peer: RawPeer,
+    paths: RawPaths,
+    #[serde(default)]
+    bus: RawBus,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    name: String,
+    uuid: String,
+    address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    state_dir: PathBuf,
+    center_root: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBus {
+    #[serde(default = "default_socket")]
+    socket: PathBuf,
+    #[serde(default = "default_socket_mode")]
+    socket_mode: String,
+    #[serde(default = "default_max_frame_bytes")]
+    max_frame_bytes: u32,
+    #[serde(default = "default_queue_depth")]
+    queue_depth: usize,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+}
+
+impl Default for RawBus {
+    fn default() -> RawBus {
+        RawBus {
+            socket: default_socket(),
+            socket_mode: default_socket_mode(),
+            max_frame_bytes: default_max_frame_bytes(),
+            queue_depth: default_queue_depth(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/center/bus.sock")
+}
+fn default_socket_mode() -> String {
+    "0666".to_owned()
+}
+const fn default_max_frame_bytes() -> u32 {
+    1 << 20
+}
+const fn default_queue_depth() -> usize {
+    1024
+}
+const fn default_max_connections() -> usize {
+    512
+}
+
+/// Bounds on the bus numbers: small enough that a typo cannot exhaust memory.
+const MAX_FRAME_RANGE: std::ops::RangeInclusive<u32> = 1024..=(16 << 20);
+const QUEUE_DEPTH_RANGE: std::ops::RangeInclusive<usize> = 1..=65_536;
+const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=65_536;
+
+impl RawConfig {
+    fn validate(self, source: &Path) -> Result<Config, ConfigError> {
+        let invalid = |field: &'static str, reason: String| ConfigError::Invalid {
+            path: source.to_owned(),
+            field,
+            reason,
+        };
+        let name = self.peer.name;
+        if name.is_empty()
+            || name.len() > 63
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            return Err(invalid(
+                "peer.name",
+                "must be 1 to 63 characters of letters, digits, '.' and '-'".to_owned(),
+            ));
+        }
+        let uuid: PeerId = self.peer.uuid.parse().map_err(|err| {
+            invalid(
+                "peer.uuid",
+                format!("is not a lowercase hyphenated UUID: {err}"),
+            )
+        })?;
+        let address: SocketAddr = self.peer.address.parse().map_err(|_| {
+            invalid(
+                "peer.address",
+                "must be IP:PORT, e.g. 127.0.0.1:7350".to_owned(),
+            )
+        })?;
+        for (field, path) in [
+            ("paths.state_dir", &self.paths.state_dir),
+            ("paths.center_root", &self.paths.center_root),
+            ("bus.socket", &self.bus.socket),
+        ] {
+            if !path.is_absolute() {
+                return Err(invalid(
+                    field,
+                    format!("must be an absolute path, got {}", path.display()),
+                ));
+            }
+        }
+        // sockaddr_un holds 108 bytes including the terminating NUL.
+        if self.bus.socket.as_os_str().len() > 107 {
+            return Err(invalid(
+                "bus.socket",
+                "is longer than the 107 bytes a Unix socket path may have".to_owned(),
+            ));
+        }
+        let socket_mode = u32::from_str_radix(&self.bus.socket_mode, 8)
+            .ok()
+            .filter(|mode| *mode <= 0o777)
+            .ok_or_else(|| {
+                invalid(
+                    "bus.socket_mode",
+                    "must be octal permission bits such as \"0660\"".to_owned(),
+                )
+            })?;
+        let in_range = |field, value: usize, range: std::ops::RangeInclusive<usize>| {
+            if range.contains(&value) {
+                Ok(value)
+            } else {
+                Err(invalid(
+                    field,
+                    format!(
+                        "must be between {} and {}, got {value}",
+                        range.start(),
+                        range.end()
+                    ),
+                ))
+            }
+        };
+        if !MAX_FRAME_RANGE.contains(&self.bus.max_frame_bytes) {
+            return Err(invalid(
+                "bus.max_frame_bytes",
+                format!(
+                    "must be between {} and {}, got {}",
+                    MAX_FRAME_RANGE.start(),
+                    MAX_FRAME_RANGE.end(),
+                    self.bus.max_frame_bytes
+                ),
+            ));
+        }
+        let queue_depth = in_range("bus.queue_depth", self.bus.queue_depth, QUEUE_DEPTH_RANGE)?;
+        let max_connections = in_range(
+            "bus.max_connections",
+            self.bus.max_connections,
+            MAX_CONNECTIONS_RANGE,
+        )?;
+        Ok(Config {
+            source: source.to_owned(),
+            peer: Peer {
+                name,
+                uuid,
+                address,
+            },
+            paths: Paths {
+                state_dir: self.paths.state_dir,
+                center_root: self.paths.center_root,
+            },
+            bus: Bus {
+                socket: self.bus.socket,
+                socket_mode,
+                max_frame_bytes: self.bus.max_frame_bytes,
+                queue_depth,
+                max_connections,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

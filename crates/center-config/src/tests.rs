@@ -1,0 +1,130 @@
+//! Configuration cases as data: each input file and what validation says.
+
+use std::path::Path;
+
+use expect_test::{Expect, expect};
+
+use crate::Config;
+
+const GOOD: &str = r#"
+[peer]
+name = "alpha"
+uuid = "6f1c0d52-8d3e-4a57-9a43-3f0e5e1f2a10"
+address = "127.0.0.1:7350"
+
+[paths]
+state_dir = "/var/lib/center"
+center_root = "/center"
+"#;
+
+fn check(text: &str, expect: Expect) {
+    let actual = match Config::parse(text, Path::new("/etc/center/center.toml")) {
+        Ok(config) => format!(
+            "ok {} {} {} socket={} mode={:o} frame={} queue={} conns={}",
+            config.peer.name,
+            config.peer.uuid,
+            config.peer.address,
+            config.bus.socket.display(),
+            config.bus.socket_mode,
+            config.bus.max_frame_bytes,
+            config.bus.queue_depth,
+            config.bus.max_connections,
+        ),
+        Err(err) => err.to_string(),
+    };
+    expect.assert_eq(&actual);
+}
+
+#[test]
+fn defaults_fill_the_bus_section() {
+    check(
+        GOOD,
+        expect![[
+            r#"ok alpha 6f1c0d52-8d3e-4a57-9a43-3f0e5e1f2a10 127.0.0.1:7350 socket=/run/center/bus.sock mode=666 frame=1048576 queue=1024 conns=512"#
+        ]],
+    );
+}
+
+#[test]
+fn bus_section_overrides() {
+    let text = format!(
+        "{GOOD}\n[bus]\nsocket = \"/tmp/x/bus.sock\"\nsocket_mode = \"0660\"\nqueue_depth = 8\n"
+    );
+    check(
+        &text,
+        expect![[
+            r#"ok alpha 6f1c0d52-8d3e-4a57-9a43-3f0e5e1f2a10 127.0.0.1:7350 socket=/tmp/x/bus.sock mode=660 frame=1048576 queue=8 conns=512"#
+        ]],
+    );
+}
+
+#[test]
+fn unknown_field_is_refused() {
+    let text = GOOD.replace("center_root", "centre_root");
+    check(
+        &text,
+        expect![[r#"
+            config /etc/center/center.toml is not valid: TOML parse error at line 9, column 1
+              |
+            9 | centre_root = "/center"
+              | ^^^^^^^^^^^
+            unknown field `centre_root`, expected `state_dir` or `center_root`"#]],
+    );
+}
+
+#[test]
+fn invalid_values_name_their_field() {
+    check(
+        &GOOD.replace("6f1c0d52", "6F1C0D52"),
+        expect![
+            "config /etc/center/center.toml: `peer.uuid` is not a lowercase hyphenated UUID: peer id must have a lowercase hex digit at byte 1"
+        ],
+    );
+    check(
+        &GOOD.replace("127.0.0.1:7350", "localhost"),
+        expect![[
+            r#"config /etc/center/center.toml: `peer.address` must be IP:PORT, e.g. 127.0.0.1:7350"#
+        ]],
+    );
+    check(
+        &GOOD.replace("\"/center\"", "\"center\""),
+        expect![[
+            r#"config /etc/center/center.toml: `paths.center_root` must be an absolute path, got center"#
+        ]],
+    );
+    check(
+        &GOOD.replace("alpha", "al pha"),
+        expect![[
+            r#"config /etc/center/center.toml: `peer.name` must be 1 to 63 characters of letters, digits, '.' and '-'"#
+        ]],
+    );
+    check(
+        &format!("{GOOD}\n[bus]\nsocket_mode = \"999\"\n"),
+        expect![[
+            r#"config /etc/center/center.toml: `bus.socket_mode` must be octal permission bits such as "0660""#
+        ]],
+    );
+    check(
+        &format!("{GOOD}\n[bus]\nqueue_depth = 0\n"),
+        expect![[
+            r#"config /etc/center/center.toml: `bus.queue_depth` must be between 1 and 65536, got 0"#
+        ]],
+    );
+    check(
+        &format!("{GOOD}\n[bus]\nmax_frame_bytes = 10\n"),
+        expect![[
+            r#"config /etc/center/center.toml: `bus.max_frame_bytes` must be between 1024 and 16777216, got 10"#
+        ]],
+    );
+}
+
+#[test]
+fn missing_file_says_which() {
+    let err = Config::load(Path::new("/nonexistent/center.toml"))
+        .map(|_| ())
+        .unwrap_err();
+    expect![[
+        r#"cannot read config /nonexistent/center.toml: No such file or directory (os error 2)"#
+    ]]
+    .assert_eq(&err.to_string());
+}

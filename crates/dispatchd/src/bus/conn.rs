@@ -1,0 +1,360 @@
+//! One bus connection from accept to close: kernel credentials, hello, the
+//! request loop, and the writer task.
+//!
+//! Ownership and shutdown: the accept loop owns the listener and a semaphore
+//! of `max_connections` permits; each connection task holds a permit, the
+//! read half, and the `JoinHandle` of its writer task. The writer owns the
+//! write half, the receiving end of the connection's bounded queue and the
+//! `kick` receiver. A connection ends when (a) the client closes or sends a
+//! broken frame, (b) the broker kicks it (slow subscriber, grant change), or
+//! (c) the writer fails. In every case the writer writes at most one last
+//! error frame, with a short timeout, and closes; the reader notices the
+//! writer's end and unregisters.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use center_bus::{
+    ErrorCode, Reply, Request,
+    frame::{FrameError, encode_frame, read_frame},
+    wire::PROTOCOL_VERSION,
+};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream, unix::OwnedWriteHalf},
+    sync::{Semaphore, mpsc, oneshot},
+    task::JoinHandle,
+};
+
+use super::{Answer, Broker, Outgoing};
+
+/// How long a last error frame may take to leave before the socket is closed.
+const LAST_WORDS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Who is on the other end, as the kernel says.
+#[derive(Debug, Clone, Copy)]
+struct Creds {
+    uid: u32,
+    pid: i32,
+}
+
+/// Accepts connections until `shutdown` completes.
+pub async fn serve(
+    listener: UnixListener,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(broker.limits().max_connections));
+    let mut next_id: u64 = 0;
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Out of descriptors or memory: back off briefly instead of spinning.
+                tracing::error!(error = %err, "bus accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        next_id += 1;
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let broker = broker.clone();
+                tokio::spawn(async move {
+                    handle(stream, next_id, &broker).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(
+                    limit = broker.limits().max_connections,
+                    "bus connection refused: too many connections"
+                );
+                tokio::spawn(async move {
+                    let (_, mut writer) = stream.into_split();
+                    let message = "the bus is at its connection limit; try again later".to_owned();
+                    last_words(
+                        &mut writer,
+                        Reply::Error {
+                            id: None,
+                            code: ErrorCode::TooManyConnections,
+                            message,
+                        },
+                    )
+                    .await;
+                });
+            }
+        }
+    }
+}
+
+async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
+    let creds = match getsockopt(&stream, PeerCredentials) {
+        Ok(cred) => Creds {
+            uid: cred.uid(),
+            pid: cred.pid(),
+        },
+        Err(err) => {
+            tracing::warn!(error = %err, "bus connection without credentials closed");
+            return;
+        }
+    };
+    let limits = broker.limits().clone();
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+
+    // Hello: the first frame, within the hello timeout.
+    let hello = match tokio::time::timeout(
+        limits.hello_timeout,
+        read_frame(&mut reader, limits.max_frame),
+    )
+    .await
+    {
+        Err(_) => Err((
+            ErrorCode::Timeout,
+            "no hello within the time allowed".to_owned(),
+        )),
+        Ok(Err(err)) => Err(frame_refusal(&err)),
+        Ok(Ok(body)) => match serde_json::from_slice::<Request>(&body) {
+            Ok(Request::Hello { service, protocol }) if protocol == PROTOCOL_VERSION => Ok(service),
+            Ok(Request::Hello { protocol, .. }) => Err((
+                ErrorCode::Protocol,
+                format!(
+                    "bus protocol {protocol} is not supported; this broker speaks {PROTOCOL_VERSION}"
+                ),
+            )),
+            Ok(_) => Err((
+                ErrorCode::Protocol,
+                "the first frame must be hello".to_owned(),
+            )),
+            Err(err) => Err((ErrorCode::Malformed, format!("bad hello: {err}"))),
+        },
+    };
+    let service = match hello.and_then(|service| {
+        broker
+            .rights(creds.uid, &service)
+            .map(|rights| (service, rights))
+    }) {
+        Ok((service, rights)) => (service, rights),
+        Err((code, message)) => {
+            tracing::warn!(uid = creds.uid, pid = creds.pid, %code, message, "bus hello refused");
+            last_words(
+                &mut writer,
+                Reply::Error {
+                    id: None,
+                    code,
+                    message,
+                },
+            )
+            .await;
+            return;
+        }
+    };
+    let (service, (receive, send)) = service;
+
+    let (queue, queue_rx) = mpsc::channel(limits.queue_depth);
+    let (kick, kick_rx) = oneshot::channel();
+    let welcome = Reply::Welcome {
+        service: service.clone(),
+        uid: creds.uid,
+        pid: creds.pid,
+        peer: broker.peer.to_string(),
+        max_frame: limits.max_frame,
+        receive: receive.clone(),
+        send: send.clone(),
+    };
+    // The queue is empty, so this cannot fail.
+    let _ = queue.try_send(Outgoing::Frame(Arc::new(
+        encode_frame(&welcome.to_bytes()).unwrap_or_default(),
+    )));
+    broker.register(id, &service, receive, queue.clone(), kick);
+    tracing::debug!(
+        uid = creds.uid,
+        pid = creds.pid,
+        service,
+        "bus client connected"
+    );
+    let mut writer_task: JoinHandle<()> = tokio::spawn(write_loop(writer, queue_rx, kick_rx));
+
+    loop {
+        // Waiting for the next frame may take forever (an idle subscriber);
+        // once its first byte is here, the whole frame must follow in time.
+        let started = tokio::select! {
+            _ = &mut writer_task => break,
+            started = reader.fill_buf() => started.map(|buf| !buf.is_empty()),
+        };
+        let body = match started {
+            Ok(true) => tokio::select! {
+                _ = &mut writer_task => break,
+                read = tokio::time::timeout(limits.frame_timeout, read_frame(&mut reader, limits.max_frame)) => read,
+            },
+            Ok(false) | Err(_) => break,
+        };
+        let body = match body {
+            Ok(Ok(body)) => body,
+            Ok(Err(FrameError::Closed)) => break,
+            Ok(Err(err)) => {
+                // A framing problem: the stream can no longer be trusted.
+                let (code, message) = frame_refusal(&err);
+                tracing::warn!(uid = creds.uid, pid = creds.pid, service, %code, message, "bus connection closed");
+                broker.kick_conn(id, code, message);
+                let _ = (&mut writer_task).await;
+                break;
+            }
+            Err(_) => {
+                let message = "frame did not arrive in time".to_owned();
+                tracing::warn!(
+                    uid = creds.uid,
+                    pid = creds.pid,
+                    service,
+                    message,
+                    "bus connection closed"
+                );
+                broker.kick_conn(id, ErrorCode::Timeout, message);
+                let _ = (&mut writer_task).await;
+                break;
+            }
+        };
+        let reply = match dispatch(broker, id, creds, &send, &body) {
+            Ok(reply) => reply,
+            Err((code, message)) => {
+                tracing::warn!(uid = creds.uid, pid = creds.pid, service, %code, message, "bus request refused");
+                Reply::Error {
+                    id: request_id(&body),
+                    code,
+                    message,
+                }
+            }
+        };
+        if queue
+            .try_send(Outgoing::Frame(Arc::new(
+                encode_frame(&reply.to_bytes()).unwrap_or_default(),
+            )))
+            .is_err()
+        {
+            broker.kick_conn(
+                id,
+                ErrorCode::QueueFull,
+                "disconnected: replies were waiting unread".to_owned(),
+            );
+        }
+    }
+    broker.unregister(id);
+    drop(queue);
+    writer_task.abort();
+    tracing::debug!(uid = creds.uid, pid = creds.pid, service, "bus client gone");
+}
+
+/// Handles one request frame after hello.
+fn dispatch(
+    broker: &Broker,
+    conn: u64,
+    creds: Creds,
+    send: &[center_bus::Pattern],
+    body: &[u8],
+) -> Answer {
+    let request: Request = serde_json::from_slice(body)
+        .map_err(|err| (ErrorCode::Malformed, format!("bad request: {err}")))?;
+    match request {
+        Request::Hello { .. } => Err((
+            ErrorCode::Protocol,
+            "hello was already said on this connection".to_owned(),
+        )),
+        Request::Subscribe { id, patterns } => {
+            broker.subscribe(conn, patterns)?;
+            Ok(Reply::Ok { id, grants: None })
+        }
+        Request::Publish {
+            id,
+            name,
+            data,
+            to,
+            ttl_ms,
+        } => broker.publish(send, id, &name, data, to.as_deref(), ttl_ms),
+        Request::Admin { op, .. } if creds.uid != 0 => Err((
+            ErrorCode::NotRoot,
+            format!(
+                "only root may change or list grants (this is uid {}); {}",
+                creds.uid,
+                admin_name(&op)
+            ),
+        )),
+        Request::Admin { id, op } => broker.admin(conn, id, op),
+    }
+}
+
+fn admin_name(op: &center_bus::AdminOp) -> &'static str {
+    match op {
+        center_bus::AdminOp::Approve { .. } => "approve refused",
+        center_bus::AdminOp::Revoke { .. } => "revoke refused",
+        center_bus::AdminOp::List {} => "list refused",
+    }
+}
+
+/// The `id` of a request, if it has one, so a refusal can name it even when
+/// the rest of the frame is unusable.
+fn request_id(body: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("id")?
+        .as_u64()
+}
+
+fn frame_refusal(err: &FrameError) -> (ErrorCode, String) {
+    match err {
+        FrameError::Oversize { .. } => (ErrorCode::Oversize, err.to_string()),
+        _ => (ErrorCode::Malformed, err.to_string()),
+    }
+}
+
+/// The writer task: sends queued frames in order until the queue closes or
+/// the connection is kicked; a kick's error frame is the last thing written.
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Outgoing>,
+    mut kick: oneshot::Receiver<Reply>,
+) {
+    loop {
+        let item = tokio::select! {
+            biased;
+            last = &mut kick => {
+                if let Ok(reply) = last {
+                    last_words(&mut writer, reply).await;
+                }
+                return;
+            }
+            item = queue.recv() => item,
+        };
+        let Some(Outgoing::Frame(frame)) = item else {
+            break;
+        };
+        let mut write = std::pin::pin!(writer.write_all(&frame));
+        tokio::select! {
+            biased;
+            last = &mut kick => {
+                // Kicked in the middle of a frame: finish it if the client
+                // reads within the grace time, so the last words are framed.
+                let finished = tokio::time::timeout(LAST_WORDS_TIMEOUT, &mut write).await;
+                if let (Ok(Ok(())), Ok(reply)) = (finished, last) {
+                    last_words(&mut writer, reply).await;
+                }
+                return;
+            }
+            written = &mut write => if written.is_err() { return },
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Writes one last error frame, giving up after a short time, and closes.
+async fn last_words(writer: &mut OwnedWriteHalf, reply: Reply) {
+    if let Ok(frame) = encode_frame(&reply.to_bytes()) {
+        let _ = tokio::time::timeout(LAST_WORDS_TIMEOUT, writer.write_all(&frame)).await;
+    }
+    let _ = tokio::time::timeout(LAST_WORDS_TIMEOUT, writer.shutdown()).await;
+}

@@ -1,0 +1,401 @@
+//! The local bus broker: who is connected, what each may receive, and fan-out
+//! of published events to matching subscribers.
+//!
+//! The broker trusts nothing a client says about itself: the uid comes from
+//! the kernel (`SO_PEERCRED`, read in `conn`), and the service name a client
+//! gives is honoured only if the sysadmin granted it to that uid. Root is the
+//! sysadmin and may speak for any service with every right.
+//!
+//! Memory is bounded: every subscriber has a queue of `queue_depth` frames;
+//! a subscriber whose queue is full is disconnected with a `queue-full` error
+//! and a log line, never waited for. Frames are encoded once and shared.
+//!
+//! The broker does not execute anything on behalf of a message: events are
+//! data, consumers decide.
+
+mod conn;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use center_bus::{ErrorCode, Pattern, Reply, frame::encode_frame, pattern::any_matches};
+use center_proto::{Destination, Envelope, EventName, Limits, Meta, PeerId, Timestamp};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::grants::GrantStore;
+pub use conn::serve;
+
+/// Lifetime of a published event when the publisher gives none.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How the broker is sized; from the `[bus]` section of the config.
+#[derive(Debug, Clone)]
+pub struct BusLimits {
+    pub max_frame: u32,
+    pub queue_depth: usize,
+    pub max_connections: usize,
+    /// How long a new connection may take to say hello.
+    pub hello_timeout: Duration,
+    /// How long one frame may take to arrive once it has started.
+    pub frame_timeout: Duration,
+}
+
+/// Something queued for a connection's writer task.
+#[derive(Debug)]
+enum Outgoing {
+    /// An encoded frame (length prefix included), shared between subscribers.
+    Frame(Arc<Vec<u8>>),
+}
+
+/// A connected, subscribed client as the broker sees it.
+struct Subscriber {
+    service: String,
+    /// What it subscribed to (always inside `receive`).
+    patterns: Vec<Pattern>,
+    /// What its grant lets it receive.
+    receive: Vec<Pattern>,
+    /// Its writer task's queue.
+    queue: mpsc::Sender<Outgoing>,
+    /// Fired to make the connection send a last error frame and close.
+    kick: Option<oneshot::Sender<Reply>>,
+}
+
+/// Shared state of the broker. One per dispatchd.
+pub struct Broker {
+    peer: PeerId,
+    limits: BusLimits,
+    /// Grants; the lock is held only for lookups and for the file write of an
+    /// admin change (rare, and the write is small).
+    grants: Mutex<GrantStore>,
+    /// Live connections by connection number. Lock held only to look up or
+    /// push frames with `try_send`, never across an await.
+    subscribers: Mutex<HashMap<u64, Subscriber>>,
+}
+
+/// The result of handling one request: the reply to send back.
+type Answer = Result<Reply, (ErrorCode, String)>;
+
+impl Broker {
+    pub fn new(peer: PeerId, limits: BusLimits, grants: GrantStore) -> Broker {
+        Broker {
+            peer,
+            limits,
+            grants: Mutex::new(grants),
+            subscribers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn limits(&self) -> &BusLimits {
+        &self.limits
+    }
+
+    fn subscribers(&self) -> MutexGuard<'_, HashMap<u64, Subscriber>> {
+        // A poisoned lock means a panic elsewhere; the map itself is still sound.
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn grant_store(&self) -> MutexGuard<'_, GrantStore> {
+        self.grants
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The rights of `service` spoken by `uid`, or why it is refused.
+    fn rights(
+        &self,
+        uid: u32,
+        service: &str,
+    ) -> Result<(Vec<Pattern>, Vec<Pattern>), (ErrorCode, String)> {
+        center_bus::wire::check_service_name(service)
+            .map_err(|reason| (ErrorCode::Malformed, reason))?;
+        if uid == 0 {
+            let all =
+                vec![Pattern::parse("*").map_err(|err| (ErrorCode::Internal, err.to_string()))?];
+            return Ok((all.clone(), all));
+        }
+        match self.grant_store().get(service) {
+            Some(grant) if grant.uid == uid => Ok((grant.receive.clone(), grant.send.clone())),
+            Some(grant) => Err((
+                ErrorCode::NotApproved,
+                format!(
+                    "service `{service}` is approved for uid {}, not for uid {uid}; the sysadmin can change that with \
+                     `centerctl service approve {service} --user {uid} …`",
+                    grant.uid
+                ),
+            )),
+            None => Err((
+                ErrorCode::NotApproved,
+                format!(
+                    "service `{service}` is not approved on this peer for uid {uid}; ask the sysadmin to run \
+                     `centerctl service approve {service} --user {uid} --receive PATTERN… --send PATTERN…`"
+                ),
+            )),
+        }
+    }
+
+    /// Registers a connection (not yet subscribed to anything).
+    fn register(
+        &self,
+        id: u64,
+        service: &str,
+        receive: Vec<Pattern>,
+        queue: mpsc::Sender<Outgoing>,
+        kick: oneshot::Sender<Reply>,
+    ) {
+        let subscriber = Subscriber {
+            service: service.to_owned(),
+            patterns: Vec::new(),
+            receive,
+            queue,
+            kick: Some(kick),
+        };
+        self.subscribers().insert(id, subscriber);
+    }
+
+    fn unregister(&self, id: u64) {
+        self.subscribers().remove(&id);
+    }
+
+    /// Adds patterns to a connection's subscription if its grant covers them.
+    fn subscribe(&self, id: u64, patterns: Vec<Pattern>) -> Result<(), (ErrorCode, String)> {
+        let mut subscribers = self.subscribers();
+        let Some(subscriber) = subscribers.get_mut(&id) else {
+            return Err((ErrorCode::Internal, "connection is closing".to_owned()));
+        };
+        if let Some(outside) = patterns
+            .iter()
+            .find(|p| !center_bus::pattern::granted(&subscriber.receive, p))
+        {
+            return Err((
+                ErrorCode::OutOfGrant,
+                format!(
+                    "service `{}` may not receive `{outside}`: its grant allows only [{}]",
+                    subscriber.service,
+                    join(&subscriber.receive)
+                ),
+            ));
+        }
+        for pattern in patterns {
+            if !subscriber.patterns.contains(&pattern) {
+                subscriber.patterns.push(pattern);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks and builds the envelope of a publication.
+    fn envelope(
+        &self,
+        send: &[Pattern],
+        name: &str,
+        data: Value,
+        to: Option<&str>,
+        ttl_ms: Option<u64>,
+    ) -> Result<Envelope, (ErrorCode, String)> {
+        let bad = |message: String| (ErrorCode::BadEvent, message);
+        let name = EventName::parse(name).map_err(|err| bad(err.to_string()))?;
+        if !any_matches(send, name.as_str()) {
+            return Err((
+                ErrorCode::OutOfGrant,
+                format!(
+                    "may not send `{name}`: the grant allows only [{}]",
+                    join(send)
+                ),
+            ));
+        }
+        let to = match to {
+            None => Destination::Broadcast,
+            Some(text) => Destination::Peer(
+                text.parse()
+                    .map_err(|err| bad(format!("bad `to`: {err}")))?,
+            ),
+        };
+        let ttl = ttl_ms.map_or(DEFAULT_TTL, Duration::from_millis);
+        if ttl.is_zero() || ttl > Limits::DEFAULT.max_lifetime {
+            return Err(bad(format!(
+                "lifetime must be between 1 ms and {} s",
+                Limits::DEFAULT.max_lifetime.as_secs()
+            )));
+        }
+        let iat = Timestamp::now();
+        let envelope = Envelope {
+            name,
+            meta: Meta {
+                from: self.peer,
+                to,
+                iat,
+                exp: iat.saturating_add(ttl),
+            },
+            data,
+        };
+        // The same strict rules a remote envelope meets (object data, integer
+        // numbers, depth), so nothing leaves this peer that others would refuse.
+        Envelope::from_value(envelope.to_value(), iat, &Limits::DEFAULT)
+            .map_err(|err| bad(err.to_string()))
+    }
+
+    /// Delivers an envelope to every local subscriber that wants it; too-slow
+    /// subscribers are disconnected. Returns how many received it.
+    fn fan_out(&self, envelope: &Envelope) -> Result<usize, (ErrorCode, String)> {
+        let body = Reply::Event {
+            event: envelope.to_value(),
+        }
+        .to_bytes();
+        if body.len() > self.limits.max_frame as usize {
+            return Err((
+                ErrorCode::BadEvent,
+                format!(
+                    "event of {} bytes is over the bus limit of {} bytes",
+                    body.len(),
+                    self.limits.max_frame
+                ),
+            ));
+        }
+        let frame =
+            Arc::new(encode_frame(&body).map_err(|err| (ErrorCode::Internal, err.to_string()))?);
+        let name = envelope.name.as_str();
+        let mut delivered = 0;
+        let mut subscribers = self.subscribers();
+        for subscriber in subscribers.values_mut() {
+            if !any_matches(&subscriber.patterns, name) || !any_matches(&subscriber.receive, name) {
+                continue;
+            }
+            match subscriber.queue.try_send(Outgoing::Frame(frame.clone())) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let message = format!(
+                        "disconnected: {} events were waiting unread; read faster or subscribe to less",
+                        self.limits.queue_depth
+                    );
+                    tracing::warn!(
+                        service = subscriber.service,
+                        queue_depth = self.limits.queue_depth,
+                        "slow subscriber disconnected"
+                    );
+                    kick(subscriber, ErrorCode::QueueFull, message);
+                }
+                // The connection is going away; it unregisters itself.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Handles a publication from a connection with rights `send`.
+    fn publish(
+        &self,
+        send: &[Pattern],
+        id: u64,
+        name: &str,
+        data: Value,
+        to: Option<&str>,
+        ttl_ms: Option<u64>,
+    ) -> Answer {
+        let envelope = self.envelope(send, name, data, to, ttl_ms)?;
+        match envelope.meta.to {
+            Destination::Broadcast => {}
+            Destination::Peer(peer) if peer == self.peer => {}
+            Destination::Peer(peer) => {
+                return Err((
+                    ErrorCode::Unreachable,
+                    format!(
+                        "peer {peer} is not in this peer's roster; direct messages reach only known peers"
+                    ),
+                ));
+            }
+        }
+        self.fan_out(&envelope)?;
+        Ok(Reply::Ok { id, grants: None })
+    }
+
+    /// Handles a sysadmin request from connection `conn`; the caller has
+    /// checked that uid is 0.
+    fn admin(&self, conn: u64, id: u64, op: center_bus::AdminOp) -> Answer {
+        use center_bus::AdminOp;
+        let internal = |err: crate::grants::GrantError| {
+            tracing::error!(error = %err, "grant change failed");
+            (ErrorCode::Internal, err.to_string())
+        };
+        match op {
+            AdminOp::List {} => Ok(Reply::Ok {
+                id,
+                grants: Some(self.grant_store().list()),
+            }),
+            AdminOp::Approve { grant } => {
+                center_bus::wire::check_service_name(&grant.service)
+                    .map_err(|reason| (ErrorCode::Malformed, reason))?;
+                let service = grant.service.clone();
+                tracing::info!(service, uid = grant.uid, receive = %join(&grant.receive), send = %join(&grant.send), "service approved");
+                self.grant_store()
+                    .approve(grant.clone())
+                    .map_err(internal)?;
+                self.kick_service(
+                    &service,
+                    conn,
+                    "the sysadmin changed this service's grant; reconnect to use it",
+                );
+                Ok(Reply::Ok {
+                    id,
+                    grants: Some(vec![grant]),
+                })
+            }
+            AdminOp::Revoke { service } => {
+                if !self.grant_store().revoke(&service).map_err(internal)? {
+                    return Err((
+                        ErrorCode::NotFound,
+                        format!("service `{service}` has no grant on this peer"),
+                    ));
+                }
+                tracing::info!(service, "service revoked");
+                self.kick_service(&service, conn, "the sysadmin revoked this service's grant");
+                Ok(Reply::Ok { id, grants: None })
+            }
+        }
+    }
+
+    /// Closes one connection with a last error frame.
+    fn kick_conn(&self, id: u64, code: ErrorCode, message: String) {
+        if let Some(subscriber) = self.subscribers().get_mut(&id) {
+            kick(subscriber, code, message);
+        }
+    }
+
+    /// Closes every connection speaking for `service` (root's included), so
+    /// new rights take effect at once; except `requester`, the connection
+    /// that asked for the change, which must get its answer.
+    fn kick_service(&self, service: &str, requester: u64, message: &str) {
+        let mut subscribers = self.subscribers();
+        let affected = subscribers
+            .iter_mut()
+            .filter(|(id, s)| **id != requester && s.service == service);
+        for (_, subscriber) in affected {
+            kick(subscriber, ErrorCode::GrantChanged, message.to_owned());
+        }
+    }
+}
+
+fn kick(subscriber: &mut Subscriber, code: ErrorCode, message: String) {
+    subscriber.patterns.clear();
+    if let Some(kick) = subscriber.kick.take() {
+        // The connection may already be gone; then there is nobody to tell.
+        let _ = kick.send(Reply::Error {
+            id: None,
+            code,
+            message,
+        });
+    }
+}
+
+fn join(patterns: &[Pattern]) -> String {
+    patterns
+        .iter()
+        .map(Pattern::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,38 @@
+//! dispatchd's view of the peer configuration: the settings it uses, derived
+//! once from the shared `center.toml`.
+
+use std::{path::PathBuf, time::Duration};
+
+use center_config::Config;
+use center_proto::PeerId;
+
+use crate::bus::BusLimits;
+
+/// Everything dispatchd needs to run.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    pub peer: PeerId,
+    /// dispatchd's own state directory (`state_dir/dispatchd`).
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub socket_mode: u32,
+    pub bus: BusLimits,
+}
+
+impl DispatchConfig {
+    pub fn from_config(config: &Config) -> DispatchConfig {
+        DispatchConfig {
+            peer: config.peer.uuid,
+            state_dir: config.paths.daemon_state("dispatchd"),
+            socket: config.bus.socket.clone(),
+            socket_mode: config.bus.socket_mode,
+            bus: BusLimits {
+                max_frame: config.bus.max_frame_bytes,
+                queue_depth: config.bus.queue_depth,
+                max_connections: config.bus.max_connections,
+                hello_timeout: Duration::from_secs(5),
+                frame_timeout: Duration::from_secs(10),
+            },
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! `dispatchd`: the dispatcher of a center peer. Today it hosts the local bus
+//! (a Unix socket) that every daemon and service talks through; the wire
+//! protocol to other peers and the feeds join it in later CEPs.
+//!
+//! The dispatcher delivers; it never executes anything a message asks for.
+//!
+//! # Layout
+//! - [`config`]: the settings dispatchd derives from `center.toml`.
+//! - [`listener`]: the bus socket, from systemd or bound here.
+//! - [`grants`]: the sysadmin's service grants, persisted atomically.
+//! - [`bus`]: the broker and its connections.
+
+pub mod bus;
+pub mod config;
+pub mod grants;
+pub mod listener;
+
+use std::{future::Future, sync::Arc};
+
+use anyhow::Context;
+
+use crate::{bus::Broker, config::DispatchConfig, grants::GrantStore};
+
+/// Runs dispatchd until `shutdown` completes. `ready` is called once the bus
+/// accepts connections (main sends `READY=1` there).
+pub async fn run(
+    config: DispatchConfig,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(),
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.state_dir).with_context(|| {
+        format!(
+            "cannot create state directory {}",
+            config.state_dir.display()
+        )
+    })?;
+    let grants = GrantStore::open(&config.state_dir)?;
+    let socket = listener::open(&config.socket, config.socket_mode)?;
+    socket
+        .listener
+        .set_nonblocking(true)
+        .context("cannot make the bus socket non-blocking")?;
+    let listener = tokio::net::UnixListener::from_std(socket.listener)
+        .context("cannot register the bus socket")?;
+    let broker = Arc::new(Broker::new(config.peer, config.bus.clone(), grants));
+    tracing::info!(socket = %config.socket.display(), peer = %config.peer, "bus listening");
+    ready();
+    bus::serve(listener, broker, shutdown).await;
+    if let Some(path) = socket.owned_path {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("dispatchd stopped");
+    Ok(())
+}
