@@ -1,0 +1,108 @@
+//! The command-line grammar: noun-verb commands, defined once with clap.
+//! Only parsing lives here; each noun's module does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Operate a center peer: its bus, its services, its configuration.
+#[derive(Parser, Debug)]
+#[command(version, propagate_version = true)]
+pub struct Cli {
+    /// The peer's configuration file.
+    #[arg(long, global = true, default_value = center_config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Print JSON for scripts instead of tables for humans.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Approve, list and revoke the services allowed on the local bus.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Publish events and watch them flow on the local bus.
+    #[command(subcommand)]
+    Bus(BusCommand),
+    /// Check the configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Allow a Unix account to speak for a service, receiving and sending the given event names.
+    Approve {
+        /// The service name (a-z, 0-9, '-').
+        name: String,
+        /// The Unix account (name or uid) the service runs as.
+        #[arg(long)]
+        user: String,
+        /// Event-name patterns it may receive (`account.*`, `*`, exact names).
+        #[arg(long, num_args = 1..)]
+        receive: Vec<String>,
+        /// Event-name patterns it may send.
+        #[arg(long, num_args = 1..)]
+        send: Vec<String>,
+        /// Check and show what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List approved services.
+    List,
+    /// Remove a service's grant; its connections are closed.
+    Revoke {
+        name: String,
+        /// Check and show what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BusCommand {
+    /// Publish one event (broadcast, or a direct message with --to).
+    Publish {
+        /// The event name.
+        name: String,
+        /// The payload, a JSON object.
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// Send to this peer (a UUID) instead of broadcasting.
+        #[arg(long)]
+        to: Option<String>,
+        /// Lifetime in seconds (default: one day).
+        #[arg(long)]
+        ttl: Option<u64>,
+        #[command(flatten)]
+        speaker: Speaker,
+    },
+    /// Print events as they arrive.
+    Tail {
+        /// Event-name patterns (`*` for everything the grant allows).
+        #[arg(required = true)]
+        patterns: Vec<String>,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        speaker: Speaker,
+    },
+}
+
+/// Which service the command speaks for on the bus.
+#[derive(Args, Debug)]
+pub struct Speaker {
+    /// The service name to speak for (it must be approved for your account).
+    #[arg(long, default_value = "centerctl")]
+    pub service: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Parse and validate the configuration; print its main settings.
+    Check,
+}

@@ -1,0 +1,32 @@
+//! `centerctl config …`: checks the configuration file without touching
+//! anything else.
+
+use crate::cli::{Cli, ConfigCommand};
+
+pub fn run(cli: &Cli, command: &ConfigCommand) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Check => {
+            let config = center_config::Config::load(&cli.config)?;
+            if cli.json {
+                let doc = serde_json::json!({
+                    "config": config.source,
+                    "name": config.peer.name,
+                    "uuid": config.peer.uuid.to_string(),
+                    "address": config.peer.address.to_string(),
+                    "state_dir": config.paths.state_dir,
+                    "center_root": config.paths.center_root,
+                    "bus_socket": config.bus.socket,
+                });
+                println!("{doc}");
+            } else {
+                println!("config {} is valid", config.source.display());
+                println!(
+                    "peer {} ({}) at {}",
+                    config.peer.name, config.peer.uuid, config.peer.address
+                );
+                println!("bus socket {}", config.bus.socket.display());
+            }
+            Ok(())
+        }
+    }
+}

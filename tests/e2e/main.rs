@@ -1,0 +1,7 @@
+//! End-to-end tests: real daemons on a local test network, checked with
+//! independent clients, plus the tidy checks of the whole tree.
+
+mod bus;
+mod support;
+mod testnet;
+mod tidy;
