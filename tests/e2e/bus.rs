@@ -312,6 +312,23 @@ fn hostile_frames_are_refused_and_the_broker_keeps_serving() {
     raw.send(&json!({"type": "hello", "service": "old", "protocol": 99}));
     assert_eq!(raw.recv().unwrap()["code"], "protocol");
 
+    // An array is not a frame, even if serde could read it as one.
+    let (mut raw, _) = Raw::hello(alpha, "raw");
+    raw.send(&json!(["subscribe", 1, ["*"]]));
+    assert_eq!(raw.recv().unwrap()["code"], "malformed");
+    // Duplicate keys are ambiguous: refused, not collapsed.
+    raw.send_bytes(br#"{"type":"publish","id":3,"name":"still.dup","data":{"a":1,"a":2}}"#);
+    let reply = raw.recv().unwrap();
+    assert_eq!(reply["code"], "malformed", "{reply}");
+    // "*" is the broadcast destination, as in the envelope.
+    raw.send(&json!({"type": "publish", "id": 4, "name": "dup.ok", "data": {}, "to": "*"}));
+    assert_eq!(raw.recv().unwrap()["type"], "ok");
+
+    // A line break in client text cannot forge a log line.
+    let mut raw = Raw::connect(alpha);
+    raw.send(&json!({"type": "hello", "service": "x\nFORGED-LOG-LINE", "protocol": 1}));
+    assert_eq!(raw.recv().unwrap()["code"], "malformed");
+
     // After all that, the broker still serves.
     publish(&net, alpha, "still.alive", "{}");
     assert_eq!(watcher.next()["name"], "still.alive");

@@ -115,3 +115,60 @@ fn fuzz_body_survives_seed_inputs() {
         crate::fuzz::bus_request(&seed);
     }
 }
+
+/// Every frame of `CEPS/vectors/0004-bus.json` (CEP 4): a valid frame decodes
+/// and encodes back to the same JSON value; an invalid one is refused with the
+/// recorded message. The vectors must also show every frame type and every
+/// error code.
+#[test]
+fn cep4_vectors() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../CEPS/vectors/0004-bus.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    let vectors: Vec<serde_json::Value> =
+        serde_json::from_str(&text).expect("the vectors file is a JSON list");
+    let mut types = std::collections::BTreeSet::new();
+    let mut codes = std::collections::BTreeSet::new();
+    for vector in &vectors {
+        let name = vector["name"].as_str().expect("every vector has a name");
+        let frame = &vector["frame"];
+        let decoded = match vector["kind"].as_str() {
+            Some("request") => decode_vector::<Request>(frame),
+            Some("reply") => decode_vector::<Reply>(frame),
+            other => panic!("{name}: kind must be \"request\" or \"reply\", not {other:?}"),
+        };
+        match (vector["valid"].as_bool(), decoded) {
+            (Some(true), Ok(encoded)) => {
+                assert_eq!(
+                    &encoded, frame,
+                    "{name}: does not encode back to the same frame"
+                );
+                types.insert(format!(
+                    "{} {}",
+                    vector["kind"].as_str().unwrap_or_default(),
+                    frame["type"].as_str().unwrap_or_default()
+                ));
+                if let Some(code) = frame["code"].as_str() {
+                    codes.insert(code.to_owned());
+                }
+            }
+            (Some(false), Err(err)) => {
+                assert_eq!(Some(err.as_str()), vector["error"].as_str(), "{name}")
+            }
+            (valid, result) => panic!("{name}: `valid` is {valid:?} but decoding gave {result:?}"),
+        }
+    }
+    expect![[r#"reply error, reply event, reply ok, reply welcome, request admin, request hello, request publish, request subscribe"#]]
+        .assert_eq(&types.into_iter().collect::<Vec<_>>().join(", "));
+    expect![[r#"bad-event, grant-changed, internal, malformed, not-approved, not-found, not-root, out-of-grant, oversize, protocol, queue-full, timeout, too-many-connections, unreachable"#]]
+        .assert_eq(&codes.into_iter().collect::<Vec<_>>().join(", "));
+}
+
+/// Decodes one vector frame as `T` and encodes it again.
+fn decode_vector<T: serde::de::DeserializeOwned + serde::Serialize>(
+    frame: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let decoded: T = serde_json::from_value(frame.clone()).map_err(|err| err.to_string())?;
+    Ok(serde_json::to_value(&decoded).expect("a decoded frame encodes"))
+}

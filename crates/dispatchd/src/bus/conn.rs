@@ -31,6 +31,9 @@ use super::{Answer, Broker, Outgoing};
 /// How long a last error frame may take to leave before the socket is closed.
 const LAST_WORDS_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A hello is small; an unauthenticated connection gets no bigger buffer.
+const HELLO_MAX_FRAME: u32 = 4096;
+
 /// Who is on the other end, as the kernel says.
 #[derive(Debug, Clone, Copy)]
 struct Creds {
@@ -111,7 +114,7 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
     // Hello: the first frame, within the hello timeout.
     let hello = match tokio::time::timeout(
         limits.hello_timeout,
-        read_frame(&mut reader, limits.max_frame),
+        read_frame(&mut reader, limits.max_frame.min(HELLO_MAX_FRAME)),
     )
     .await
     {
@@ -119,8 +122,16 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
             ErrorCode::Timeout,
             "no hello within the time allowed".to_owned(),
         )),
-        Ok(Err(err)) => Err(frame_refusal(&err)),
-        Ok(Ok(body)) => match serde_json::from_slice::<Request>(&body) {
+        Ok(Err(FrameError::Closed)) => {
+            // Someone checking whether the socket is alive; nothing to refuse.
+            tracing::debug!(
+                uid = creds.uid,
+                pid = creds.pid,
+                "bus connection closed before hello"
+            );
+            return;
+        }
+        Ok(Ok(body)) => match decode_request(&body) {
             Ok(Request::Hello { service, protocol }) if protocol == PROTOCOL_VERSION => Ok(service),
             Ok(Request::Hello { protocol, .. }) => Err((
                 ErrorCode::Protocol,
@@ -132,8 +143,9 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
                 ErrorCode::Protocol,
                 "the first frame must be hello".to_owned(),
             )),
-            Err(err) => Err((ErrorCode::Malformed, format!("bad hello: {err}"))),
+            Err((code, message)) => Err((code, format!("bad hello: {message}"))),
         },
+        Ok(Err(err)) => Err(frame_refusal(&err)),
     };
     let service = match hello.and_then(|service| {
         broker
@@ -142,7 +154,7 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
     }) {
         Ok((service, rights)) => (service, rights),
         Err((code, message)) => {
-            tracing::warn!(uid = creds.uid, pid = creds.pid, %code, message, "bus hello refused");
+            tracing::warn!(uid = creds.uid, pid = creds.pid, %code, reason = message.as_str(), "bus hello refused");
             last_words(
                 &mut writer,
                 Reply::Error {
@@ -201,7 +213,7 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
             Ok(Err(err)) => {
                 // A framing problem: the stream can no longer be trusted.
                 let (code, message) = frame_refusal(&err);
-                tracing::warn!(uid = creds.uid, pid = creds.pid, service, %code, message, "bus connection closed");
+                tracing::warn!(uid = creds.uid, pid = creds.pid, service, %code, reason = message.as_str(), "bus connection closed");
                 broker.kick_conn(id, code, message);
                 let _ = (&mut writer_task).await;
                 break;
@@ -212,7 +224,7 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
                     uid = creds.uid,
                     pid = creds.pid,
                     service,
-                    message,
+                    reason = message.as_str(),
                     "bus connection closed"
                 );
                 broker.kick_conn(id, ErrorCode::Timeout, message);
@@ -220,10 +232,16 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
                 break;
             }
         };
+        // A kicked connection (grant revoked, too slow) acts on nothing more,
+        // even while its last words are still being written.
+        if !broker.is_live(id) {
+            let _ = (&mut writer_task).await;
+            break;
+        }
         let reply = match dispatch(broker, id, creds, &send, &body) {
             Ok(reply) => reply,
             Err((code, message)) => {
-                tracing::warn!(uid = creds.uid, pid = creds.pid, service, %code, message, "bus request refused");
+                tracing::warn!(uid = creds.uid, pid = creds.pid, service, %code, reason = message.as_str(), "bus request refused");
                 Reply::Error {
                     id: request_id(&body),
                     code,
@@ -237,6 +255,12 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
             )))
             .is_err()
         {
+            tracing::warn!(
+                uid = creds.uid,
+                pid = creds.pid,
+                service,
+                "client disconnected: it does not read its replies"
+            );
             broker.kick_conn(
                 id,
                 ErrorCode::QueueFull,
@@ -258,8 +282,8 @@ fn dispatch(
     send: &[center_bus::Pattern],
     body: &[u8],
 ) -> Answer {
-    let request: Request = serde_json::from_slice(body)
-        .map_err(|err| (ErrorCode::Malformed, format!("bad request: {err}")))?;
+    let request = decode_request(body)
+        .map_err(|(code, message)| (code, format!("bad request: {message}")))?;
     match request {
         Request::Hello { .. } => Err((
             ErrorCode::Protocol,
@@ -294,6 +318,20 @@ fn admin_name(op: &center_bus::AdminOp) -> &'static str {
         center_bus::AdminOp::Revoke { .. } => "revoke refused",
         center_bus::AdminOp::List {} => "list refused",
     }
+}
+
+/// Decodes a request frame: a JSON object (serde would also take an array),
+/// no duplicate keys, integers only (CEP 2's rules), then the typed request.
+fn decode_request(body: &[u8]) -> Result<Request, (ErrorCode, String)> {
+    let value = center_proto::parse_canonical_value(body)
+        .map_err(|err| (ErrorCode::Malformed, err.to_string()))?;
+    if !value.is_object() {
+        return Err((
+            ErrorCode::Malformed,
+            "a frame must be a JSON object".to_owned(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|err| (ErrorCode::Malformed, err.to_string()))
 }
 
 /// The `id` of a request, if it has one, so a refusal can name it even when

@@ -211,10 +211,9 @@ impl Broker {
         }
         let to = match to {
             None => Destination::Broadcast,
-            Some(text) => Destination::Peer(
-                text.parse()
-                    .map_err(|err| bad(format!("bad `to`: {err}")))?,
-            ),
+            Some(text) => text
+                .parse::<Destination>()
+                .map_err(|err| bad(format!("bad `to`: {err}")))?,
         };
         let ttl = ttl_ms.map_or(DEFAULT_TTL, Duration::from_millis);
         if ttl.is_zero() || ttl > Limits::DEFAULT.max_lifetime {
@@ -357,6 +356,13 @@ impl Broker {
                 Ok(Reply::Ok { id, grants: None })
             }
         }
+    }
+
+    /// Whether a connection may still act (registered and not kicked).
+    fn is_live(&self, id: u64) -> bool {
+        self.subscribers()
+            .get(&id)
+            .is_some_and(|s| s.kick.is_some())
     }
 
     /// Closes one connection with a last error frame.
