@@ -93,7 +93,7 @@ fn unapproved_uid_is_refused_on_subscribe_and_publish() {
     ));
     let err = refused(ctl_as(&net, alpha, STRANGER, &["service", "list"]));
     assert!(
-        err.contains("only root may change or list grants (this is uid 60001)"),
+        err.contains("only root may manage grants and the roster (this is uid 60001)"),
         "{err}"
     );
     assert!(err.contains("(not-root)"), "{err}");

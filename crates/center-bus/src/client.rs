@@ -33,7 +33,7 @@ use tokio::{
 };
 
 use crate::{
-    AdminOp, ErrorCode, Grant, Pattern, Reply, Request,
+    AdminOp, ErrorCode, Grant, Pattern, PeerEntry, Reply, Request,
     frame::{DEFAULT_MAX_FRAME, FrameError, encode_frame, read_frame},
     wire::PROTOCOL_VERSION,
 };
@@ -70,6 +70,13 @@ pub struct Welcome {
     pub max_frame: u32,
     pub receive: Vec<Pattern>,
     pub send: Vec<Pattern>,
+}
+
+/// What a sysadmin operation answered (empty lists where it says nothing).
+#[derive(Debug, Clone, Default)]
+pub struct AdminReply {
+    pub grants: Vec<Grant>,
+    pub peers: Vec<PeerEntry>,
 }
 
 /// An event to publish.
@@ -184,15 +191,15 @@ impl Client {
         }
     }
 
-    /// Runs a sysadmin operation (root only). `List` returns the grants.
-    pub async fn admin(&mut self, op: AdminOp) -> Result<Vec<Grant>, BusError> {
+    /// Runs a sysadmin operation (root only).
+    pub async fn admin(&mut self, op: AdminOp) -> Result<AdminReply, BusError> {
         loop {
             let id = self.fresh_id();
             match self
                 .request(&Request::Admin { id, op: op.clone() }, id)
                 .await?
             {
-                Attempt::Done(grants) => return Ok(grants.unwrap_or_default()),
+                Attempt::Done(reply) => return Ok(reply),
                 Attempt::Retry(reason) => self.reconnect(&reason).await?,
             }
         }
@@ -240,7 +247,7 @@ impl Client {
         &mut self,
         request: &Request,
         id: u64,
-    ) -> Result<Attempt<Option<Vec<Grant>>>, BusError> {
+    ) -> Result<Attempt<AdminReply>, BusError> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(Attempt::Retry("not connected".to_owned()));
         };
@@ -263,8 +270,15 @@ impl Client {
             match conn.replies.recv().await {
                 None => return Ok(Attempt::Retry("connection closed".to_owned())),
                 Some(Err(reason)) => return Ok(Attempt::Retry(reason)),
-                Some(Ok(Reply::Ok { id: got, grants })) if got == id => {
-                    return Ok(Attempt::Done(grants));
+                Some(Ok(Reply::Ok {
+                    id: got,
+                    grants,
+                    peers,
+                })) if got == id => {
+                    return Ok(Attempt::Done(AdminReply {
+                        grants: grants.unwrap_or_default(),
+                        peers: peers.unwrap_or_default(),
+                    }));
                 }
                 Some(Ok(Reply::Error {
                     id: Some(got),

@@ -24,9 +24,9 @@ pub mod pattern;
 pub mod wire;
 
 pub use center_proto::{Destination, Envelope, EventName, PeerId, Timestamp};
-pub use client::{BusError, Client, ClientConfig, Publish, Welcome};
+pub use client::{AdminReply, BusError, Client, ClientConfig, Publish, Welcome};
 pub use pattern::Pattern;
-pub use wire::{AdminOp, ErrorCode, Grant, Reply, Request};
+pub use wire::{AdminOp, ErrorCode, Grant, PeerEntry, Reply, Request};
 
 #[cfg(test)]
 mod tests;

@@ -47,6 +47,24 @@ pub enum AdminOp {
     Revoke { service: String },
     /// Lists every grant.
     List {},
+    /// Verifies a peer's public description (what `centerctl peer whoami
+    /// --json` printed on that peer) and trusts it (CEP 5).
+    PeerAdd { description: Value },
+    /// Lists the roster.
+    PeerList {},
+}
+
+/// One trusted peer as the roster shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerEntry {
+    pub uuid: String,
+    pub name: String,
+    pub address: String,
+    /// The OpenPGP fingerprint of its certificate.
+    pub fingerprint: String,
+    /// When it was added, in ms since the Unix epoch.
+    pub added: u64,
 }
 
 /// What one service may do: which Unix account may speak for it, which event
@@ -80,6 +98,8 @@ pub enum Reply {
         id: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grants: Option<Vec<Grant>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peers: Option<Vec<PeerEntry>>,
     },
     /// An event for this subscriber: an RFC envelope (CEP 2).
     Event { event: Value },

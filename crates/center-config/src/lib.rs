@@ -3,18 +3,16 @@
 //!
 //! Parsing is strict (`deny_unknown_fields`), then [`Config::validate`]-style
 //! checks turn the raw file into a [`Config`] whose invariants hold: every path
-//! is absolute, numbers are in range, the peer id is well formed. Nothing here
+//! is absolute, numbers are in range. Who the peer is (its UUID, name,
+//! address and keys) is not configuration: `centerctl init` makes that
+//! identity once and keeps it in the state directory. Nothing here
 //! opens sockets or creates directories; the daemons do that.
 //!
 //! The file format is documented in `etc/center.toml`, the example shipped
 //! with the package.
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
-use center_proto::PeerId;
 use serde::Deserialize;
 
 /// Where packages and units expect the file.
@@ -25,19 +23,8 @@ pub const DEFAULT_PATH: &str = "/etc/center/center.toml";
 pub struct Config {
     /// Where this configuration was read from (for messages).
     pub source: PathBuf,
-    pub peer: Peer,
     pub paths: Paths,
     pub bus: Bus,
-}
-
-/// Who this peer is.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    /// A short human name, shown in tables (`alpha`, `tilde.example`).
-    pub name: String,
-    pub uuid: PeerId,
-    /// The address other peers reach this peer's dispatcher at.
-    pub address: SocketAddr,
 }
 
 /// Filesystem locations. All absolute.
@@ -53,6 +40,18 @@ impl Paths {
     /// The state directory of one daemon, e.g. `/var/lib/center/dispatchd`.
     pub fn daemon_state(&self, daemon: &str) -> PathBuf {
         self.state_dir.join(daemon)
+    }
+
+    /// This peer's identity (keys; dispatchd's, mode 0700), made by
+    /// `centerctl init`.
+    pub fn identity_dir(&self) -> PathBuf {
+        self.daemon_state("dispatchd").join("identity")
+    }
+
+    /// This peer's public description (what `centerctl peer whoami` prints),
+    /// readable by every local user.
+    pub fn description_file(&self) -> PathBuf {
+        self.daemon_state("dispatchd").join("description.json")
     }
 }
 
@@ -113,18 +112,9 @@ impl Config {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    peer: RawPeer,
     paths: RawPaths,
     #[serde(default)]
     bus: RawBus,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPeer {
-    name: String,
-    uuid: String,
-    address: String,
 }
 
 #[derive(Deserialize)]
@@ -189,30 +179,6 @@ impl RawConfig {
             field,
             reason,
         };
-        let name = self.peer.name;
-        if name.is_empty()
-            || name.len() > 63
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-        {
-            return Err(invalid(
-                "peer.name",
-                "must be 1 to 63 characters of letters, digits, '.' and '-'".to_owned(),
-            ));
-        }
-        let uuid: PeerId = self.peer.uuid.parse().map_err(|err| {
-            invalid(
-                "peer.uuid",
-                format!("is not a lowercase hyphenated UUID: {err}"),
-            )
-        })?;
-        let address: SocketAddr = self.peer.address.parse().map_err(|_| {
-            invalid(
-                "peer.address",
-                "must be IP:PORT, e.g. 127.0.0.1:7350".to_owned(),
-            )
-        })?;
         for (field, path) in [
             ("paths.state_dir", &self.paths.state_dir),
             ("paths.center_root", &self.paths.center_root),
@@ -274,11 +240,6 @@ impl RawConfig {
         )?;
         Ok(Config {
             source: source.to_owned(),
-            peer: Peer {
-                name,
-                uuid,
-                address,
-            },
             paths: Paths {
                 state_dir: self.paths.state_dir,
                 center_root: self.paths.center_root,

@@ -7,11 +7,6 @@ use expect_test::{Expect, expect};
 use crate::Config;
 
 const GOOD: &str = r#"
-[peer]
-name = "alpha"
-uuid = "6f1c0d52-8d3e-4a57-9a43-3f0e5e1f2a10"
-address = "127.0.0.1:7350"
-
 [paths]
 state_dir = "/var/lib/center"
 center_root = "/center"
@@ -20,10 +15,8 @@ center_root = "/center"
 fn check(text: &str, expect: Expect) {
     let actual = match Config::parse(text, Path::new("/etc/center/center.toml")) {
         Ok(config) => format!(
-            "ok {} {} {} socket={} mode={:o} frame={} queue={} conns={}",
-            config.peer.name,
-            config.peer.uuid,
-            config.peer.address,
+            "ok {} socket={} mode={:o} frame={} queue={} conns={}",
+            config.paths.state_dir.display(),
             config.bus.socket.display(),
             config.bus.socket_mode,
             config.bus.max_frame_bytes,
@@ -39,9 +32,9 @@ fn check(text: &str, expect: Expect) {
 fn defaults_fill_the_bus_section() {
     check(
         GOOD,
-        expect![[
-            r#"ok alpha 6f1c0d52-8d3e-4a57-9a43-3f0e5e1f2a10 127.0.0.1:7350 socket=/run/center/bus.sock mode=666 frame=1048576 queue=1024 conns=512"#
-        ]],
+        expect![
+            "ok /var/lib/center socket=/run/center/bus.sock mode=666 frame=1048576 queue=1024 conns=512"
+        ],
     );
 }
 
@@ -52,9 +45,9 @@ fn bus_section_overrides() {
     );
     check(
         &text,
-        expect![[
-            r#"ok alpha 6f1c0d52-8d3e-4a57-9a43-3f0e5e1f2a10 127.0.0.1:7350 socket=/tmp/x/bus.sock mode=660 frame=1048576 queue=8 conns=512"#
-        ]],
+        expect![
+            "ok /var/lib/center socket=/tmp/x/bus.sock mode=660 frame=1048576 queue=8 conns=512"
+        ],
     );
 }
 
@@ -64,9 +57,9 @@ fn unknown_field_is_refused() {
     check(
         &text,
         expect![[r#"
-            config /etc/center/center.toml is not valid: TOML parse error at line 9, column 1
+            config /etc/center/center.toml is not valid: TOML parse error at line 4, column 1
               |
-            9 | centre_root = "/center"
+            4 | centre_root = "/center"
               | ^^^^^^^^^^^
             unknown field `centre_root`, expected `state_dir` or `center_root`"#]],
     );
@@ -75,27 +68,9 @@ fn unknown_field_is_refused() {
 #[test]
 fn invalid_values_name_their_field() {
     check(
-        &GOOD.replace("6f1c0d52", "6F1C0D52"),
-        expect![
-            "config /etc/center/center.toml: `peer.uuid` is not a lowercase hyphenated UUID: peer id must have a lowercase hex digit at byte 1"
-        ],
-    );
-    check(
-        &GOOD.replace("127.0.0.1:7350", "localhost"),
-        expect![[
-            r#"config /etc/center/center.toml: `peer.address` must be IP:PORT, e.g. 127.0.0.1:7350"#
-        ]],
-    );
-    check(
         &GOOD.replace("\"/center\"", "\"center\""),
         expect![[
             r#"config /etc/center/center.toml: `paths.center_root` must be an absolute path, got center"#
-        ]],
-    );
-    check(
-        &GOOD.replace("alpha", "al pha"),
-        expect![[
-            r#"config /etc/center/center.toml: `peer.name` must be 1 to 63 characters of letters, digits, '.' and '-'"#
         ]],
     );
     check(
@@ -127,4 +102,18 @@ fn missing_file_says_which() {
         r#"cannot read config /nonexistent/center.toml: No such file or directory (os error 2)"#
     ]]
     .assert_eq(&err.to_string());
+}
+
+#[test]
+fn identity_is_not_configuration() {
+    let text = format!("[peer]\nname = \"alpha\"\n{GOOD}");
+    check(
+        &text,
+        expect![[r#"
+        config /etc/center/center.toml is not valid: TOML parse error at line 1, column 2
+          |
+        1 | [peer]
+          |  ^^^^
+        unknown field `peer`, expected `paths` or `bus`"#]],
+    );
 }

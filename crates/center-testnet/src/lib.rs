@@ -57,6 +57,8 @@ pub struct PeerInfo {
     pub state_dir: PathBuf,
     pub center_root: PathBuf,
     pub log_dir: PathBuf,
+    /// Its public description (`centerctl peer whoami --json`).
+    pub description: PathBuf,
 }
 
 /// A running (or partly stopped) test network.
@@ -127,7 +129,7 @@ impl Testnet {
                 .map_or_else(|| format!("peer{}", index + 1), |n| (*n).to_owned());
             let host = u8::try_from(index + 1).context("too many peers")?;
             let addr = SocketAddr::from((Ipv4Addr::new(127, x, y, host), PORT));
-            peers.push(write_peer(&dir, &name, addr)?);
+            peers.push(write_peer(&dir, &name, addr, &options.bin_dir)?);
         }
         let net = Testnet {
             dir,
@@ -143,7 +145,32 @@ impl Testnet {
         for peer in &net.peers {
             net.start(&peer.name)?;
         }
+        net.wire_rosters()?;
         Ok(net)
+    }
+
+    /// Makes every peer trust every other, the way two sysadmins would by
+    /// hand: `centerctl peer add --from` with the other's description. (The
+    /// RFC's join flow replaces this when membership exists.)
+    fn wire_rosters(&self) -> anyhow::Result<()> {
+        for peer in &self.peers {
+            for other in self.peers.iter().filter(|o| o.uuid != peer.uuid) {
+                let output = self
+                    .centerctl(peer)
+                    .args(["peer", "add", "--from"])
+                    .arg(&other.description)
+                    .output()?;
+                if !output.status.success() {
+                    bail!(
+                        "peer {}: adding {} to the roster failed: {}",
+                        peer.name,
+                        other.name,
+                        String::from_utf8_lossy(&output.stderr).trim()
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Finds a network started earlier (by another process) in `dir`.
@@ -318,6 +345,7 @@ impl Testnet {
                     "state_dir": p.state_dir,
                     "center_root": p.center_root,
                     "log_dir": p.log_dir,
+                    "description": p.description,
                 })
             })
             .collect();
@@ -365,13 +393,20 @@ fn peer_info(dir: &Path, name: &str, uuid: PeerId, addr: SocketAddr) -> PeerInfo
         state_dir: peer_dir.join("state"),
         center_root: peer_dir.join("center"),
         log_dir: peer_dir.join("log"),
+        description: peer_dir.join("state/dispatchd/description.json"),
         dir: peer_dir,
     }
 }
 
-/// Creates a peer's directories and config file.
-fn write_peer(dir: &Path, name: &str, addr: SocketAddr) -> anyhow::Result<PeerInfo> {
-    let info = peer_info(dir, name, PeerId::new_random(), addr);
+/// Creates a peer's directories, config file and identity (`centerctl init`).
+fn write_peer(
+    dir: &Path,
+    name: &str,
+    addr: SocketAddr,
+    bin_dir: &Path,
+) -> anyhow::Result<PeerInfo> {
+    // The UUID is the identity's; a placeholder until init has made it.
+    let mut info = peer_info(dir, name, PeerId::from(uuid::Uuid::nil()), addr);
     for sub in [
         &info.dir,
         &info.dir.join("run"),
@@ -384,15 +419,33 @@ fn write_peer(dir: &Path, name: &str, addr: SocketAddr) -> anyhow::Result<PeerIn
     }
     let config = format!(
         "# Written by center-testnet for peer {name}.\n\
-         [peer]\nname = \"{name}\"\nuuid = \"{uuid}\"\naddress = \"{addr}\"\n\n\
          [paths]\nstate_dir = {state}\ncenter_root = {center}\n\n\
          [bus]\nsocket = {socket}\nsocket_mode = \"0666\"\n",
-        uuid = info.uuid,
         state = toml_string(&info.state_dir),
         center = toml_string(&info.center_root),
         socket = toml_string(&info.bus_socket),
     );
     fs::write(&info.config, config)?;
+    let centerctl = bin_dir.join("centerctl");
+    let output = Command::new(&centerctl)
+        .arg("--config")
+        .arg(&info.config)
+        .args(["--json", "init", "--name", name, "--address"])
+        .arg(addr.to_string())
+        .output()
+        .with_context(|| format!("cannot run {}", centerctl.display()))?;
+    if !output.status.success() {
+        bail!(
+            "peer {name}: centerctl init failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let description: Value =
+        serde_json::from_slice(&output.stdout).context("centerctl init printed no description")?;
+    info.uuid = description["uuid"]
+        .as_str()
+        .context("description lacks uuid")?
+        .parse()?;
     Ok(info)
 }
 

@@ -21,6 +21,18 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Create this peer's identity: a UUID, an OpenPGP certificate and an Olm account.
+    Init {
+        /// A short name for humans (letters, digits, '.', '-').
+        #[arg(long)]
+        name: String,
+        /// Where other peers reach this peer's dispatcher, HOST:PORT.
+        #[arg(long)]
+        address: String,
+    },
+    /// This peer's identity and the peers it trusts.
+    #[command(subcommand)]
+    Peer(PeerCommand),
     /// Approve, list and revoke the services allowed on the local bus.
     #[command(subcommand)]
     Service(ServiceCommand),
@@ -30,6 +42,20 @@ pub enum Command {
     /// Check the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeerCommand {
+    /// Print this peer's public description (what other peers add with `peer add`).
+    Whoami,
+    /// Trust a peer, from the description its sysadmin printed with `peer whoami --json`.
+    Add {
+        /// The file holding the description (`-` for standard input).
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
+    /// List the peers this peer trusts.
+    List,
 }
 
 #[derive(Subcommand, Debug)]

@@ -10,9 +10,6 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> anyhow::Result<()> {
             if cli.json {
                 let doc = serde_json::json!({
                     "config": config.source,
-                    "name": config.peer.name,
-                    "uuid": config.peer.uuid.to_string(),
-                    "address": config.peer.address.to_string(),
                     "state_dir": config.paths.state_dir,
                     "center_root": config.paths.center_root,
                     "bus_socket": config.bus.socket,
@@ -20,10 +17,6 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> anyhow::Result<()> {
                 println!("{doc}");
             } else {
                 println!("config {} is valid", config.source.display());
-                println!(
-                    "peer {} ({}) at {}",
-                    config.peer.name, config.peer.uuid, config.peer.address
-                );
                 println!("bus socket {}", config.bus.socket.display());
             }
             Ok(())

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`cli`]: the grammar.
-//! - `service`, `bus`, `config`: one module per noun.
+//! - `peer` (with `init`), `service`, `bus`, `config`: one module per noun.
 //! - `output`: tables and JSON.
 
 pub mod cli;
@@ -12,6 +12,7 @@ pub mod cli;
 mod bus;
 mod config;
 mod output;
+mod peer;
 mod service;
 
 use std::time::Duration;
@@ -24,6 +25,8 @@ use crate::cli::{Cli, Command};
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Config(command) => config::run(&cli, command),
+        Command::Init { name, address } => peer::init(&cli, name, address),
+        Command::Peer(command) => peer::run(&cli, command).await,
         Command::Service(command) => service::run(&cli, command).await,
         Command::Bus(command) => bus::run(&cli, command).await,
     }

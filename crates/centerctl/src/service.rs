@@ -42,7 +42,7 @@ pub async fn run(cli: &Cli, command: &ServiceCommand) -> anyhow::Result<()> {
         }
         ServiceCommand::List => {
             let mut client = connect(cli, "centerctl", PATIENCE).await?;
-            let grants = client.admin(AdminOp::List {}).await?;
+            let grants = client.admin(AdminOp::List {}).await?.grants;
             if cli.json {
                 output::json(&serde_json::json!({ "services": grants }))?;
             } else {
@@ -64,7 +64,7 @@ pub async fn run(cli: &Cli, command: &ServiceCommand) -> anyhow::Result<()> {
         ServiceCommand::Revoke { name, dry_run } => {
             let mut client = connect(cli, "centerctl", PATIENCE).await?;
             if *dry_run {
-                let grants = client.admin(AdminOp::List {}).await?;
+                let grants = client.admin(AdminOp::List {}).await?.grants;
                 if !grants.iter().any(|g| &g.service == name) {
                     bail!("service `{name}` has no grant on this peer");
                 }

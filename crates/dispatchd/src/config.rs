@@ -4,14 +4,14 @@
 use std::{path::PathBuf, time::Duration};
 
 use center_config::Config;
-use center_proto::PeerId;
 
 use crate::bus::BusLimits;
 
 /// Everything dispatchd needs to run.
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
-    pub peer: PeerId,
+    /// This peer's identity (`centerctl init` made it).
+    pub identity_dir: PathBuf,
     /// dispatchd's own state directory (`state_dir/dispatchd`).
     pub state_dir: PathBuf,
     pub socket: PathBuf,
@@ -22,7 +22,7 @@ pub struct DispatchConfig {
 impl DispatchConfig {
     pub fn from_config(config: &Config) -> DispatchConfig {
         DispatchConfig {
-            peer: config.peer.uuid,
+            identity_dir: config.paths.identity_dir(),
             state_dir: config.paths.daemon_state("dispatchd"),
             socket: config.bus.socket.clone(),
             socket_mode: config.bus.socket_mode,

@@ -9,8 +9,6 @@
 use std::{
     collections::BTreeMap,
     fs,
-    io::Write,
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -126,24 +124,7 @@ impl GrantStore {
         };
         let mut bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
         bytes.push(b'\n');
-        let tmp = self.path.with_extension("json.tmp");
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(write_err)?;
-        out.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(write_err)?;
-        out.write_all(&bytes).map_err(write_err)?;
-        out.sync_all().map_err(write_err)?;
-        fs::rename(&tmp, &self.path).map_err(write_err)?;
-        if let Some(dir) = self.path.parent() {
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(write_err)?;
-        }
+        crate::durable::replace_file(&self.path, &bytes, 0o600).map_err(write_err)?;
         Ok(())
     }
 }

@@ -291,7 +291,11 @@ fn dispatch(
         )),
         Request::Subscribe { id, patterns } => {
             broker.subscribe(conn, patterns)?;
-            Ok(Reply::Ok { id, grants: None })
+            Ok(Reply::Ok {
+                id,
+                grants: None,
+                peers: None,
+            })
         }
         Request::Publish {
             id,
@@ -303,7 +307,7 @@ fn dispatch(
         Request::Admin { op, .. } if creds.uid != 0 => Err((
             ErrorCode::NotRoot,
             format!(
-                "only root may change or list grants (this is uid {}); {}",
+                "only root may manage grants and the roster (this is uid {}); {}",
                 creds.uid,
                 admin_name(&op)
             ),
@@ -317,6 +321,8 @@ fn admin_name(op: &center_bus::AdminOp) -> &'static str {
         center_bus::AdminOp::Approve { .. } => "approve refused",
         center_bus::AdminOp::Revoke { .. } => "revoke refused",
         center_bus::AdminOp::List {} => "list refused",
+        center_bus::AdminOp::PeerAdd { .. } => "peer add refused",
+        center_bus::AdminOp::PeerList {} => "peer list refused",
     }
 }
 

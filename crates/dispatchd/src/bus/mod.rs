@@ -21,12 +21,15 @@ use std::{
     time::Duration,
 };
 
-use center_bus::{ErrorCode, Pattern, Reply, frame::encode_frame, pattern::any_matches};
+use center_bus::{ErrorCode, Pattern, PeerEntry, Reply, frame::encode_frame, pattern::any_matches};
 use center_proto::{Destination, Envelope, EventName, Limits, Meta, PeerId, Timestamp};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::grants::GrantStore;
+use crate::{
+    grants::GrantStore,
+    roster::{Roster, RosterPeer},
+};
 pub use conn::serve;
 
 /// Lifetime of a published event when the publisher gives none.
@@ -71,6 +74,8 @@ pub struct Broker {
     /// Grants; the lock is held only for lookups and for the file write of an
     /// admin change (rare, and the write is small).
     grants: Mutex<GrantStore>,
+    /// The peers this peer trusts; same locking rule as `grants`.
+    roster: Mutex<Roster>,
     /// Live connections by connection number. Lock held only to look up or
     /// push frames with `try_send`, never across an await.
     subscribers: Mutex<HashMap<u64, Subscriber>>,
@@ -80,11 +85,12 @@ pub struct Broker {
 type Answer = Result<Reply, (ErrorCode, String)>;
 
 impl Broker {
-    pub fn new(peer: PeerId, limits: BusLimits, grants: GrantStore) -> Broker {
+    pub fn new(peer: PeerId, limits: BusLimits, grants: GrantStore, roster: Roster) -> Broker {
         Broker {
             peer,
             limits,
             grants: Mutex::new(grants),
+            roster: Mutex::new(roster),
             subscribers: Mutex::new(HashMap::new()),
         }
     }
@@ -96,6 +102,12 @@ impl Broker {
     fn subscribers(&self) -> MutexGuard<'_, HashMap<u64, Subscriber>> {
         // A poisoned lock means a panic elsewhere; the map itself is still sound.
         self.subscribers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn roster(&self) -> MutexGuard<'_, Roster> {
+        self.roster
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -300,6 +312,14 @@ impl Broker {
         match envelope.meta.to {
             Destination::Broadcast => {}
             Destination::Peer(peer) if peer == self.peer => {}
+            Destination::Peer(peer) if self.roster().get(&peer).is_some() => {
+                return Err((
+                    ErrorCode::Unreachable,
+                    format!(
+                        "peer {peer} is in the roster, but sessions between peers are not implemented yet (CEP 5)"
+                    ),
+                ));
+            }
             Destination::Peer(peer) => {
                 return Err((
                     ErrorCode::Unreachable,
@@ -310,7 +330,11 @@ impl Broker {
             }
         }
         self.fan_out(&envelope)?;
-        Ok(Reply::Ok { id, grants: None })
+        Ok(Reply::Ok {
+            id,
+            grants: None,
+            peers: None,
+        })
     }
 
     /// Handles a sysadmin request from connection `conn`; the caller has
@@ -325,7 +349,38 @@ impl Broker {
             AdminOp::List {} => Ok(Reply::Ok {
                 id,
                 grants: Some(self.grant_store().list()),
+                peers: None,
             }),
+            AdminOp::PeerList {} => Ok(Reply::Ok {
+                id,
+                grants: None,
+                peers: Some(self.roster().list().map(peer_entry).collect()),
+            }),
+            AdminOp::PeerAdd { description } => {
+                let bytes = serde_json::to_vec(&description)
+                    .map_err(|err| (ErrorCode::Malformed, err.to_string()))?;
+                let (added, peer) = self.roster().add(&bytes).map_err(|err| match err {
+                    crate::roster::RosterError::Write { .. }
+                    | crate::roster::RosterError::Read { .. } => {
+                        tracing::error!(error = %err, "roster change failed");
+                        (ErrorCode::Internal, err.to_string())
+                    }
+                    _ => (ErrorCode::BadEvent, err.to_string()),
+                })?;
+                tracing::info!(
+                    peer = %peer.description.uuid(),
+                    name = peer.description.name(),
+                    address = peer.description.address(),
+                    fingerprint = peer.description.fingerprint(),
+                    outcome = ?added,
+                    "peer added to the roster"
+                );
+                Ok(Reply::Ok {
+                    id,
+                    grants: None,
+                    peers: Some(vec![peer_entry(&peer)]),
+                })
+            }
             AdminOp::Approve { grant } => {
                 center_bus::wire::check_service_name(&grant.service)
                     .map_err(|reason| (ErrorCode::Malformed, reason))?;
@@ -342,6 +397,7 @@ impl Broker {
                 Ok(Reply::Ok {
                     id,
                     grants: Some(vec![grant]),
+                    peers: None,
                 })
             }
             AdminOp::Revoke { service } => {
@@ -353,7 +409,11 @@ impl Broker {
                 }
                 tracing::info!(service, "service revoked");
                 self.kick_service(&service, conn, "the sysadmin revoked this service's grant");
-                Ok(Reply::Ok { id, grants: None })
+                Ok(Reply::Ok {
+                    id,
+                    grants: None,
+                    peers: None,
+                })
             }
         }
     }
@@ -383,6 +443,16 @@ impl Broker {
         for (_, subscriber) in affected {
             kick(subscriber, ErrorCode::GrantChanged, message.to_owned());
         }
+    }
+}
+
+fn peer_entry(peer: &RosterPeer) -> PeerEntry {
+    PeerEntry {
+        uuid: peer.description.uuid().to_string(),
+        name: peer.description.name().to_owned(),
+        address: peer.description.address().to_owned(),
+        fingerprint: peer.description.fingerprint().to_owned(),
+        added: peer.added.as_millis(),
     }
 }
 

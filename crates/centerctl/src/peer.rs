@@ -1,0 +1,163 @@
+//! `centerctl init` and `centerctl peer …`: this peer's identity, made once
+//! on disk before dispatchd runs, and the roster of trusted peers, changed
+//! through the bus so dispatchd verifies every description it is given.
+
+use std::{
+    fs,
+    io::Read,
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use center_bus::{AdminOp, PeerEntry};
+use center_identity::{Identity, IdentityError, IdentityPaths, PeerDescription};
+
+use crate::{
+    cli::{Cli, PeerCommand},
+    connect, output,
+};
+
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// Creates the identity, writes the public description next to it, and gives
+/// both to the owner of dispatchd's state directory (under systemd,
+/// `center-dispatchd`), so root can run this for the daemon.
+pub fn init(cli: &Cli, name: &str, address: &str) -> anyhow::Result<()> {
+    let config = center_config::Config::load(&cli.config)?;
+    let state = config.paths.daemon_state("dispatchd");
+    if !state.exists() {
+        fs::create_dir_all(&state).with_context(|| format!("cannot create {}", state.display()))?;
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o755))?;
+    }
+    let paths = IdentityPaths::new(config.paths.identity_dir());
+    let identity = match Identity::create(&paths, name, address) {
+        Err(IdentityError::Exists { path }) => {
+            bail!(
+                "this peer already has an identity ({}); `centerctl peer whoami` shows it",
+                path.display()
+            )
+        }
+        other => other?,
+    };
+    let description = identity.describe()?;
+    let text = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&description.to_json())?
+    );
+    let target = config.paths.description_file();
+    let tmp = target.with_extension("tmp");
+    fs::write(&tmp, text)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+    fs::rename(&tmp, &target)?;
+    give_to_state_owner(&state, &paths.dir, &target)?;
+    if cli.json {
+        output::json(&description.to_json())?;
+    } else {
+        println!(
+            "peer/{} initialized: uuid {}, OpenPGP fingerprint {}",
+            identity.name(),
+            identity.uuid(),
+            identity.fingerprint()
+        );
+        println!("give other sysadmins the output of `centerctl peer whoami --json`");
+    }
+    Ok(())
+}
+
+/// Chowns what init wrote (the identity directory, everything in it, and
+/// the description) to the owner of the state directory, if that is not us:
+/// root preparing files for the daemon's system user.
+fn give_to_state_owner(
+    state: &Path,
+    identity_dir: &Path,
+    description: &Path,
+) -> anyhow::Result<()> {
+    let meta = fs::metadata(state)?;
+    let (uid, gid) = (meta.uid(), meta.gid());
+    if uid == nix::unistd::geteuid().as_raw() {
+        return Ok(());
+    }
+    let mut files = vec![identity_dir.to_owned(), description.to_owned()];
+    for entry in fs::read_dir(identity_dir)? {
+        files.push(entry?.path());
+    }
+    for file in &files {
+        std::os::unix::fs::chown(file, Some(uid), Some(gid))
+            .with_context(|| format!("cannot give {} to uid {uid}", file.display()))?;
+    }
+    Ok(())
+}
+
+pub async fn run(cli: &Cli, command: &PeerCommand) -> anyhow::Result<()> {
+    match command {
+        PeerCommand::Whoami => {
+            let config = center_config::Config::load(&cli.config)?;
+            let path = config.paths.description_file();
+            let bytes = fs::read(&path).with_context(|| {
+                format!(
+                    "cannot read {}; has this peer been initialized (`centerctl init`)?",
+                    path.display()
+                )
+            })?;
+            let description = PeerDescription::from_json(&bytes)
+                .with_context(|| format!("{} is not a valid description", path.display()))?;
+            if cli.json {
+                output::json(&description.to_json())?;
+            } else {
+                println!("NAME         {}", description.name());
+                println!("UUID         {}", description.uuid());
+                println!("ADDRESS      {}", description.address());
+                println!("FINGERPRINT  {}", description.fingerprint());
+                println!("OLM KEY      {}", description.olm_curve25519());
+            }
+            Ok(())
+        }
+        PeerCommand::Add { from } => {
+            let mut bytes = Vec::new();
+            if from.as_os_str() == "-" {
+                std::io::stdin().read_to_end(&mut bytes)?;
+            } else {
+                bytes =
+                    fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+            }
+            let description: serde_json::Value = serde_json::from_slice(&bytes).context(
+                "the description is not JSON (use `peer whoami --json` on the other peer)",
+            )?;
+            let mut client = connect(cli, "centerctl", PATIENCE).await?;
+            let reply = client.admin(AdminOp::PeerAdd { description }).await?;
+            for peer in &reply.peers {
+                if cli.json {
+                    output::json(&serde_json::to_value(peer)?)?;
+                } else {
+                    println!(
+                        "peer/{} trusted: uuid {}, address {}, fingerprint {}",
+                        peer.name, peer.uuid, peer.address, peer.fingerprint
+                    );
+                }
+            }
+            Ok(())
+        }
+        PeerCommand::List => {
+            let mut client = connect(cli, "centerctl", PATIENCE).await?;
+            let peers = client.admin(AdminOp::PeerList {}).await?.peers;
+            if cli.json {
+                output::json(&serde_json::to_value(&peers)?)?;
+            } else {
+                let rows: Vec<Vec<String>> = peers.iter().map(row).collect();
+                output::table(&["NAME", "UUID", "ADDRESS", "FINGERPRINT"], &rows)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn row(peer: &PeerEntry) -> Vec<String> {
+    vec![
+        peer.name.clone(),
+        peer.uuid.clone(),
+        peer.address.clone(),
+        peer.fingerprint.clone(),
+    ]
+}
