@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 
 use crate::support::{
-    PATIENCE, Raw, STRANGER, Tail, ctl, ctl_as, network, ok, publish, refused, rss_kib,
+    PATIENCE, Raw, STRANGER, Tail, approve, ctl, ctl_as, network, ok, publish, refused, rss_kib,
 };
 
 #[test]
@@ -61,36 +61,8 @@ fn unapproved_uid_is_refused_on_subscribe_and_publish() {
         "{err}"
     );
     // Nor can another uid manage grants.
-    ok(ctl(
-        &net,
-        alpha,
-        &[
-            "service",
-            "approve",
-            "probe",
-            "--user",
-            "60001",
-            "--receive",
-            "demo.*",
-            "--send",
-            "demo.*",
-        ],
-    ));
-    ok(ctl(
-        &net,
-        alpha,
-        &[
-            "service",
-            "approve",
-            "centerctl",
-            "--user",
-            "60001",
-            "--receive",
-            "x",
-            "--send",
-            "x",
-        ],
-    ));
+    approve(&net, alpha, "probe", 60001, "demo.*", "demo.*");
+    approve(&net, alpha, "centerctl", 60001, "x", "x");
     let err = refused(ctl_as(&net, alpha, STRANGER, &["service", "list"]));
     assert!(
         err.contains("only root may manage grants and the roster (this is uid 60001)"),
@@ -108,21 +80,7 @@ fn unapproved_uid_is_refused_on_subscribe_and_publish() {
 fn approved_service_receives_and_sends_only_within_its_grant() {
     let (_dir, net) = network(1);
     let alpha = net.peer("alpha").unwrap();
-    ok(ctl(
-        &net,
-        alpha,
-        &[
-            "service",
-            "approve",
-            "probe",
-            "--user",
-            "60001",
-            "--receive",
-            "demo.*",
-            "--send",
-            "probe.out",
-        ],
-    ));
+    approve(&net, alpha, "probe", 60001, "demo.*", "probe.out");
     let listing: serde_json::Value =
         serde_json::from_str(&ok(ctl(&net, alpha, &["--json", "service", "list"]))).unwrap();
     assert_eq!(

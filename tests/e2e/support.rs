@@ -66,6 +66,23 @@ pub fn ctl_as(net: &Testnet, peer: &PeerInfo, uid: u32, args: &[&str]) -> Output
         .expect("run centerctl as another uid")
 }
 
+/// `centerctl service approve SERVICE --user UID --receive R --send S` as root.
+pub fn approve(net: &Testnet, peer: &PeerInfo, service: &str, uid: u32, receive: &str, send: &str) {
+    let uid = uid.to_string();
+    let args = [
+        "service",
+        "approve",
+        service,
+        "--user",
+        &uid,
+        "--receive",
+        receive,
+        "--send",
+        send,
+    ];
+    ok(ctl(net, peer, &args));
+}
+
 /// Asserts success and returns stdout.
 pub fn ok(output: Output) -> String {
     assert!(

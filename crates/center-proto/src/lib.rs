@@ -1,8 +1,8 @@
 //! The envelope every center message travels in, its strict parser, and the
 //! canonical JSON used as signing input; it does no I/O and no crypto.
 //!
-//! CEP 2 (`CEPS/0002-envelope.md`) specifies the format, and the tests read
-//! its vectors (`CEPS/vectors/0002-envelope.json`).
+//! CEP 2 (`CEPS/0002-envelope.md`) specifies the envelope and CEP 5 the
+//! peer frame around it; the tests read their vectors in `CEPS/vectors/`.
 //!
 //! # Layout
 //!
@@ -11,7 +11,10 @@
 //! - [`id`]: [`PeerId`] and [`Destination`] (`meta.from`, `meta.to`).
 //! - [`time`]: [`Timestamp`], integer milliseconds (`meta.iat`, `meta.exp`).
 //! - [`canonical`]: the canonical JSON encoder and the strict JSON reader.
-//! - [`fuzz`]: the fuzz target's body, run by the tests over the vectors.
+//! - [`peer_frame`]: [`PeerFrame`], the frame dispatchers exchange over TCP
+//!   (the RFC's `NEW`, `GPG`, `GPG+` prefixes), its framing and its signing
+//!   input.
+//! - [`fuzz`]: the fuzz targets' bodies, run by the tests over the vectors.
 //!
 //! **Invariant:** nothing here reads a clock implicitly (callers pass `now`),
 //! touches a socket or a key, or panics on input: every byte parsed comes
@@ -23,10 +26,12 @@ pub mod fuzz;
 pub mod id;
 pub mod name;
 mod path;
+pub mod peer_frame;
 pub mod time;
 
 pub use canonical::{CanonicalError, parse_canonical_value, to_canonical};
 pub use envelope::{Envelope, EnvelopeError, Limits, Meta};
 pub use id::{Destination, PeerId, PeerIdError};
 pub use name::{EventName, NameError};
+pub use peer_frame::{Auth, FrameDecoder, FrameError, PeerFrame, PeerFrameError, Prefix};
 pub use time::Timestamp;

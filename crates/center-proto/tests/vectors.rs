@@ -131,11 +131,11 @@ fn invalid_vectors_fail_with_their_error() {
                 }
                 // Through a plain serde_json value the same fault is found, except
                 // those serde_json cannot see: bad syntax and duplicate keys.
-                if let Ok(value) = serde_json::from_str::<Value>(&v.input) {
-                    if !matches!(e, EnvelopeError::DuplicateKey { .. }) {
-                        let from_value = Envelope::from_value(value, vectors.now, &limits);
-                        assert_eq!(from_value, Err(e), "{}: from_value agrees", v.name);
-                    }
+                if let Ok(value) = serde_json::from_str::<Value>(&v.input)
+                    && !matches!(e, EnvelopeError::DuplicateKey { .. })
+                {
+                    let from_value = Envelope::from_value(value, vectors.now, &limits);
+                    assert_eq!(from_value, Err(e), "{}: from_value agrees", v.name);
                 }
             }
         }
