@@ -9,6 +9,9 @@
 //! - [`listener`]: the bus socket, from systemd or bound here.
 //! - [`grants`]: the sysadmin's service grants, persisted atomically.
 //! - [`roster`]: the peers this peer trusts, verified descriptions.
+//! - [`peer`]: sealing and opening frames between dispatchers (CEP 5): Olm
+//!   sessions, the receive checks in order, replay protection. Not yet wired
+//!   to a TCP listener.
 //! - [`bus`]: the broker and its connections.
 
 pub mod bus;
@@ -16,6 +19,7 @@ pub mod config;
 mod durable;
 pub mod grants;
 pub mod listener;
+pub mod peer;
 pub mod roster;
 
 use std::{future::Future, sync::Arc};
