@@ -2,6 +2,7 @@
 //! independent clients, plus the tidy checks of the whole tree.
 
 mod bus;
+mod direct;
 mod peer;
 mod support;
 mod testnet;

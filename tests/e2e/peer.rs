@@ -139,20 +139,9 @@ fn forged_descriptions_are_refused_and_change_nothing() {
 }
 
 #[test]
-fn direct_messages_to_a_known_peer_say_what_is_missing() {
-    let (_dir, net) = network(2);
+fn direct_messages_to_an_unknown_peer_are_refused() {
+    let (_dir, net) = network(1);
     let alpha = net.peer("alpha").unwrap();
-    let bravo = net.peer("bravo").unwrap();
-    let to = bravo.uuid.to_string();
-    let err = refused(ctl(
-        &net,
-        alpha,
-        &["bus", "publish", "demo.direct", "--to", &to],
-    ));
-    assert!(
-        err.contains("is in the roster, but sessions between peers are not implemented yet"),
-        "{err}"
-    );
     let err = refused(ctl(
         &net,
         alpha,
@@ -165,6 +154,12 @@ fn direct_messages_to_a_known_peer_say_what_is_missing() {
         ],
     ));
     assert!(err.contains("is not in this peer's roster"), "{err}");
+    let err = refused(ctl(
+        &net,
+        alpha,
+        &["bus", "publish", "session.ack", "--data", "{}"],
+    ));
+    assert!(err.contains("reserved for dispatchers"), "{err}");
 }
 
 #[test]

@@ -65,6 +65,18 @@ pub struct PeerEntry {
     pub fingerprint: String,
     /// When it was added, in ms since the Unix epoch.
     pub added: u64,
+    /// Whether the last delivery attempt got through (absent: none yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<bool>,
+    /// When an authenticated frame last came from it, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heard: Option<u64>,
+    /// Direct messages waiting for it.
+    #[serde(default)]
+    pub queued: u64,
+    /// The current retry delay after failures, in ms.
+    #[serde(default)]
+    pub backoff_ms: u64,
 }
 
 /// What one service may do: which Unix account may speak for it, which event

@@ -122,8 +122,9 @@ pub async fn run(cli: &Cli, command: &PeerCommand) -> anyhow::Result<()> {
                 bytes =
                     fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
             }
-            let description: serde_json::Value = serde_json::from_slice(&bytes).context(
-                "the description is not JSON (use `peer whoami --json` on the other peer)",
+            // Strict JSON (no duplicate members), as dispatchd reads it.
+            let description = center_proto::parse_canonical_value(&bytes).context(
+                "the description is not strict JSON (use `peer whoami --json` on the other peer)",
             )?;
             let mut client = connect(cli, "centerctl", PATIENCE).await?;
             let reply = client.admin(AdminOp::PeerAdd { description }).await?;
@@ -146,7 +147,19 @@ pub async fn run(cli: &Cli, command: &PeerCommand) -> anyhow::Result<()> {
                 output::json(&serde_json::to_value(&peers)?)?;
             } else {
                 let rows: Vec<Vec<String>> = peers.iter().map(row).collect();
-                output::table(&["NAME", "UUID", "ADDRESS", "FINGERPRINT"], &rows)?;
+                output::table(
+                    &[
+                        "NAME",
+                        "UUID",
+                        "ADDRESS",
+                        "STATE",
+                        "QUEUED",
+                        "HEARD",
+                        "BACKOFF",
+                        "FINGERPRINT",
+                    ],
+                    &rows,
+                )?;
             }
             Ok(())
         }
@@ -154,10 +167,26 @@ pub async fn run(cli: &Cli, command: &PeerCommand) -> anyhow::Result<()> {
 }
 
 fn row(peer: &PeerEntry) -> Vec<String> {
+    let state = match peer.reachable {
+        Some(true) => "up",
+        Some(false) => "down",
+        None => "-",
+    };
+    let heard = peer.last_heard.map_or_else(
+        || "never".to_owned(),
+        |ms| {
+            let now = center_proto::Timestamp::now().as_millis();
+            format!("{}s ago", now.saturating_sub(ms) / 1000)
+        },
+    );
     vec![
         peer.name.clone(),
         peer.uuid.clone(),
         peer.address.clone(),
+        state.to_owned(),
+        peer.queued.to_string(),
+        heard,
+        format!("{}s", peer.backoff_ms / 1000),
         peer.fingerprint.clone(),
     ]
 }

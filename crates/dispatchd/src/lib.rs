@@ -1,6 +1,7 @@
-//! `dispatchd`: the dispatcher of a center peer. Today it hosts the local bus
-//! (a Unix socket) that every daemon and service talks through; the wire
-//! protocol to other peers and the feeds join it in later CEPs.
+//! `dispatchd`: the dispatcher of a center peer. It hosts the local bus (a
+//! Unix socket) that every daemon and service talks through, and carries
+//! direct messages to and from the peers in its roster over signed and
+//! encrypted frames (CEP 5). Feeds join it in a later CEP.
 //!
 //! The dispatcher delivers; it never executes anything a message asks for.
 //!
@@ -10,14 +11,16 @@
 //! - [`grants`]: the sysadmin's service grants, persisted atomically.
 //! - [`roster`]: the peers this peer trusts, verified descriptions.
 //! - [`peer`]: sealing and opening frames between dispatchers (CEP 5): Olm
-//!   sessions, the receive checks in order, replay protection. Not yet wired
-//!   to a TCP listener.
+//!   sessions, the receive checks in order, replay protection.
+//! - [`link`]: direct messages to and from other peers: the durable outbox,
+//!   one outbound task per peer, the TCP listener.
 //! - [`bus`]: the broker and its connections.
 
 pub mod bus;
 pub mod config;
 mod durable;
 pub mod grants;
+pub mod link;
 pub mod listener;
 pub mod peer;
 pub mod roster;
@@ -28,7 +31,14 @@ use anyhow::Context;
 
 use center_identity::{Identity, IdentityPaths};
 
-use crate::{bus::Broker, config::DispatchConfig, grants::GrantStore, roster::Roster};
+use crate::{
+    bus::Broker,
+    config::DispatchConfig,
+    grants::GrantStore,
+    link::{Links, store::Store},
+    peer::Sessions,
+    roster::Roster,
+};
 
 /// Runs dispatchd until `shutdown` completes. `ready` is called once the bus
 /// accepts connections (main sends `READY=1` there).
@@ -47,6 +57,15 @@ pub async fn run(
     let peer = identity.uuid();
     let grants = GrantStore::open(&config.state_dir)?;
     let roster = Roster::open(&config.state_dir, peer)?;
+    let sessions = Sessions::open(config.state_dir.join("sessions"), *identity.pickle_key())
+        .map_err(anyhow::Error::msg)
+        .context("cannot load the Olm sessions")?;
+    let store_path = config.state_dir.join("links.sqlite3");
+    let store = Store::open(&store_path)
+        .with_context(|| format!("cannot open {}", store_path.display()))?;
+    let address = identity.address().to_owned();
+    let name = identity.name().to_owned();
+    let links = Arc::new(Links::new(identity, sessions, roster, store));
     let socket = listener::open(&config.socket, config.socket_mode)?;
     socket
         .listener
@@ -54,10 +73,25 @@ pub async fn run(
         .context("cannot make the bus socket non-blocking")?;
     let listener = tokio::net::UnixListener::from_std(socket.listener)
         .context("cannot register the bus socket")?;
-    let broker = Arc::new(Broker::new(peer, config.bus.clone(), grants, roster));
-    tracing::info!(socket = %config.socket.display(), %peer, name = identity.name(), "bus listening");
+    let broker = Arc::new(Broker::new(config.bus.clone(), grants, links.clone()));
+    let peer_listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen for peers on {address}"))?;
+    links
+        .resume()
+        .map_err(anyhow::Error::msg)
+        .context("cannot read the outbox")?;
+    tracing::info!(socket = %config.socket.display(), %peer, name, peers = address, "bus and peer listener up");
     ready();
+    // The peer listener lives as long as the bus; it ends when the bus does.
+    let peers = tokio::spawn(link::serve(
+        peer_listener,
+        links,
+        broker.clone(),
+        std::future::pending(),
+    ));
     bus::serve(listener, broker, shutdown).await;
+    peers.abort();
     if let Some(path) = socket.owned_path {
         let _ = std::fs::remove_file(path);
     }

@@ -30,7 +30,7 @@ pub struct RosterPeer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {
     New,
-    /// Same keys, new name or address.
+    /// Same keys (certificate and Olm), new name or address.
     Updated,
     Unchanged,
 }
@@ -63,6 +63,10 @@ pub enum RosterError {
     Description(#[from] center_identity::DescriptionError),
     #[error("that is this peer's own description")]
     Myself,
+    #[error(
+        "peer {uuid} is already in the roster with other Olm keys; a peer's keys change only by rotation"
+    )]
+    OlmKeyChanged { uuid: PeerId },
     #[error(
         "peer {uuid} is already in the roster with certificate {known}, not {offered}; \
          a peer's keys change only by rotation"
@@ -139,9 +143,14 @@ impl Roster {
                 });
             }
             Some(known)
+                if known.description.olm_curve25519() != description.olm_curve25519()
+                    || known.description.olm_ed25519() != description.olm_ed25519() =>
+            {
+                return Err(RosterError::OlmKeyChanged { uuid });
+            }
+            Some(known)
                 if known.description.name() == description.name()
-                    && known.description.address() == description.address()
-                    && known.description.olm_curve25519() == description.olm_curve25519() =>
+                    && known.description.address() == description.address() =>
             {
                 return Ok((Added::Unchanged, known.clone()));
             }

@@ -1,6 +1,7 @@
 //! Unit tests of the crate, one module per area, sharing the helpers here:
 //! fresh identities in temporary directories.
 
+mod cep5;
 mod description;
 mod files;
 mod fuzz;

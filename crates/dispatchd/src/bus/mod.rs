@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     grants::GrantStore,
+    link::Links,
     roster::{Roster, RosterPeer},
 };
 pub use conn::serve;
@@ -74,8 +75,11 @@ pub struct Broker {
     /// Grants; the lock is held only for lookups and for the file write of an
     /// admin change (rare, and the write is small).
     grants: Mutex<GrantStore>,
-    /// The peers this peer trusts; same locking rule as `grants`.
-    roster: Mutex<Roster>,
+    /// Links to other peers: the roster and the outbox of direct messages.
+    links: Arc<Links>,
+    /// The last `iat` given out: each publication gets a later one, so no two
+    /// envelopes of this peer are identical (their digest identifies them).
+    last_iat: Mutex<u64>,
     /// Live connections by connection number. Lock held only to look up or
     /// push frames with `try_send`, never across an await.
     subscribers: Mutex<HashMap<u64, Subscriber>>,
@@ -85,13 +89,22 @@ pub struct Broker {
 type Answer = Result<Reply, (ErrorCode, String)>;
 
 impl Broker {
-    pub fn new(peer: PeerId, limits: BusLimits, grants: GrantStore, roster: Roster) -> Broker {
+    pub fn new(limits: BusLimits, grants: GrantStore, links: Arc<Links>) -> Broker {
         Broker {
-            peer,
+            peer: links.me(),
             limits,
             grants: Mutex::new(grants),
-            roster: Mutex::new(roster),
+            links,
+            last_iat: Mutex::new(0),
             subscribers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Hands a direct message from another peer (already verified, CEP 5)
+    /// to the local subscribers whose subscription and grant match.
+    pub fn deliver_remote(&self, envelope: &Envelope) {
+        if let Err((_, message)) = self.fan_out(envelope) {
+            tracing::warn!(from = %envelope.meta.from, reason = message.as_str(), "direct message not delivered");
         }
     }
 
@@ -107,9 +120,7 @@ impl Broker {
     }
 
     fn roster(&self) -> MutexGuard<'_, Roster> {
-        self.roster
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.links.roster()
     }
 
     fn grant_store(&self) -> MutexGuard<'_, GrantStore> {
@@ -212,6 +223,12 @@ impl Broker {
     ) -> Result<Envelope, (ErrorCode, String)> {
         let bad = |message: String| (ErrorCode::BadEvent, message);
         let name = EventName::parse(name).map_err(|err| bad(err.to_string()))?;
+        if name.as_str().starts_with(crate::peer::RESERVED_PREFIX) {
+            return Err(bad(format!(
+                "names starting with `{}` are reserved for dispatchers",
+                crate::peer::RESERVED_PREFIX
+            )));
+        }
         if !any_matches(send, name.as_str()) {
             return Err((
                 ErrorCode::OutOfGrant,
@@ -234,7 +251,7 @@ impl Broker {
                 Limits::DEFAULT.max_lifetime.as_secs()
             )));
         }
-        let iat = Timestamp::now();
+        let iat = self.next_iat();
         let envelope = Envelope {
             name,
             meta: Meta {
@@ -313,12 +330,16 @@ impl Broker {
             Destination::Broadcast => {}
             Destination::Peer(peer) if peer == self.peer => {}
             Destination::Peer(peer) if self.roster().get(&peer).is_some() => {
-                return Err((
-                    ErrorCode::Unreachable,
-                    format!(
-                        "peer {peer} is in the roster, but sessions between peers are not implemented yet (CEP 5)"
-                    ),
-                ));
+                // Durable before the publisher hears "ok"; delivered later.
+                self.links.enqueue(peer, &envelope).map_err(|message| {
+                    tracing::error!(%peer, reason = message.as_str(), "cannot queue a direct message");
+                    (ErrorCode::Internal, message)
+                })?;
+                return Ok(Reply::Ok {
+                    id,
+                    grants: None,
+                    peers: None,
+                });
             }
             Destination::Peer(peer) => {
                 return Err((
@@ -354,7 +375,10 @@ impl Broker {
             AdminOp::PeerList {} => Ok(Reply::Ok {
                 id,
                 grants: None,
-                peers: Some(self.roster().list().map(peer_entry).collect()),
+                peers: Some({
+                    let peers: Vec<RosterPeer> = self.roster().list().cloned().collect();
+                    peers.iter().map(|p| peer_entry(&self.links, p)).collect()
+                }),
             }),
             AdminOp::PeerAdd { description } => {
                 let bytes = serde_json::to_vec(&description)
@@ -378,7 +402,7 @@ impl Broker {
                 Ok(Reply::Ok {
                     id,
                     grants: None,
-                    peers: Some(vec![peer_entry(&peer)]),
+                    peers: Some(vec![peer_entry(&self.links, &peer)]),
                 })
             }
             AdminOp::Approve { grant } => {
@@ -418,6 +442,18 @@ impl Broker {
         }
     }
 
+    /// Now, or one millisecond after the last `iat` given out if the clock
+    /// has not moved on.
+    fn next_iat(&self) -> Timestamp {
+        let mut last = self
+            .last_iat
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Timestamp::now().as_millis().max(*last + 1);
+        *last = now;
+        Timestamp::from_millis(now)
+    }
+
     /// Whether a connection may still act (registered and not kicked).
     fn is_live(&self, id: u64) -> bool {
         self.subscribers()
@@ -446,13 +482,19 @@ impl Broker {
     }
 }
 
-fn peer_entry(peer: &RosterPeer) -> PeerEntry {
+fn peer_entry(links: &Links, peer: &RosterPeer) -> PeerEntry {
+    let uuid = peer.description.uuid();
+    let (status, queued) = links.status(uuid);
     PeerEntry {
-        uuid: peer.description.uuid().to_string(),
+        uuid: uuid.to_string(),
         name: peer.description.name().to_owned(),
         address: peer.description.address().to_owned(),
         fingerprint: peer.description.fingerprint().to_owned(),
         added: peer.added.as_millis(),
+        reachable: status.reachable,
+        last_heard: status.last_heard.map(Timestamp::as_millis),
+        queued,
+        backoff_ms: u64::try_from(status.backoff.as_millis()).unwrap_or(u64::MAX),
     }
 }
 

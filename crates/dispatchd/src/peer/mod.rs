@@ -26,6 +26,12 @@ pub use sessions::Sessions;
 pub const KEY_REQUEST: &str = "session.key-request";
 /// Answers [`KEY_REQUEST`] with `{"one_time_key": BASE64}`.
 pub const KEY_ANSWER: &str = "session.key";
+/// Acknowledges direct messages: `{"received": [DIGEST, ...]}`, the SHA-256
+/// (lower-case hex) of each envelope's canonical bytes.
+pub const ACK: &str = "session.ack";
+/// Event names dispatchers keep for themselves; local services may not
+/// publish them.
+pub const RESERVED_PREFIX: &str = "session.";
 /// The RFC's answer to an approved join; signed, not encrypted.
 pub const ADD_PEER_SERVER: &str = "add-peer-server";
 /// The RFC's join request; only ever in a `NEW` frame.

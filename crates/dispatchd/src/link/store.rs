@@ -1,0 +1,170 @@
+//! The durable side of direct messages, in one SQLite database (WAL):
+//! the outbox of envelopes waiting for each peer, and the record of what
+//! each peer already delivered to us.
+//!
+//! A publisher is acknowledged only after its envelope is committed here;
+//! an envelope leaves the outbox only when the peer acknowledged it or it
+//! expired. The receiver records each delivered envelope's digest until it
+//! expires, so a retried delivery (the sender crashed before it saw our
+//! acknowledgement) is recognized and not delivered twice.
+
+use std::path::Path;
+
+use center_proto::{PeerId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+/// The store; one connection, used under the caller's lock.
+pub struct Store {
+    db: Connection,
+}
+
+/// One envelope waiting for its peer.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: i64,
+    /// The canonical bytes of the envelope (CEP 2).
+    pub envelope: Vec<u8>,
+}
+
+/// The digest that identifies a delivered envelope.
+pub fn digest(envelope: &[u8]) -> String {
+    Sha256::digest(envelope)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Store {
+    pub fn open(path: &Path) -> rusqlite::Result<Store> {
+        let db = Connection::open(path)?;
+        db.pragma_update(None, "journal_mode", "wal")?;
+        // FULL: a commit is on disk before the publisher hears "ok".
+        db.pragma_update(None, "synchronous", "full")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS outbox (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 peer TEXT NOT NULL,
+                 envelope BLOB NOT NULL,
+                 digest TEXT NOT NULL,
+                 exp INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS outbox_peer ON outbox (peer, id);
+             CREATE TABLE IF NOT EXISTS delivered (
+                 peer TEXT NOT NULL,
+                 digest TEXT NOT NULL,
+                 exp INTEGER NOT NULL,
+                 PRIMARY KEY (peer, digest)
+             );",
+        )?;
+        Ok(Store { db })
+    }
+
+    /// Queues an envelope for `peer`; committed when this returns.
+    pub fn push(&self, peer: PeerId, envelope: &[u8], exp: Timestamp) -> rusqlite::Result<()> {
+        self.db.execute(
+            "INSERT INTO outbox (peer, envelope, digest, exp) VALUES (?1, ?2, ?3, ?4)",
+            params![peer.to_string(), envelope, digest(envelope), exp_sql(exp)],
+        )?;
+        Ok(())
+    }
+
+    /// The oldest envelopes waiting for `peer`, at most `limit`; expired
+    /// ones are dropped first (and counted in the result's second member).
+    pub fn pending(
+        &self,
+        peer: PeerId,
+        limit: usize,
+        now: Timestamp,
+    ) -> rusqlite::Result<(Vec<Pending>, usize)> {
+        let dropped = self.db.execute(
+            "DELETE FROM outbox WHERE peer = ?1 AND exp <= ?2",
+            params![peer.to_string(), exp_sql(now)],
+        )?;
+        let mut statement = self.db.prepare_cached(
+            "SELECT id, envelope FROM outbox WHERE peer = ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(
+            params![peer.to_string(), i64::try_from(limit).unwrap_or(i64::MAX)],
+            |row| {
+                Ok(Pending {
+                    id: row.get(0)?,
+                    envelope: row.get(1)?,
+                })
+            },
+        )?;
+        Ok((rows.collect::<rusqlite::Result<Vec<_>>>()?, dropped))
+    }
+
+    /// Removes the envelopes `peer` acknowledged, by digest.
+    pub fn acknowledged(&mut self, peer: PeerId, digests: &[String]) -> rusqlite::Result<usize> {
+        let tx = self.db.transaction()?;
+        let mut removed = 0;
+        {
+            let mut statement =
+                tx.prepare_cached("DELETE FROM outbox WHERE peer = ?1 AND digest = ?2")?;
+            for digest in digests {
+                removed += statement.execute(params![peer.to_string(), digest])?;
+            }
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// How many envelopes wait for `peer`.
+    pub fn depth(&self, peer: PeerId) -> rusqlite::Result<u64> {
+        let count: i64 = self.db.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE peer = ?1",
+            params![peer.to_string()],
+            |row| row.get(0),
+        )?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Peers with something waiting.
+    pub fn peers_waiting(&self) -> rusqlite::Result<Vec<String>> {
+        let mut statement = self.db.prepare_cached("SELECT DISTINCT peer FROM outbox")?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        rows.collect()
+    }
+
+    /// Whether `peer` already delivered this envelope to us.
+    pub fn seen(&self, peer: PeerId, digest: &str) -> rusqlite::Result<bool> {
+        let found: Option<i64> = self
+            .db
+            .query_row(
+                "SELECT 1 FROM delivered WHERE peer = ?1 AND digest = ?2",
+                params![peer.to_string(), digest],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    /// Records deliveries from `peer` (and forgets expired records).
+    pub fn record(
+        &mut self,
+        peer: PeerId,
+        delivered: &[(String, Timestamp)],
+        now: Timestamp,
+    ) -> rusqlite::Result<()> {
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "DELETE FROM delivered WHERE exp <= ?1",
+            params![exp_sql(now)],
+        )?;
+        {
+            let mut statement = tx.prepare_cached(
+                "INSERT OR IGNORE INTO delivered (peer, digest, exp) VALUES (?1, ?2, ?3)",
+            )?;
+            for (digest, exp) in delivered {
+                statement.execute(params![peer.to_string(), digest, exp_sql(*exp)])?;
+            }
+        }
+        tx.commit()
+    }
+}
+
+fn exp_sql(t: Timestamp) -> i64 {
+    i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
+}

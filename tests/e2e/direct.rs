@@ -1,0 +1,354 @@
+//! Direct messages between peers (CEP 5) on real processes: delivered once
+//! with the sender's id, kept through an outage and a kill -9, and hostile
+//! frames on the peer port refused while the daemon keeps serving.
+
+use std::{
+    collections::BTreeSet,
+    io::{Read, Write},
+    net::TcpStream,
+    time::Duration,
+};
+
+use center_bus::{Client, ClientConfig, Publish};
+use center_identity::{Identity, IdentityPaths};
+use center_proto::{
+    Destination, Envelope, EventName, Meta, PeerId, Timestamp,
+    peer_frame::{Auth, OpenPgpSignature, PeerFrame, Prefix, signing_input},
+};
+use center_testnet::{PeerInfo, Testnet};
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+use crate::support::{PATIENCE, Tail, ctl, network, ok};
+
+#[test]
+fn a_direct_message_reaches_only_that_peer_once_with_its_sender() {
+    let (_dir, net) = network(3);
+    let (alpha, bravo, charlie) = (
+        net.peer("alpha").unwrap(),
+        net.peer("bravo").unwrap(),
+        net.peer("charlie").unwrap(),
+    );
+    let on_charlie = Tail::start(&net, charlie, None, &["demo.*", "--count", "2"]);
+    let on_bravo = Tail::start(&net, bravo, None, &["demo.*", "--count", "1"]);
+    let to = charlie.uuid.to_string();
+    ok(ctl(
+        &net,
+        alpha,
+        &[
+            "bus",
+            "publish",
+            "demo.cli",
+            "--data",
+            r#"{"n":1}"#,
+            "--to",
+            &to,
+        ],
+    ));
+    // The same through the client library, as a service would.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut client = client(alpha, "e2e").await;
+        let publish = Publish {
+            name: "demo.lib".into(),
+            data: json!({"n": 2}),
+            to: Some(charlie.uuid),
+            ttl: None,
+        };
+        client.publish(publish).await.unwrap();
+    });
+    for want in ["demo.cli", "demo.lib"] {
+        let event = on_charlie.next();
+        assert_eq!(event["name"], want);
+        assert_eq!(event["meta"]["from"], alpha.uuid.to_string());
+        assert_eq!(event["meta"]["to"], to);
+    }
+    assert_eq!(on_charlie.wait(), Some(0));
+    // Bravo saw neither: the first thing it sees is its own broadcast.
+    ok(ctl(&net, bravo, &["bus", "publish", "demo.local"]));
+    assert_eq!(on_bravo.next()["name"], "demo.local");
+    let peers: serde_json::Value =
+        serde_json::from_str(&ok(ctl(&net, alpha, &["--json", "peer", "list"]))).unwrap();
+    let link = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["uuid"] == to)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (link["reachable"].as_bool(), link["queued"].as_u64()),
+        (Some(true), Some(0)),
+        "{link}"
+    );
+}
+
+#[test]
+fn an_outage_and_a_kill_lose_nothing_and_deliver_nothing_twice() {
+    const N: u64 = 1000;
+    let (_dir, net) = network(2);
+    let (alpha, bravo) = (net.peer("alpha").unwrap(), net.peer("bravo").unwrap());
+    net.stop("bravo").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let publish_range = |range: std::ops::Range<u64>| {
+        runtime.block_on(async {
+            let mut client = client(alpha, "e2e").await;
+            for n in range {
+                let publish = Publish {
+                    name: "load.direct".into(),
+                    data: json!({"n": n}),
+                    to: Some(bravo.uuid),
+                    ttl: None,
+                };
+                client.publish(publish).await.unwrap();
+                // A message that expires at once must never be delivered.
+                if n % 100 == 0 {
+                    let stale = Publish {
+                        name: "load.stale".into(),
+                        data: json!({"n": n}),
+                        to: Some(bravo.uuid),
+                        ttl: Some(Duration::from_millis(1)),
+                    };
+                    client.publish(stale).await.unwrap();
+                }
+            }
+        });
+    };
+    publish_range(0..N / 2);
+    // kill -9 in the middle: what was acknowledged to the publisher is on disk.
+    net.signal_daemon(alpha, "dispatchd", Signal::SIGKILL)
+        .unwrap();
+    net.start_daemon(alpha, "dispatchd").unwrap();
+    publish_range(N / 2..N);
+    let queued = queued_for(&net, alpha, bravo);
+    assert!(queued >= N, "{queued} queued");
+    // Bravo comes back with a subscriber in place before alpha delivers.
+    net.stop("alpha").unwrap();
+    net.start("bravo").unwrap();
+    let tail = Tail::start(&net, bravo, None, &["load.*", "--count", &N.to_string()]);
+    net.start("alpha").unwrap();
+    let mut seen = BTreeSet::new();
+    for _ in 0..N {
+        let event = tail.next();
+        assert_eq!(event["name"], "load.direct", "{event}");
+        assert_eq!(event["meta"]["from"], alpha.uuid.to_string());
+        let n = event["data"]["n"].as_u64().unwrap();
+        assert!(seen.insert(n), "message {n} delivered twice");
+    }
+    assert_eq!(seen.len() as u64, N);
+    assert_eq!(tail.wait(), Some(0));
+    // Nothing left, nothing more: the stale ones expired in the outbox. (The
+    // last acknowledgement may still be on its way: wait for it.)
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while queued_for(&net, alpha, bravo) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alpha's outbox did not drain"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let delivered = std::process::Command::new("sqlite3")
+        .arg(bravo.state_dir.join("dispatchd/links.sqlite3"))
+        .arg("SELECT COUNT(*) FROM delivered")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&delivered.stdout).trim(),
+        N.to_string()
+    );
+}
+
+#[test]
+fn hostile_frames_on_the_peer_port_are_refused_and_the_daemon_keeps_serving() {
+    let (_dir, net) = network(3);
+    let (alpha, bravo, charlie) = (
+        net.peer("alpha").unwrap(),
+        net.peer("bravo").unwrap(),
+        net.peer("charlie").unwrap(),
+    );
+    // The test signs as alpha and bravo with their own keys (root may read them).
+    let alpha_id = Identity::load(&IdentityPaths::new(
+        alpha.state_dir.join("dispatchd/identity"),
+    ))
+    .unwrap();
+    let bravo_id = Identity::load(&IdentityPaths::new(
+        bravo.state_dir.join("dispatchd/identity"),
+    ))
+    .unwrap();
+    let key_request = |from: &Identity, to: PeerId, iat: Timestamp, exp: Timestamp| {
+        let envelope = Envelope {
+            name: EventName::parse("session.key-request").unwrap(),
+            meta: Meta {
+                from: from.uuid(),
+                to: Destination::Peer(to),
+                iat,
+                exp,
+            },
+            data: json!({}),
+        };
+        let payload = envelope.canonical_bytes().unwrap();
+        let sig = from
+            .sign(&signing_input(Prefix::Gpg, from.uuid(), to, &payload))
+            .unwrap();
+        PeerFrame::new(
+            from.uuid(),
+            to,
+            Auth::Gpg(OpenPgpSignature::new(sig).unwrap()),
+            payload,
+        )
+        .unwrap()
+    };
+    let now = Timestamp::now();
+    let later = now.saturating_add(Duration::from_secs(60));
+    let genuine = key_request(&alpha_id, charlie.uuid, now, later);
+
+    // Garbage, an oversize length, a truncated frame: each closes its connection.
+    expect_closed(charlie, b"\x00\x00\x00\x05hello");
+    expect_closed(charlie, &u32::MAX.to_be_bytes());
+    expect_closed(
+        charlie,
+        &[&100u32.to_be_bytes()[..], b"{\"prefix\""].concat(),
+    );
+    // A bad signature (alpha's frame, one signature byte flipped).
+    let Auth::Gpg(sig) = genuine.auth() else {
+        panic!("GPG")
+    };
+    let mut flipped = sig.as_bytes().to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let forged = PeerFrame::new(
+        alpha.uuid,
+        charlie.uuid,
+        Auth::Gpg(OpenPgpSignature::new(flipped).unwrap()),
+        genuine.payload().to_vec(),
+    )
+    .unwrap();
+    expect_closed(charlie, &forged.to_frame());
+    // The wrong signer: bravo's signature on a frame that claims alpha.
+    let by_bravo = bravo_id.sign(&genuine.signing_input()).unwrap();
+    let impostor = PeerFrame::new(
+        alpha.uuid,
+        charlie.uuid,
+        Auth::Gpg(OpenPgpSignature::new(by_bravo).unwrap()),
+        genuine.payload().to_vec(),
+    )
+    .unwrap();
+    expect_closed(charlie, &impostor.to_frame());
+    // `to` another peer.
+    expect_closed(
+        charlie,
+        &key_request(&alpha_id, bravo.uuid, now, later).to_frame(),
+    );
+    // On one connection, alpha's frame then bravo's: `from` is not the connection's peer.
+    let mut mixed = genuine.to_frame();
+    mixed.extend(key_request(&bravo_id, charlie.uuid, now, later).to_frame());
+    expect_closed(charlie, &mixed);
+    // Replayed (the same signed frame again) and expired frames are dropped.
+    let mut stream = connect(charlie);
+    stream.write_all(&genuine.to_frame()).unwrap();
+    stream
+        .write_all(
+            &key_request(
+                &alpha_id,
+                charlie.uuid,
+                Timestamp::from_millis(now.as_millis() - 7_200_000),
+                Timestamp::from_millis(now.as_millis() - 3_600_000),
+            )
+            .to_frame(),
+        )
+        .unwrap();
+    drop(stream);
+    // Bytes dribbled slowly: closed at the frame deadline.
+    let mut slow = connect(charlie);
+    slow.write_all(&[0, 0]).unwrap();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    // A flood of join requests from one address.
+    let new_frame = br#"{"from":"00000000-0000-4000-8000-000000000001","payload":"e30=","prefix":"NEW","sig":"0000000000000000000000000000000000000000000000000000000000000000","to":"00000000-0000-4000-8000-000000000002"}"#;
+    for _ in 0..50 {
+        expect_closed(
+            charlie,
+            &[&(new_frame.len() as u32).to_be_bytes()[..], new_frame].concat(),
+        );
+    }
+
+    // Through all of it, alpha still reaches charlie.
+    let tail = Tail::start(&net, charlie, None, &["demo.*", "--count", "1"]);
+    ok(ctl(
+        &net,
+        alpha,
+        &[
+            "bus",
+            "publish",
+            "demo.after",
+            "--to",
+            &charlie.uuid.to_string(),
+        ],
+    ));
+    assert_eq!(tail.next()["name"], "demo.after");
+    let log = std::fs::read_to_string(charlie.log_dir.join("dispatchd.log")).unwrap();
+    for reason in [
+        "bad frame",
+        "frame of 4294967295 bytes",
+        "signature of",
+        "not for this peer",
+        "this connection belongs to",
+        "replayed frame",
+        "expired",
+        "took longer than",
+        "join request (NEW)",
+    ] {
+        assert!(
+            log.contains(reason),
+            "charlie's log lacks `{reason}`:\n{log}"
+        );
+    }
+    let logged_floods = log.matches("join request (NEW)").count();
+    assert!(
+        logged_floods <= 5,
+        "a flood is not logged line by line ({logged_floods})"
+    );
+}
+
+fn connect(peer: &PeerInfo) -> TcpStream {
+    let stream = TcpStream::connect(peer.addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// Sends `bytes` and waits for the daemon to close the connection.
+fn expect_closed(peer: &PeerInfo, bytes: &[u8]) {
+    let mut stream = connect(peer);
+    let _ = stream.write_all(bytes);
+    if bytes.len() < 4 || bytes.starts_with(&100u32.to_be_bytes()) {
+        // Half a frame: the daemon waits for the rest; hang up instead.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
+    let mut rest = Vec::new();
+    let read = stream.read_to_end(&mut rest);
+    assert!(
+        read.is_ok(),
+        "the daemon closed the connection in time ({read:?})"
+    );
+}
+
+fn queued_for(net: &Testnet, from: &PeerInfo, to: &PeerInfo) -> u64 {
+    let peers: serde_json::Value =
+        serde_json::from_str(&ok(ctl(net, from, &["--json", "peer", "list"]))).unwrap();
+    peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["uuid"] == to.uuid.to_string())
+        .unwrap()["queued"]
+        .as_u64()
+        .unwrap()
+}
+
+async fn client(peer: &PeerInfo, service: &str) -> Client {
+    let config = ClientConfig {
+        socket: peer.bus_socket.clone(),
+        service: service.into(),
+        reconnect_for: Some(PATIENCE),
+    };
+    Client::connect(config).await.expect("connect")
+}
