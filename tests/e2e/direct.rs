@@ -309,6 +309,40 @@ fn hostile_frames_on_the_peer_port_are_refused_and_the_daemon_keeps_serving() {
     );
 }
 
+#[test]
+fn a_join_request_is_handed_to_the_bus_and_never_acted_on() {
+    let (_dir, net) = network(1);
+    let alpha = net.peer("alpha").unwrap();
+    let tail = Tail::start(&net, alpha, None, &["new-peer-server", "--count", "1"]);
+    let newcomer = PeerId::new_random();
+    let iat = Timestamp::now();
+    let envelope = Envelope {
+        name: EventName::parse("new-peer-server").unwrap(),
+        meta: Meta {
+            from: newcomer,
+            to: Destination::Peer(alpha.uuid),
+            iat,
+            exp: iat.saturating_add(Duration::from_secs(600)),
+        },
+        data: json!({"admin": "newadmin", "server": "new.example:127.0.0.9"}),
+    };
+    let frame = PeerFrame::new(
+        newcomer,
+        alpha.uuid,
+        Auth::New,
+        envelope.canonical_bytes().unwrap(),
+    )
+    .unwrap();
+    expect_closed(alpha, &frame.to_frame());
+    let event = tail.next();
+    assert_eq!(event["meta"]["from"], newcomer.to_string());
+    assert_eq!(event["data"]["admin"], "newadmin");
+    // The roster is unchanged: a join request changes nothing by itself.
+    let peers: serde_json::Value =
+        serde_json::from_str(&ok(ctl(&net, alpha, &["--json", "peer", "list"]))).unwrap();
+    assert_eq!(peers, json!([]));
+}
+
 fn connect(peer: &PeerInfo) -> TcpStream {
     let stream = TcpStream::connect(peer.addr).unwrap();
     stream.set_read_timeout(Some(PATIENCE)).unwrap();

@@ -5,8 +5,9 @@
 //!
 //! A refusal at the frame, sender or signature steps closes the connection
 //! with a logged reason; a later refusal drops only the frame. `NEW` frames
-//! (join requests) are rate-limited per source address and not accepted yet:
-//! membership is a later CEP.
+//! (join requests) are rate-limited per source address, checked, and handed
+//! to the local bus for the membership service; nothing else happens on
+//! their connection.
 
 use std::{
     collections::HashMap,
@@ -16,7 +17,10 @@ use std::{
     time::Duration,
 };
 
-use center_proto::{Limits, PeerId, Timestamp, peer_frame::Prefix};
+use center_proto::{
+    Limits, PeerId, Timestamp,
+    peer_frame::{PeerFrame, Prefix},
+};
 use serde_json::json;
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -102,9 +106,10 @@ async fn handle(
             }
         };
         if is_new_frame(&body) {
-            // Logged while under the per-address limit; a flood is not.
+            // Over the per-address limit: dropped unparsed, and not logged
+            // line by line, so a flood costs little and floods nothing.
             if admit_new(new_limit, remote.ip()) {
-                tracing::warn!(%remote, "join request (NEW) received; joining is not implemented yet, closing");
+                hand_new_to_bus(&body, remote, links.me(), broker);
             }
             return "NEW frame".to_owned();
         }
@@ -222,6 +227,30 @@ async fn answer_key_request(
     write_frame(write, &frame.to_body())
         .await
         .map_err(|err| err.to_string())
+}
+
+/// Checks a join request and hands it to the local bus, where the
+/// membership service and the sysadmin decide; the dispatcher never acts on
+/// it. The connection closes after it either way.
+fn hand_new_to_bus(body: &[u8], remote: SocketAddr, me: PeerId, broker: &Broker) {
+    let checked = PeerFrame::parse(body)
+        .map_err(|err| err.to_string())
+        .and_then(|frame| {
+            if frame.to() == me {
+                frame
+                    .new_peer_request(Timestamp::now(), &Limits::DEFAULT)
+                    .map_err(|err| err.to_string())
+            } else {
+                Err(format!("it is for {}, not for this peer", frame.to()))
+            }
+        });
+    match checked {
+        Ok(envelope) => {
+            tracing::info!(%remote, from = %envelope.meta.from, "join request (NEW) handed to the bus");
+            broker.deliver_remote(&envelope);
+        }
+        Err(reason) => tracing::warn!(%remote, reason, "join request (NEW) refused"),
+    }
 }
 
 /// Whether a body is a `NEW` frame, by its `prefix` member only (the frame
