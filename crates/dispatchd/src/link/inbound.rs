@@ -36,7 +36,7 @@ use super::{
 };
 use crate::{
     bus::Broker,
-    peer::{self, Receiver, seal_gpg, seal_gpg_plus},
+    peer::{self, seal_gpg, seal_gpg_plus},
 };
 
 /// Simultaneous peer connections.
@@ -114,23 +114,7 @@ async fn handle(
             return "NEW frame".to_owned();
         }
         let now = Timestamp::now();
-        let opened = {
-            let mut crypto = links.crypto();
-            let Crypto {
-                identity,
-                sessions,
-                replay,
-            } = &mut *crypto;
-            let keys = |p: &PeerId| links.keys(p);
-            let mut receiver = Receiver {
-                identity,
-                keys: &keys,
-                sessions,
-                replay,
-                limits: &Limits::DEFAULT,
-            };
-            peer::open(&mut receiver, &body, connection_peer, now)
-        };
+        let opened = links.open_frame(&body, connection_peer, now);
         let verified = match opened {
             Ok(verified) => verified,
             Err(refusal) => {

@@ -21,11 +21,11 @@ use std::{
 };
 
 use center_identity::{Identity, PeerKeys};
-use center_proto::{Envelope, PeerId, Timestamp};
+use center_proto::{Envelope, Limits, PeerId, Timestamp};
 use tokio::sync::Notify;
 
 use crate::{
-    peer::{ReplayCache, Sessions},
+    peer::{Receiver, Refusal, ReplayCache, Sessions, Verified},
     roster::Roster,
 };
 pub use inbound::serve;
@@ -112,6 +112,30 @@ impl Links {
 
     fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.store)
+    }
+
+    /// Opens a frame body from a connection (CEP 5's checks, in order).
+    pub fn open_frame(
+        &self,
+        body: &[u8],
+        connection_peer: Option<PeerId>,
+        now: Timestamp,
+    ) -> Result<Verified, Refusal> {
+        let mut crypto = self.crypto();
+        let Crypto {
+            identity,
+            sessions,
+            replay,
+        } = &mut *crypto;
+        let keys = |p: &PeerId| self.keys(p);
+        let mut receiver = Receiver {
+            identity,
+            keys: &keys,
+            sessions,
+            replay,
+            limits: &Limits::DEFAULT,
+        };
+        crate::peer::open(&mut receiver, body, connection_peer, now)
     }
 
     /// The verified keys of a trusted peer.

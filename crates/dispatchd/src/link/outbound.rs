@@ -18,7 +18,7 @@ use super::{
     BATCH, Crypto, Links,
     wire::{self, FrameReader, write_frame},
 };
-use crate::peer::{self, Receiver, Verified, seal_gpg, seal_gpg_plus};
+use crate::peer::{self, Verified, seal_gpg, seal_gpg_plus};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the peer may take to answer a key request or a batch.
@@ -197,23 +197,7 @@ async fn expect(
             .await
             .map_err(|_| format!("no `{wanted}` from the peer within {ANSWER_TIMEOUT:?}"))?
             .map_err(|err| err.to_string())?;
-        let opened = {
-            let mut crypto = links.crypto();
-            let Crypto {
-                identity,
-                sessions,
-                replay,
-            } = &mut *crypto;
-            let keys = |p: &PeerId| links.keys(p);
-            let mut receiver = Receiver {
-                identity,
-                keys: &keys,
-                sessions,
-                replay,
-                limits: &Limits::DEFAULT,
-            };
-            peer::open(&mut receiver, &body, Some(peer), Timestamp::now())
-        };
+        let opened = links.open_frame(&body, Some(peer), Timestamp::now());
         match opened {
             Ok(verified) if verified.envelope.name.as_str() == wanted => {
                 links.heard_from(peer);

@@ -124,16 +124,7 @@ pub fn seal_gpg(
     let payload = envelope
         .canonical_bytes()
         .map_err(|err| SealError::Encode(err.to_string()))?;
-    let input = signing_input(Prefix::Gpg, identity.uuid(), to, &payload);
-    let sig = identity
-        .sign(&input)
-        .map_err(|err| SealError::Sign(err.to_string()))?;
-    Ok(PeerFrame::new(
-        identity.uuid(),
-        to,
-        Auth::Gpg(OpenPgpSignature::new(sig)?),
-        payload,
-    )?)
+    signed(identity, Prefix::Gpg, to, payload)
 }
 
 /// Encrypts `envelope` with the session to `to` and signs the ciphertext
@@ -149,16 +140,27 @@ pub fn seal_gpg_plus(
         .canonical_bytes()
         .map_err(|err| SealError::Encode(err.to_string()))?;
     let payload = sessions.encrypt(to, &plaintext)?;
-    let input = signing_input(Prefix::GpgPlus, identity.uuid(), to, &payload);
-    let sig = identity
-        .sign(&input)
-        .map_err(|err| SealError::Sign(err.to_string()))?;
-    Ok(PeerFrame::new(
-        identity.uuid(),
-        to,
-        Auth::GpgPlus(OpenPgpSignature::new(sig)?),
-        payload,
-    )?)
+    signed(identity, Prefix::GpgPlus, to, payload)
+}
+
+/// Signs the frame's signing input and builds the frame.
+fn signed(
+    identity: &Identity,
+    prefix: Prefix,
+    to: PeerId,
+    payload: Vec<u8>,
+) -> Result<PeerFrame, SealError> {
+    let input = signing_input(prefix, identity.uuid(), to, &payload);
+    let sig = OpenPgpSignature::new(
+        identity
+            .sign(&input)
+            .map_err(|err| SealError::Sign(err.to_string()))?,
+    )?;
+    let auth = match prefix {
+        Prefix::GpgPlus => Auth::GpgPlus(sig),
+        _ => Auth::Gpg(sig),
+    };
+    Ok(PeerFrame::new(identity.uuid(), to, auth, payload)?)
 }
 
 /// Opens one frame body received on a connection. `connection_peer` is the
