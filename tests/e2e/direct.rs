@@ -19,7 +19,7 @@ use center_testnet::{PeerInfo, Testnet};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::support::{PATIENCE, Tail, ctl, network, ok};
+use crate::support::{PATIENCE, STRANGER, Tail, ctl, network, ok};
 
 #[test]
 fn a_direct_message_reaches_only_that_peer_once_with_its_sender() {
@@ -310,6 +310,42 @@ fn hostile_frames_on_the_peer_port_are_refused_and_the_daemon_keeps_serving() {
 }
 
 #[test]
+fn a_direct_message_waits_for_a_service_that_is_not_connected() {
+    let (_dir, net) = network(2);
+    let (alpha, bravo) = (net.peer("alpha").unwrap(), net.peer("bravo").unwrap());
+    crate::support::approve(&net, bravo, "inbox", STRANGER, "demo.*", "demo.*");
+    let to = bravo.uuid.to_string();
+    for name in ["demo.one", "demo.two"] {
+        ok(ctl(&net, alpha, &["bus", "publish", name, "--to", &to]));
+    }
+    // Delivered to bravo (alpha's outbox drained) while nobody listens there.
+    wait_until_drained(&net, alpha, bravo);
+    // Kept on disk: a kill -9 of bravo's dispatchd changes nothing.
+    net.signal_daemon(bravo, "dispatchd", Signal::SIGKILL)
+        .unwrap();
+    net.start_daemon(bravo, "dispatchd").unwrap();
+    let args = ["demo.*", "--service", "inbox", "--count", "2"];
+    let tail = Tail::start(&net, bravo, Some(STRANGER), &args);
+    assert_eq!(tail.next()["name"], "demo.one");
+    assert_eq!(tail.next()["name"], "demo.two");
+    assert_eq!(tail.wait(), Some(0));
+    // The same account again: it continues after what it already printed.
+    let tail = Tail::start(
+        &net,
+        bravo,
+        Some(STRANGER),
+        &["demo.*", "--service", "inbox", "--count", "1"],
+    );
+    ok(ctl(
+        &net,
+        alpha,
+        &["bus", "publish", "demo.three", "--to", &to],
+    ));
+    assert_eq!(tail.next()["name"], "demo.three");
+    assert_eq!(tail.wait(), Some(0));
+}
+
+#[test]
 fn a_join_request_is_handed_to_the_bus_and_never_acted_on() {
     let (_dir, net) = network(1);
     let alpha = net.peer("alpha").unwrap();
@@ -363,6 +399,20 @@ fn expect_closed(peer: &PeerInfo, bytes: &[u8]) {
         read.is_ok(),
         "the daemon closed the connection in time ({read:?})"
     );
+}
+
+/// Waits (polling `peer list`, within the deadline) until nothing waits in
+/// `from`'s outbox for `to`.
+fn wait_until_drained(net: &Testnet, from: &PeerInfo, to: &PeerInfo) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while queued_for(net, from, to) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}'s outbox did not drain",
+            from.name
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn queued_for(net: &Testnet, from: &PeerInfo, to: &PeerInfo) -> u64 {

@@ -114,7 +114,10 @@ pub struct Client {
     /// Everything subscribed so far, replayed after a reconnect.
     subscriptions: Vec<Pattern>,
     /// Events that arrived while we waited for a reply.
-    buffered: VecDeque<Envelope>,
+    buffered: VecDeque<(Envelope, Option<u64>)>,
+    /// The `seq` of the last event handed out, acknowledged when the next
+    /// one is asked for (so a crash in between means it comes again).
+    unacked: Option<u64>,
     next_id: u64,
 }
 
@@ -142,6 +145,7 @@ impl Client {
             welcome,
             subscriptions: Vec::new(),
             buffered: VecDeque::new(),
+            unacked: None,
             next_id: 1,
         })
     }
@@ -205,10 +209,14 @@ impl Client {
         }
     }
 
-    /// The next event for this subscriber. Cancel-safe.
+    /// The next event for this subscriber. Asking for it acknowledges the
+    /// previous one (direct messages from other peers are kept for this
+    /// service until then). Cancel-safe while it waits for an event.
     pub async fn next_event(&mut self) -> Result<Envelope, BusError> {
+        self.ack().await;
         loop {
-            if let Some(event) = self.buffered.pop_front() {
+            if let Some((event, seq)) = self.buffered.pop_front() {
+                self.unacked = seq;
                 return Ok(event);
             }
             let step = match self.conn.as_mut() {
@@ -216,7 +224,9 @@ impl Client {
                 Some(conn) => match conn.replies.recv().await {
                     None => Attempt::Retry("connection closed".to_owned()),
                     Some(Err(reason)) => Attempt::Retry(reason),
-                    Some(Ok(Reply::Event { event })) => Attempt::Done(decode_event(event)?),
+                    Some(Ok(Reply::Event { event, seq })) => {
+                        Attempt::Done((decode_event(event)?, seq))
+                    }
                     Some(Ok(Reply::Error {
                         id: None,
                         code,
@@ -230,9 +240,23 @@ impl Client {
                 },
             };
             match step {
-                Attempt::Done(event) => return Ok(event),
+                Attempt::Done((event, seq)) => {
+                    self.unacked = seq;
+                    return Ok(event);
+                }
                 Attempt::Retry(reason) => self.reconnect(&reason).await?,
             }
+        }
+    }
+
+    /// Acknowledges the last event handed out, if it needs it. A lost
+    /// acknowledgement only means the event comes again after a reconnect.
+    pub async fn ack(&mut self) {
+        let (Some(seq), Some(conn)) = (self.unacked.take(), self.conn.as_mut()) else {
+            return;
+        };
+        if let Ok(frame) = encode_frame(&Request::Ack { seq }.to_bytes()) {
+            let _ = conn.writer.write_all(&frame).await;
         }
     }
 
@@ -292,13 +316,13 @@ impl Client {
                     code,
                     message,
                 })) => return connection_error(code, message),
-                Some(Ok(Reply::Event { event })) => {
+                Some(Ok(Reply::Event { event, seq })) => {
                     if self.buffered.len() >= MAX_BUFFERED_EVENTS {
                         return Ok(Attempt::Retry(
                             "too many events buffered while waiting for a reply".to_owned(),
                         ));
                     }
-                    self.buffered.push_back(decode_event(event)?);
+                    self.buffered.push_back((decode_event(event)?, seq));
                 }
                 Some(Ok(other)) => {
                     return Err(BusError::Protocol(format!(
@@ -313,6 +337,8 @@ impl Client {
     async fn reconnect(&mut self, reason: &str) -> Result<(), BusError> {
         tracing::warn!(socket = %self.config.socket.display(), reason, "bus connection lost; reconnecting");
         self.conn = None;
+        // What was not acknowledged comes again on the new connection.
+        self.unacked = None;
         let deadline = self.config.reconnect_for.map(|d| Instant::now() + d);
         loop {
             let (conn, welcome) = establish(&self.config, deadline).await?;

@@ -159,7 +159,7 @@ fn cep4_vectors() {
             (valid, result) => panic!("{name}: `valid` is {valid:?} but decoding gave {result:?}"),
         }
     }
-    expect![[r#"reply error, reply event, reply ok, reply welcome, request admin, request hello, request publish, request subscribe"#]]
+    expect!["reply error, reply event, reply ok, reply welcome, request ack, request admin, request hello, request publish, request subscribe"]
         .assert_eq(&types.into_iter().collect::<Vec<_>>().join(", "));
     expect![[r#"bad-event, grant-changed, internal, malformed, not-approved, not-found, not-root, out-of-grant, oversize, protocol, queue-full, timeout, too-many-connections, unreachable"#]]
         .assert_eq(&codes.into_iter().collect::<Vec<_>>().join(", "));

@@ -35,6 +35,9 @@ pub enum Request {
     },
     /// Grant management; only root may send it.
     Admin { id: u64, op: AdminOp },
+    /// The subscriber has handled every event up to and including `seq`
+    /// (events that carry one: direct messages from other peers). No reply.
+    Ack { seq: u64 },
 }
 
 /// What the sysadmin can do to grants over the bus.
@@ -113,8 +116,14 @@ pub enum Reply {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peers: Option<Vec<PeerEntry>>,
     },
-    /// An event for this subscriber: an RFC envelope (CEP 2).
-    Event { event: Value },
+    /// An event for this subscriber: an RFC envelope (CEP 2). A direct
+    /// message from another peer carries `seq`: it is kept for this
+    /// subscriber until acknowledged with `ack`.
+    Event {
+        event: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
     /// A request failed, or the connection is about to be closed.
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,9 @@
 //! `centerctl bus …`: publish an event, or tail events as they arrive.
 //!
 //! `tail` prints `subscribed` on stderr once its subscription is in place, so
-//! scripts and tests know when to start publishing.
+//! scripts and tests know when to start publishing. Direct messages from
+//! other peers are kept for the account and service that tails them: a
+//! tail run again continues after the last one it printed.
 
 use std::time::Duration;
 
@@ -74,6 +76,9 @@ pub async fn run(cli: &Cli, command: &BusCommand) -> anyhow::Result<()> {
                 print_event(cli.json, &event)?;
                 seen += 1;
             }
+            // What was printed is handled: the next tail by this account
+            // starts after it.
+            client.ack().await;
             Ok(())
         }
     }

@@ -184,7 +184,7 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
     let _ = queue.try_send(Outgoing::Frame(Arc::new(
         encode_frame(&welcome.to_bytes()).unwrap_or_default(),
     )));
-    broker.register(id, &service, receive, queue.clone(), kick);
+    broker.register(id, creds.uid, &service, receive, queue.clone(), kick);
     tracing::debug!(
         uid = creds.uid,
         pid = creds.pid,
@@ -239,7 +239,9 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
             break;
         }
         let reply = match dispatch(broker, id, creds, &send, &body) {
-            Ok(reply) => reply,
+            // An acknowledgement has no answer.
+            Ok(None) => continue,
+            Ok(Some(reply)) => reply,
             Err((code, message)) => {
                 tracing::warn!(uid = creds.uid, pid = creds.pid, service, %code, reason = message.as_str(), "bus request refused");
                 Reply::Error {
@@ -281,10 +283,29 @@ fn dispatch(
     creds: Creds,
     send: &[center_bus::Pattern],
     body: &[u8],
-) -> Answer {
+) -> Result<Option<Reply>, (ErrorCode, String)> {
     let request = decode_request(body)
         .map_err(|(code, message)| (code, format!("bad request: {message}")))?;
+    if let Request::Ack { seq } = request {
+        broker.ack(conn, seq);
+        return Ok(None);
+    }
+    answer(broker, conn, creds, send, request).map(Some)
+}
+
+/// Handles a request that is answered.
+fn answer(
+    broker: &Broker,
+    conn: u64,
+    creds: Creds,
+    send: &[center_bus::Pattern],
+    request: Request,
+) -> Answer {
     match request {
+        Request::Ack { .. } => Err((
+            ErrorCode::Internal,
+            "acknowledgements have no answer".to_owned(),
+        )),
         Request::Hello { .. } => Err((
             ErrorCode::Protocol,
             "hello was already said on this connection".to_owned(),

@@ -14,6 +14,7 @@
 //! data, consumers decide.
 
 mod conn;
+mod inbox;
 
 use std::{
     collections::HashMap,
@@ -58,6 +59,10 @@ enum Outgoing {
 /// A connected, subscribed client as the broker sees it.
 struct Subscriber {
     service: String,
+    /// Who it is durably: `uid:service`. Its inbox cursor is kept under it.
+    key: String,
+    /// Its place in the inbox of kept direct messages, once it subscribed.
+    inbox: Option<inbox::InboxState>,
     /// What it subscribed to (always inside `receive`).
     patterns: Vec<Pattern>,
     /// What its grant lets it receive.
@@ -97,14 +102,6 @@ impl Broker {
             links,
             last_iat: Mutex::new(0),
             subscribers: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Hands a direct message from another peer (already verified, CEP 5)
-    /// to the local subscribers whose subscription and grant match.
-    pub fn deliver_remote(&self, envelope: &Envelope) {
-        if let Err((_, message)) = self.fan_out(envelope) {
-            tracing::warn!(from = %envelope.meta.from, reason = message.as_str(), "direct message not delivered");
         }
     }
 
@@ -166,6 +163,7 @@ impl Broker {
     fn register(
         &self,
         id: u64,
+        uid: u32,
         service: &str,
         receive: Vec<Pattern>,
         queue: mpsc::Sender<Outgoing>,
@@ -173,6 +171,8 @@ impl Broker {
     ) {
         let subscriber = Subscriber {
             service: service.to_owned(),
+            key: format!("{uid}:{service}"),
+            inbox: None,
             patterns: Vec::new(),
             receive,
             queue,
@@ -209,6 +209,7 @@ impl Broker {
                 subscriber.patterns.push(pattern);
             }
         }
+        self.start_inbox(subscriber)?;
         Ok(())
     }
 
@@ -273,6 +274,7 @@ impl Broker {
     fn fan_out(&self, envelope: &Envelope) -> Result<usize, (ErrorCode, String)> {
         let body = Reply::Event {
             event: envelope.to_value(),
+            seq: None,
         }
         .to_bytes();
         if body.len() > self.limits.max_frame as usize {
@@ -413,6 +415,8 @@ impl Broker {
                 self.grant_store()
                     .approve(grant.clone())
                     .map_err(internal)?;
+                // Direct messages arriving from now on wait for this service.
+                self.keep_from_now(&format!("{}:{}", grant.uid, grant.service));
                 self.kick_service(
                     &service,
                     conn,

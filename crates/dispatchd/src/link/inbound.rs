@@ -143,11 +143,20 @@ async fn handle(
             continue;
         };
         let key = digest(&bytes);
-        match links.store().seen(from, &key) {
+        // Bound first: the store's lock must be released before the broker
+        // takes its own locks (subscribers, then store).
+        let seen = links.store().seen(from, &key);
+        match seen {
             Ok(true) => {
                 tracing::debug!(%from, "duplicate direct message; acknowledged again, not delivered")
             }
-            Ok(false) => broker.deliver_remote(&verified.envelope),
+            Ok(false) => {
+                if let Err(err) = broker.deliver_remote(&verified.envelope) {
+                    // Not kept, so not acknowledged: the sender retries.
+                    tracing::error!(%from, error = err.as_str(), "direct message not kept");
+                    return err;
+                }
+            }
             Err(err) => return format!("store failed: {err}"),
         }
         unacked.push((key, verified.envelope.meta.exp));
@@ -229,10 +238,14 @@ fn hand_new_to_bus(body: &[u8], remote: SocketAddr, me: PeerId, broker: &Broker)
             }
         });
     match checked {
-        Ok(envelope) => {
-            tracing::info!(%remote, from = %envelope.meta.from, "join request (NEW) handed to the bus");
-            broker.deliver_remote(&envelope);
-        }
+        Ok(envelope) => match broker.deliver_remote(&envelope) {
+            Ok(()) => {
+                tracing::info!(%remote, from = %envelope.meta.from, "join request (NEW) handed to the bus")
+            }
+            Err(err) => {
+                tracing::error!(%remote, error = err.as_str(), "join request (NEW) not kept")
+            }
+        },
         Err(reason) => tracing::warn!(%remote, reason, "join request (NEW) refused"),
     }
 }

@@ -110,7 +110,7 @@ impl Links {
         lock(&self.crypto)
     }
 
-    fn store(&self) -> MutexGuard<'_, Store> {
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.store)
     }
 

@@ -1,6 +1,7 @@
 //! The durable side of direct messages, in one SQLite database (WAL):
-//! the outbox of envelopes waiting for each peer, and the record of what
-//! each peer already delivered to us.
+//! the outbox of envelopes waiting for each peer, the record of what each
+//! peer already delivered to us, and the inbox that keeps what arrived for
+//! local subscribers, with each subscriber's cursor.
 //!
 //! A publisher is acknowledged only after its envelope is committed here;
 //! an envelope leaves the outbox only when the peer acknowledged it or it
@@ -50,6 +51,16 @@ impl Store {
                  exp INTEGER NOT NULL
              );
              CREATE INDEX IF NOT EXISTS outbox_peer ON outbox (peer, id);
+             CREATE TABLE IF NOT EXISTS inbox (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 name TEXT NOT NULL,
+                 envelope BLOB NOT NULL,
+                 exp INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS cursors (
+                 subscriber TEXT PRIMARY KEY,
+                 seq INTEGER NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS delivered (
                  peer TEXT NOT NULL,
                  digest TEXT NOT NULL,
@@ -162,6 +173,86 @@ impl Store {
             }
         }
         tx.commit()
+    }
+}
+
+/// One direct message kept for local subscribers.
+#[derive(Debug, Clone)]
+pub struct Inboxed {
+    pub seq: i64,
+    pub name: String,
+    pub envelope: Vec<u8>,
+}
+
+impl Store {
+    /// Keeps a direct message for local subscribers until it expires; its
+    /// sequence number orders it. Expired messages are forgotten here.
+    pub fn inbox_push(
+        &self,
+        name: &str,
+        envelope: &[u8],
+        exp: Timestamp,
+        now: Timestamp,
+    ) -> rusqlite::Result<i64> {
+        self.db
+            .execute("DELETE FROM inbox WHERE exp <= ?1", params![exp_sql(now)])?;
+        self.db.execute(
+            "INSERT INTO inbox (name, envelope, exp) VALUES (?1, ?2, ?3)",
+            params![name, envelope, exp_sql(exp)],
+        )?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// Kept messages after `seq`, oldest first, at most `limit`, unexpired.
+    pub fn inbox_after(
+        &self,
+        seq: i64,
+        limit: usize,
+        now: Timestamp,
+    ) -> rusqlite::Result<Vec<Inboxed>> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT seq, name, envelope FROM inbox WHERE seq > ?1 AND exp > ?2 ORDER BY seq LIMIT ?3")?;
+        let rows = statement.query_map(
+            params![seq, exp_sql(now), i64::try_from(limit).unwrap_or(i64::MAX)],
+            |row| {
+                Ok(Inboxed {
+                    seq: row.get(0)?,
+                    name: row.get(1)?,
+                    envelope: row.get(2)?,
+                })
+            },
+        )?;
+        rows.collect()
+    }
+
+    /// The newest sequence number given out (0 when none).
+    pub fn inbox_head(&self) -> rusqlite::Result<i64> {
+        self.db
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM inbox", [], |row| {
+                row.get(0)
+            })
+    }
+
+    /// Where a subscriber stopped, if it ever subscribed.
+    pub fn cursor(&self, subscriber: &str) -> rusqlite::Result<Option<i64>> {
+        self.db
+            .query_row(
+                "SELECT seq FROM cursors WHERE subscriber = ?1",
+                params![subscriber],
+                |row| row.get(0),
+            )
+            .optional()
+    }
+
+    /// Moves a subscriber's cursor forward (never back).
+    pub fn set_cursor(&self, subscriber: &str, seq: i64) -> rusqlite::Result<()> {
+        self.db.execute(
+            "INSERT INTO cursors (subscriber, seq) VALUES (?1, ?2)
+             ON CONFLICT (subscriber) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            params![subscriber, seq],
+        )?;
+        Ok(())
     }
 }
 

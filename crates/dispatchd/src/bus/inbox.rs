@@ -1,0 +1,212 @@
+//! Direct messages from other peers, kept for local subscribers until each
+//! acknowledges them (CEP 4 `ack`, CEP 5).
+//!
+//! Every direct message that arrives is committed to the inbox (in the link
+//! store) with a sequence number before the sending peer is acknowledged.
+//! Each subscriber, known durably as `uid:service`, has a cursor: the last
+//! sequence number it acknowledged. When it subscribes, what it has not
+//! acknowledged is replayed a page at a time, the next page when it has
+//! acknowledged the last one it was sent; after that it receives new
+//! messages live. So a service that was not connected, or `centerctl bus
+//! tail` run again by the same account, continues where it stopped.
+//!
+//! Locks: the subscribers lock is taken before the store's, never after.
+
+use center_bus::{ErrorCode, Reply, frame::encode_frame, pattern::any_matches};
+use center_proto::{Envelope, Limits, Timestamp};
+use tokio::sync::mpsc;
+
+use super::{Broker, Outgoing, Subscriber, kick};
+
+/// A subscriber's place in the inbox.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InboxState {
+    /// The highest sequence number looked at for it (sent or skipped).
+    examined: i64,
+    /// The highest sequence number sent to it.
+    sent: i64,
+    /// Whether it is still being sent what it missed (then new messages
+    /// wait for the replay instead of going live, to keep the order).
+    catching_up: bool,
+}
+
+impl Broker {
+    /// Keeps direct messages from now on for `key` if it has no cursor yet
+    /// (a service the sysadmin just approved).
+    pub(super) fn keep_from_now(&self, key: &str) {
+        let store = self.links.store();
+        let created = store.cursor(key).and_then(|cursor| match cursor {
+            Some(_) => Ok(()),
+            None => store
+                .inbox_head()
+                .and_then(|head| store.set_cursor(key, head)),
+        });
+        if let Err(err) = created {
+            tracing::error!(key, error = %err, "cannot create an inbox cursor");
+        }
+    }
+
+    /// Starts (or restarts, with new patterns) the replay for a subscriber
+    /// from its cursor; a first subscription starts at the newest message.
+    pub(super) fn start_inbox(
+        &self,
+        subscriber: &mut Subscriber,
+    ) -> Result<(), (ErrorCode, String)> {
+        let internal = |err: rusqlite::Error| (ErrorCode::Internal, format!("inbox: {err}"));
+        let cursor = {
+            let store = self.links.store();
+            match store.cursor(&subscriber.key).map_err(internal)? {
+                Some(cursor) => cursor,
+                None => {
+                    let head = store.inbox_head().map_err(internal)?;
+                    store.set_cursor(&subscriber.key, head).map_err(internal)?;
+                    head
+                }
+            }
+        };
+        subscriber.inbox = Some(InboxState {
+            examined: cursor,
+            sent: cursor,
+            catching_up: true,
+        });
+        self.refill(subscriber);
+        Ok(())
+    }
+
+    /// Sends the subscriber the next page of what it missed.
+    fn refill(&self, subscriber: &mut Subscriber) {
+        let page = (self.limits.queue_depth / 2).max(1);
+        loop {
+            let Some(mut state) = subscriber.inbox else {
+                return;
+            };
+            let rows = match self
+                .links
+                .store()
+                .inbox_after(state.examined, page, Timestamp::now())
+            {
+                Ok(rows) => rows,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read the inbox");
+                    return;
+                }
+            };
+            let mut sent_any = false;
+            for row in &rows {
+                state.examined = row.seq;
+                if !wants(subscriber, &row.name) {
+                    continue;
+                }
+                let Ok(envelope) =
+                    Envelope::parse(&row.envelope, Timestamp::now(), &Limits::DEFAULT)
+                else {
+                    continue;
+                };
+                if !self.send_kept(subscriber, &envelope, row.seq) {
+                    return;
+                }
+                state.sent = row.seq;
+                sent_any = true;
+            }
+            state.catching_up = rows.len() >= page;
+            subscriber.inbox = Some(state);
+            if sent_any || !state.catching_up {
+                return;
+            }
+        }
+    }
+
+    /// Keeps a verified direct message from another peer and hands it to
+    /// the subscribers that want it now. Err: it could not be kept, and the
+    /// sending peer must not be acknowledged.
+    pub fn deliver_remote(&self, envelope: &Envelope) -> Result<(), String> {
+        let bytes = envelope.canonical_bytes().map_err(|err| err.to_string())?;
+        let mut subscribers = self.subscribers();
+        let seq = self
+            .links
+            .store()
+            .inbox_push(
+                envelope.name.as_str(),
+                &bytes,
+                envelope.meta.exp,
+                Timestamp::now(),
+            )
+            .map_err(|err| format!("cannot keep a direct message: {err}"))?;
+        for subscriber in subscribers.values_mut() {
+            let Some(state) = subscriber.inbox else {
+                continue;
+            };
+            // One still catching up gets it from the inbox, in order.
+            if state.catching_up || !wants(subscriber, envelope.name.as_str()) {
+                continue;
+            }
+            if self.send_kept(subscriber, envelope, seq)
+                && let Some(state) = subscriber.inbox.as_mut()
+            {
+                state.examined = seq;
+                state.sent = seq;
+            }
+        }
+        Ok(())
+    }
+
+    /// A subscriber handled everything up to `seq`.
+    pub(super) fn ack(&self, conn: u64, seq: u64) {
+        let mut subscribers = self.subscribers();
+        let Some(subscriber) = subscribers.get_mut(&conn) else {
+            return;
+        };
+        let Some(state) = subscriber.inbox else {
+            return;
+        };
+        let Ok(seq) = i64::try_from(seq) else { return };
+        if seq > state.sent {
+            tracing::warn!(
+                service = subscriber.service.as_str(),
+                seq,
+                "acknowledgement of a message never sent; ignored"
+            );
+            return;
+        }
+        if let Err(err) = self.links.store().set_cursor(&subscriber.key, seq) {
+            tracing::error!(error = %err, "cannot save an inbox cursor");
+            return;
+        }
+        if state.catching_up && seq >= state.sent {
+            self.refill(subscriber);
+        }
+    }
+
+    /// Queues one kept message for a subscriber; false if it was cut off.
+    fn send_kept(&self, subscriber: &mut Subscriber, envelope: &Envelope, seq: i64) -> bool {
+        let body = Reply::Event {
+            event: envelope.to_value(),
+            seq: u64::try_from(seq).ok(),
+        }
+        .to_bytes();
+        let Ok(frame) = encode_frame(&body) else {
+            return false;
+        };
+        match subscriber
+            .queue
+            .try_send(Outgoing::Frame(std::sync::Arc::new(frame)))
+        {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    service = subscriber.service.as_str(),
+                    "slow subscriber disconnected"
+                );
+                let message = "disconnected: events were waiting unread; what was not acknowledged comes again";
+                kick(subscriber, ErrorCode::QueueFull, message.to_owned());
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Whether a subscriber's subscription and grant both take `name`.
+fn wants(subscriber: &Subscriber, name: &str) -> bool {
+    any_matches(&subscriber.patterns, name) && any_matches(&subscriber.receive, name)
+}
