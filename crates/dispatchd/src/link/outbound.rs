@@ -18,7 +18,7 @@ use super::{
     BATCH, Crypto, Links,
     wire::{self, FrameReader, write_frame},
 };
-use crate::peer::{self, Verified, seal_gpg, seal_gpg_plus};
+use crate::peer::{self, Verified, seal_gpg, seal_gpg_plus_batch};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the peer may take to answer a key request or a batch.
@@ -116,9 +116,13 @@ async fn deliver(links: &Arc<Links>, peer: PeerId) -> Result<(), String> {
             return Ok(());
         }
         let mut waiting = HashSet::new();
+        let mut envelopes = Vec::with_capacity(batch.len());
         for item in &batch {
-            let envelope = match Envelope::parse(&item.envelope, now, &Limits::DEFAULT) {
-                Ok(envelope) => envelope,
+            match Envelope::parse(&item.envelope, now, &Limits::DEFAULT) {
+                Ok(envelope) => {
+                    envelopes.push(envelope);
+                    waiting.insert(super::store::digest(&item.envelope));
+                }
                 Err(err) => {
                     // Cannot happen for what the broker queued; never retry it forever.
                     tracing::error!(%peer, error = %err, "dropping an unreadable queued message");
@@ -127,20 +131,22 @@ async fn deliver(links: &Arc<Links>, peer: PeerId) -> Result<(), String> {
                         .store()
                         .acknowledged(peer, &[digest])
                         .map_err(|err| err.to_string())?;
-                    continue;
                 }
-            };
-            let frame = {
-                let mut crypto = links.crypto();
-                let Crypto {
-                    identity, sessions, ..
-                } = &mut *crypto;
-                seal_gpg_plus(identity, sessions, peer, &envelope).map_err(|err| err.to_string())?
-            };
+            }
+        }
+        // One session save for the whole batch, before any of it is sent.
+        let frames = {
+            let mut crypto = links.crypto();
+            let Crypto {
+                identity, sessions, ..
+            } = &mut *crypto;
+            seal_gpg_plus_batch(identity, sessions, peer, &envelopes)
+                .map_err(|err| err.to_string())?
+        };
+        for frame in &frames {
             write_frame(&mut write, &frame.to_body())
                 .await
                 .map_err(|err| err.to_string())?;
-            waiting.insert(super::store::digest(&item.envelope));
         }
         while !waiting.is_empty() {
             let ack = expect(links, &mut reader, peer, peer::ACK).await?;

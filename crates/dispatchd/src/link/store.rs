@@ -51,12 +51,15 @@ impl Store {
                  exp INTEGER NOT NULL
              );
              CREATE INDEX IF NOT EXISTS outbox_peer ON outbox (peer, id);
+             CREATE INDEX IF NOT EXISTS outbox_digest ON outbox (peer, digest);
+             CREATE INDEX IF NOT EXISTS outbox_exp ON outbox (peer, exp);
              CREATE TABLE IF NOT EXISTS inbox (
                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
                  name TEXT NOT NULL,
                  envelope BLOB NOT NULL,
                  exp INTEGER NOT NULL
              );
+             CREATE INDEX IF NOT EXISTS inbox_exp ON inbox (exp);
              CREATE TABLE IF NOT EXISTS cursors (
                  subscriber TEXT PRIMARY KEY,
                  seq INTEGER NOT NULL
@@ -66,7 +69,8 @@ impl Store {
                  digest TEXT NOT NULL,
                  exp INTEGER NOT NULL,
                  PRIMARY KEY (peer, digest)
-             );",
+             );
+             CREATE INDEX IF NOT EXISTS delivered_exp ON delivered (exp);",
         )?;
         Ok(Store { db })
     }

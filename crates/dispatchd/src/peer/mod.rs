@@ -143,6 +143,27 @@ pub fn seal_gpg_plus(
     signed(identity, Prefix::GpgPlus, to, payload)
 }
 
+/// Seals a batch of envelopes for `to` into `GPG+` frames, saving the
+/// session once, after the last encryption and before any frame is returned
+/// (so none can be sent from a state a crash would roll back).
+pub fn seal_gpg_plus_batch(
+    identity: &Identity,
+    sessions: &mut Sessions,
+    to: PeerId,
+    envelopes: &[Envelope],
+) -> Result<Vec<PeerFrame>, SealError> {
+    let mut frames = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        let plaintext = envelope
+            .canonical_bytes()
+            .map_err(|err| SealError::Encode(err.to_string()))?;
+        let payload = sessions.encrypt_unsaved(to, &plaintext)?;
+        frames.push(signed(identity, Prefix::GpgPlus, to, payload)?);
+    }
+    sessions.save(to).map_err(SealError::Store)?;
+    Ok(frames)
+}
+
 /// Signs the frame's signing input and builds the frame.
 fn signed(
     identity: &Identity,

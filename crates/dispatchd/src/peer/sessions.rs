@@ -97,14 +97,25 @@ impl Sessions {
 
     /// Encrypts for `peer` with its preferred session; saved before return.
     pub fn encrypt(&mut self, peer: PeerId, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        let ciphertext = self.encrypt_unsaved(peer, plaintext)?;
+        self.save(peer).map_err(SealError::Store)?;
+        Ok(ciphertext)
+    }
+
+    /// Encrypts without saving: the caller MUST call [`Sessions::save`]
+    /// before any of the ciphertexts leaves this process (a batch is saved
+    /// once instead of once per message).
+    pub fn encrypt_unsaved(
+        &mut self,
+        peer: PeerId,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
         let session = self
             .by_peer
             .get_mut(&peer)
             .and_then(|sessions| sessions.first_mut())
             .ok_or(SealError::NoSession(peer))?;
-        let ciphertext = session.encrypt(plaintext)?;
-        self.save(peer).map_err(SealError::Store)?;
-        Ok(ciphertext)
+        Ok(session.encrypt(plaintext)?)
     }
 
     /// Decrypts a message from `peer`: with a session we have, or, for a
@@ -165,7 +176,8 @@ impl Sessions {
         sessions.truncate(MAX_SESSIONS_PER_PEER);
     }
 
-    fn save(&self, peer: PeerId) -> Result<(), String> {
+    /// Writes `peer`'s sessions to disk (atomically, fsynced).
+    pub fn save(&self, peer: PeerId) -> Result<(), String> {
         let pickles: Vec<String> = self
             .by_peer
             .get(&peer)
