@@ -109,6 +109,7 @@ impl Peer {
             sessions: &mut self.sessions,
             replay: &mut self.replay,
             limits: &Limits::DEFAULT,
+            save: dispatchd::peer::SaveSessions::Now,
         };
         Ok(open(&mut receiver, body, None, self.now)?)
     }

@@ -36,7 +36,7 @@ use super::{
 };
 use crate::{
     bus::Broker,
-    peer::{self, seal_gpg, seal_gpg_plus},
+    peer::{self, SaveSessions, seal_gpg, seal_gpg_plus},
 };
 
 /// Simultaneous peer connections.
@@ -114,7 +114,12 @@ async fn handle(
             return "NEW frame".to_owned();
         }
         let now = Timestamp::now();
-        let opened = links.open_frame(&body, connection_peer, now);
+        let opened = links.open_frame(
+            &body,
+            connection_peer,
+            now,
+            SaveSessions::BeforeAcknowledging,
+        );
         let verified = match opened {
             Ok(verified) => verified,
             Err(refusal) => {

@@ -25,7 +25,7 @@ use center_proto::{Envelope, Limits, PeerId, Timestamp};
 use tokio::sync::Notify;
 
 use crate::{
-    peer::{Receiver, Refusal, ReplayCache, Sessions, Verified},
+    peer::{Receiver, Refusal, ReplayCache, SaveSessions, Sessions, Verified},
     roster::Roster,
 };
 pub use inbound::serve;
@@ -120,6 +120,7 @@ impl Links {
         body: &[u8],
         connection_peer: Option<PeerId>,
         now: Timestamp,
+        save: SaveSessions,
     ) -> Result<Verified, Refusal> {
         let mut crypto = self.crypto();
         let Crypto {
@@ -134,6 +135,7 @@ impl Links {
             sessions,
             replay,
             limits: &Limits::DEFAULT,
+            save,
         };
         crate::peer::open(&mut receiver, body, connection_peer, now)
     }

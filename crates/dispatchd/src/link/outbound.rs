@@ -203,7 +203,7 @@ async fn expect(
             .await
             .map_err(|_| format!("no `{wanted}` from the peer within {ANSWER_TIMEOUT:?}"))?
             .map_err(|err| err.to_string())?;
-        let opened = links.open_frame(&body, Some(peer), Timestamp::now());
+        let opened = links.open_frame(&body, Some(peer), Timestamp::now(), peer::SaveSessions::Now);
         match opened {
             Ok(verified) if verified.envelope.name.as_str() == wanted => {
                 links.heard_from(peer);

@@ -113,6 +113,20 @@ pub struct Receiver<'a> {
     pub sessions: &'a mut Sessions,
     pub replay: &'a mut ReplayCache,
     pub limits: &'a Limits,
+    /// When to save the Olm session after a decryption.
+    pub save: SaveSessions,
+}
+
+/// When a decryption's new session state goes to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveSessions {
+    /// Before `open` returns.
+    Now,
+    /// Later: the caller saves before it acknowledges anything it opened
+    /// (the connection layer does, when it seals the acknowledgement, which
+    /// saves the peer's sessions). A crash before that only means the sender
+    /// sends again what the older state can still decrypt.
+    BeforeAcknowledging,
 }
 
 /// Signs `envelope` into a `GPG` frame (session setup, `add-peer-server`).
@@ -223,7 +237,7 @@ pub fn open(
     let plaintext = match prefix {
         Prefix::GpgPlus => receiver
             .sessions
-            .decrypt(receiver.identity, &keys, frame.payload())
+            .decrypt(receiver.identity, &keys, frame.payload(), receiver.save)
             .map_err(|source| match source {
                 sessions::DecryptFailure::Session(SessionError::Replay { .. }) => {
                     Refusal::Replay { from }

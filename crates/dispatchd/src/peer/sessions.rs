@@ -125,6 +125,7 @@ impl Sessions {
         identity: &mut Identity,
         peer: &PeerKeys,
         ciphertext: &[u8],
+        save: super::SaveSessions,
     ) -> Result<Vec<u8>, DecryptFailure> {
         let uuid = peer.uuid();
         let mut first_error = None;
@@ -166,7 +167,9 @@ impl Sessions {
                 ));
             }
         };
-        self.save(uuid).map_err(DecryptFailure::Store)?;
+        if save == super::SaveSessions::Now {
+            self.save(uuid).map_err(DecryptFailure::Store)?;
+        }
         Ok(plaintext)
     }
 

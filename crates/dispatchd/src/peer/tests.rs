@@ -64,6 +64,7 @@ impl Party {
             sessions: &mut self.sessions,
             replay: &mut self.replay,
             limits: &Limits::DEFAULT,
+            save: super::SaveSessions::Now,
         };
         open(
             &mut receiver,

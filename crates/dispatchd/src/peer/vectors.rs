@@ -99,6 +99,7 @@ impl Side {
             sessions: &mut self.sessions,
             replay: &mut self.replay,
             limits: &Limits::DEFAULT,
+            save: super::SaveSessions::Now,
         };
         open(&mut receiver, body, None, now)
     }
