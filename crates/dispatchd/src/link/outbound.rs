@@ -21,6 +21,8 @@ use super::{
 use crate::peer::{self, Verified, seal_gpg, seal_gpg_plus_batch};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envelopes sealed (and their session saved) together within a batch.
+const CHUNK: usize = 10;
 /// How long the peer may take to answer a key request or a batch.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -134,19 +136,23 @@ async fn deliver(links: &Arc<Links>, peer: PeerId) -> Result<(), String> {
                 }
             }
         }
-        // One session save for the whole batch, before any of it is sent.
-        let frames = {
-            let mut crypto = links.crypto();
-            let Crypto {
-                identity, sessions, ..
-            } = &mut *crypto;
-            seal_gpg_plus_batch(identity, sessions, peer, &envelopes)
-                .map_err(|err| err.to_string())?
-        };
-        for frame in &frames {
-            write_frame(&mut write, &frame.to_body())
-                .await
-                .map_err(|err| err.to_string())?;
+        // Sealed and sent a chunk at a time (one session save per chunk,
+        // before any of it leaves), so the peer opens the first chunk while
+        // this side seals the next; still one batch, one acknowledgement.
+        for chunk in envelopes.chunks(CHUNK) {
+            let frames = {
+                let mut crypto = links.crypto();
+                let Crypto {
+                    identity, sessions, ..
+                } = &mut *crypto;
+                seal_gpg_plus_batch(identity, sessions, peer, chunk)
+                    .map_err(|err| err.to_string())?
+            };
+            for frame in &frames {
+                write_frame(&mut write, &frame.to_body())
+                    .await
+                    .map_err(|err| err.to_string())?;
+            }
         }
         while !waiting.is_empty() {
             let ack = expect(links, &mut reader, peer, peer::ACK).await?;
