@@ -34,7 +34,7 @@ use tokio::{
 
 use crate::{
     AdminOp, ErrorCode, Grant, Pattern, PeerEntry, Reply, Request,
-    frame::{DEFAULT_MAX_FRAME, FrameError, encode_frame, read_frame},
+    frame::{FrameError, encode_frame, read_frame},
     wire::PROTOCOL_VERSION,
 };
 
@@ -42,6 +42,9 @@ use crate::{
 /// it the connection is treated as broken (the broker would have disconnected
 /// us as a slow subscriber anyway).
 pub const MAX_BUFFERED_EVENTS: usize = 4096;
+
+/// The largest frame any broker may send (the cap on `bus.max_frame_bytes`).
+const BROKER_MAX_FRAME: u32 = 16 << 20;
 
 /// Replies read ahead of the caller per connection.
 const READ_AHEAD: usize = 256;
@@ -487,9 +490,10 @@ async fn try_establish(config: &ClientConfig) -> Result<(Conn, Welcome), Fail> {
 /// or the `Client` drops the receiver.
 async fn read_replies(mut reader: OwnedReadHalf, tx: mpsc::Sender<Result<Reply, String>>) {
     loop {
-        // The broker's welcome tells the real limit; before it we accept the
-        // default, and a broker never sends more than it advertised.
-        let item = match read_frame(&mut reader, DEFAULT_MAX_FRAME.max(16 << 20)).await {
+        // Any frame up to the largest limit a broker can be configured with
+        // (`bus.max_frame_bytes`, at most 16 MiB) is accepted; the task
+        // starts before the welcome that says the broker's own limit.
+        let item = match read_frame(&mut reader, BROKER_MAX_FRAME).await {
             Ok(body) => serde_json::from_slice::<Reply>(&body)
                 .map_err(|err| format!("undecodable frame from broker: {err}")),
             Err(FrameError::Closed) => Err("connection closed".to_owned()),

@@ -6,9 +6,6 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The largest frame a client sends or accepts unless the broker says otherwise.
-pub const DEFAULT_MAX_FRAME: u32 = 1 << 20;
-
 /// What went wrong reading or writing a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
