@@ -174,16 +174,17 @@ fn hostile_frames_on_the_peer_port_are_refused_and_the_daemon_keeps_serving() {
         bravo.state_dir.join("dispatchd/identity"),
     ))
     .unwrap();
-    let key_request = |from: &Identity, to: PeerId, iat: Timestamp, exp: Timestamp| {
+    // A connection opens with a signed hello (CEP 5).
+    let hello = |from: &Identity, to: PeerId, iat: Timestamp, exp: Timestamp| {
         let envelope = Envelope {
-            name: EventName::parse("session.key-request").unwrap(),
+            name: EventName::parse("session.hello").unwrap(),
             meta: Meta {
                 from: from.uuid(),
                 to: Destination::Peer(to),
                 iat,
                 exp,
             },
-            data: json!({}),
+            data: json!({ "nonce": format!("{:032x}", iat.as_millis()) }),
         };
         let payload = envelope.canonical_bytes().unwrap();
         let sig = from
@@ -199,7 +200,7 @@ fn hostile_frames_on_the_peer_port_are_refused_and_the_daemon_keeps_serving() {
     };
     let now = Timestamp::now();
     let later = now.saturating_add(Duration::from_secs(60));
-    let genuine = key_request(&alpha_id, charlie.uuid, now, later);
+    let genuine = hello(&alpha_id, charlie.uuid, now, later);
 
     // Garbage, an oversize length, a truncated frame: each closes its connection.
     expect_closed(charlie, b"\x00\x00\x00\x05hello");
@@ -236,27 +237,24 @@ fn hostile_frames_on_the_peer_port_are_refused_and_the_daemon_keeps_serving() {
     // `to` another peer.
     expect_closed(
         charlie,
-        &key_request(&alpha_id, bravo.uuid, now, later).to_frame(),
+        &hello(&alpha_id, bravo.uuid, now, later).to_frame(),
     );
     // On one connection, alpha's frame then bravo's: `from` is not the connection's peer.
     let mut mixed = genuine.to_frame();
-    mixed.extend(key_request(&bravo_id, charlie.uuid, now, later).to_frame());
+    mixed.extend(hello(&bravo_id, charlie.uuid, now, later).to_frame());
     expect_closed(charlie, &mixed);
-    // Replayed (the same signed frame again) and expired frames are dropped.
-    let mut stream = connect(charlie);
-    stream.write_all(&genuine.to_frame()).unwrap();
-    stream
-        .write_all(
-            &key_request(
-                &alpha_id,
-                charlie.uuid,
-                Timestamp::from_millis(now.as_millis() - 7_200_000),
-                Timestamp::from_millis(now.as_millis() - 3_600_000),
-            )
-            .to_frame(),
+    // Replayed (the same signed hello again) and expired hellos are refused.
+    expect_closed(charlie, &genuine.to_frame());
+    expect_closed(
+        charlie,
+        &hello(
+            &alpha_id,
+            charlie.uuid,
+            Timestamp::from_millis(now.as_millis() - 7_200_000),
+            Timestamp::from_millis(now.as_millis() - 3_600_000),
         )
-        .unwrap();
-    drop(stream);
+        .to_frame(),
+    );
     // Bytes dribbled slowly: closed at the frame deadline.
     let mut slow = connect(charlie);
     slow.write_all(&[0, 0]).unwrap();

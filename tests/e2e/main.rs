@@ -3,6 +3,7 @@
 
 mod bus;
 mod direct;
+mod links;
 mod peer;
 mod support;
 mod testnet;

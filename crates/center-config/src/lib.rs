@@ -25,6 +25,7 @@ pub struct Config {
     pub source: PathBuf,
     pub paths: Paths,
     pub bus: Bus,
+    pub links: Links,
 }
 
 /// Filesystem locations. All absolute.
@@ -71,6 +72,14 @@ pub struct Bus {
     pub max_connections: usize,
 }
 
+/// Connections to other peers (CEP 5).
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// Silence after which a side sends a ping; a connection silent for
+    /// three times this is closed as dead.
+    pub keepalive: std::time::Duration,
+}
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -115,6 +124,27 @@ struct RawConfig {
     paths: RawPaths,
     #[serde(default)]
     bus: RawBus,
+    #[serde(default)]
+    links: RawLinks,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLinks {
+    #[serde(default = "default_keepalive_seconds")]
+    keepalive_seconds: u64,
+}
+
+impl Default for RawLinks {
+    fn default() -> RawLinks {
+        RawLinks {
+            keepalive_seconds: default_keepalive_seconds(),
+        }
+    }
+}
+
+const fn default_keepalive_seconds() -> u64 {
+    30
 }
 
 #[derive(Deserialize)]
@@ -171,6 +201,7 @@ const fn default_max_connections() -> usize {
 const MAX_FRAME_RANGE: std::ops::RangeInclusive<u32> = 1024..=(16 << 20);
 const QUEUE_DEPTH_RANGE: std::ops::RangeInclusive<usize> = 1..=65_536;
 const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=65_536;
+const KEEPALIVE_RANGE: std::ops::RangeInclusive<usize> = 1..=3_600;
 
 impl RawConfig {
     fn validate(self, source: &Path) -> Result<Config, ConfigError> {
@@ -238,6 +269,11 @@ impl RawConfig {
             self.bus.max_connections,
             MAX_CONNECTIONS_RANGE,
         )?;
+        let keepalive = in_range(
+            "links.keepalive_seconds",
+            usize::try_from(self.links.keepalive_seconds).unwrap_or(usize::MAX),
+            KEEPALIVE_RANGE,
+        )?;
         Ok(Config {
             source: source.to_owned(),
             paths: Paths {
@@ -250,6 +286,9 @@ impl RawConfig {
                 max_frame_bytes: self.bus.max_frame_bytes,
                 queue_depth,
                 max_connections,
+            },
+            links: Links {
+                keepalive: std::time::Duration::from_secs(keepalive as u64),
             },
         })
     }

@@ -15,13 +15,14 @@ center_root = "/center"
 fn check(text: &str, expect: Expect) {
     let actual = match Config::parse(text, Path::new("/etc/center/center.toml")) {
         Ok(config) => format!(
-            "ok {} socket={} mode={:o} frame={} queue={} conns={}",
+            "ok {} socket={} mode={:o} frame={} queue={} conns={} keepalive={:?}",
             config.paths.state_dir.display(),
             config.bus.socket.display(),
             config.bus.socket_mode,
             config.bus.max_frame_bytes,
             config.bus.queue_depth,
             config.bus.max_connections,
+            config.links.keepalive,
         ),
         Err(err) => err.to_string(),
     };
@@ -33,7 +34,7 @@ fn defaults_fill_the_bus_section() {
     check(
         GOOD,
         expect![
-            "ok /var/lib/center socket=/run/center/bus.sock mode=666 frame=1048576 queue=1024 conns=512"
+            "ok /var/lib/center socket=/run/center/bus.sock mode=666 frame=1048576 queue=1024 conns=512 keepalive=30s"
         ],
     );
 }
@@ -46,7 +47,7 @@ fn bus_section_overrides() {
     check(
         &text,
         expect![
-            "ok /var/lib/center socket=/tmp/x/bus.sock mode=660 frame=1048576 queue=8 conns=512"
+            "ok /var/lib/center socket=/tmp/x/bus.sock mode=660 frame=1048576 queue=8 conns=512 keepalive=30s"
         ],
     );
 }
@@ -86,6 +87,12 @@ fn invalid_values_name_their_field() {
         ]],
     );
     check(
+        &format!("{GOOD}\n[links]\nkeepalive_seconds = 0\n"),
+        expect![[
+            r#"config /etc/center/center.toml: `links.keepalive_seconds` must be between 1 and 3600, got 0"#
+        ]],
+    );
+    check(
         &format!("{GOOD}\n[bus]\nmax_frame_bytes = 10\n"),
         expect![[
             r#"config /etc/center/center.toml: `bus.max_frame_bytes` must be between 1024 and 16777216, got 10"#
@@ -110,10 +117,28 @@ fn identity_is_not_configuration() {
     check(
         &text,
         expect![[r#"
-        config /etc/center/center.toml is not valid: TOML parse error at line 1, column 2
-          |
-        1 | [peer]
-          |  ^^^^
-        unknown field `peer`, expected `paths` or `bus`"#]],
+            config /etc/center/center.toml is not valid: TOML parse error at line 1, column 2
+              |
+            1 | [peer]
+              |  ^^^^
+            unknown field `peer`, expected one of `paths`, `bus`, `links`"#]],
+    );
+}
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/center.toml");
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.paths.state_dir, Path::new("/var/lib/center"));
+    assert_eq!(config.links.keepalive, std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn links_section_overrides() {
+    check(
+        &format!("{GOOD}\n[links]\nkeepalive_seconds = 2\n"),
+        expect![
+            "ok /var/lib/center socket=/run/center/bus.sock mode=666 frame=1048576 queue=1024 conns=512 keepalive=2s"
+        ],
     );
 }

@@ -134,6 +134,12 @@ impl PeerSession {
         self.session.session_id()
     }
 
+    /// Whether a message from the other side was ever decrypted with this
+    /// session (until then it sends pre-key messages).
+    pub fn has_received_message(&self) -> bool {
+        self.session.has_received_message()
+    }
+
     /// Encrypts `plaintext`. Advances the session: persist it before sending.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SessionError> {
         let message = self

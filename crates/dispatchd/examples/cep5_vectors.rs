@@ -53,6 +53,8 @@ type Error = Box<dyn std::error::Error>;
 /// The longest lifetime CEP 2 allows, less 1 ms.
 const LIFETIME: Duration = Duration::from_millis(30 * 24 * 60 * 60 * 1000 - 1);
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+/// The id of alpha's key request (any 32 hex digits do).
+const REQUEST_ID: &str = "000102030405060708090a0b0c0d0e0f";
 
 /// One side of the exchange, in a temporary state directory laid out like
 /// `state_dir/dispatchd`.
@@ -186,12 +188,30 @@ fn main() -> Result<(), Error> {
     // are 0700, as in a real state directory.
     fs::create_dir_all(staging.join("alpha"))?;
     fs::create_dir_all(staging.join("bravo"))?;
-    let mut alpha = Peer::create(tmp.path(), "alpha", "alpha.invalid:7350", now)?;
-    let mut bravo = Peer::create(tmp.path(), "bravo", "bravo.invalid:7350", now)?;
+    // Sessions are started by the peer with the lower UUID (CEP 5), so
+    // alpha, which starts this one, must have it: draw pairs until it does.
+    let (mut alpha, mut bravo) = {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let root = tmp.path().join(format!("attempt-{attempt}"));
+            let alpha = Peer::create(&root, "alpha", "alpha.invalid:7350", now)?;
+            let bravo = Peer::create(&root, "bravo", "bravo.invalid:7350", now)?;
+            if alpha.uuid() < bravo.uuid() {
+                break (alpha, bravo);
+            }
+        }
+    };
     let mut frames = Vec::new();
 
     // 1. alpha asks bravo for a one-time key.
-    let request = envelope(KEY_REQUEST, iat, alpha.uuid(), bravo.uuid(), json!({}))?;
+    let request = envelope(
+        KEY_REQUEST,
+        iat,
+        alpha.uuid(),
+        bravo.uuid(),
+        json!({ "request": REQUEST_ID }),
+    )?;
     let frame = seal_gpg(&alpha.identity, bravo.uuid(), &request)?;
     let opened = bravo.open(&alpha.description, &frame.to_body())?;
     assert_eq!(opened.envelope, request);
@@ -217,7 +237,7 @@ fn main() -> Result<(), Error> {
         iat,
         bravo.uuid(),
         alpha.uuid(),
-        json!({ "one_time_key": otk }),
+        json!({ "one_time_key": otk, "request": REQUEST_ID }),
     )?;
     let frame = seal_gpg(&bravo.identity, alpha.uuid(), &answer)?;
     let opened = alpha.open(&bravo.description, &frame.to_body())?;

@@ -17,6 +17,8 @@ pub struct DispatchConfig {
     pub socket: PathBuf,
     pub socket_mode: u32,
     pub bus: BusLimits,
+    /// Ping after this much silence; close after three times as much.
+    pub keepalive: Duration,
 }
 
 impl DispatchConfig {
@@ -33,6 +35,7 @@ impl DispatchConfig {
                 hello_timeout: Duration::from_secs(5),
                 frame_timeout: Duration::from_secs(10),
             },
+            keepalive: config.links.keepalive,
         }
     }
 }

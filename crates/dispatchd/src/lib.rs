@@ -65,7 +65,13 @@ pub async fn run(
         .with_context(|| format!("cannot open {}", store_path.display()))?;
     let address = identity.address().to_owned();
     let name = identity.name().to_owned();
-    let links = Arc::new(Links::new(identity, sessions, roster, store));
+    let links = Arc::new(Links::new(
+        identity,
+        sessions,
+        roster,
+        store,
+        config.keepalive,
+    ));
     let socket = listener::open(&config.socket, config.socket_mode)?;
     socket
         .listener
@@ -74,6 +80,7 @@ pub async fn run(
     let listener = tokio::net::UnixListener::from_std(socket.listener)
         .context("cannot register the bus socket")?;
     let broker = Arc::new(Broker::new(config.bus.clone(), grants, links.clone()));
+    links.attach(&broker);
     let peer_listener = tokio::net::TcpListener::bind(&address)
         .await
         .with_context(|| format!("cannot listen for peers on {address}"))?;

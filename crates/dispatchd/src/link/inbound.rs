@@ -1,13 +1,10 @@
-//! The peer listener: accepts TCP connections from other dispatchers, opens
-//! each frame with CEP 5's checks, answers key requests, hands direct
-//! messages to local subscribers once (by digest, durably recorded) and
-//! acknowledges them.
-//!
-//! A refusal at the frame, sender or signature steps closes the connection
-//! with a logged reason; a later refusal drops only the frame. `NEW` frames
-//! (join requests) are rate-limited per source address, checked, and handed
-//! to the local bus for the membership service; nothing else happens on
-//! their connection.
+//! The peer listener: accepts TCP connections. A connection whose first
+//! frame is `NEW` (a join request) is rate-limited per source address,
+//! checked, handed to the local bus for the membership service, and closed;
+//! any other must open with a signed hello and becomes the peer's connection
+//! ([`conn`]), where each frame gets CEP 5's checks: a refusal at the frame,
+//! sender or signature steps closes it with a logged reason, a later refusal
+//! drops only the frame.
 
 use std::{
     collections::HashMap,
@@ -17,27 +14,15 @@ use std::{
     time::Duration,
 };
 
-use center_proto::{
-    Limits, PeerId, Timestamp,
-    peer_frame::{PeerFrame, Prefix},
-};
-use serde_json::json;
+use center_proto::{Limits, PeerId, Timestamp, peer_frame::PeerFrame};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::Semaphore,
     time::Instant,
 };
 
-use super::{
-    Crypto, Links, lock,
-    outbound::control,
-    store::digest,
-    wire::{self, FrameReader, WireError, write_frame},
-};
-use crate::{
-    bus::Broker,
-    peer::{self, SaveSessions, seal_gpg, seal_gpg_plus},
-};
+use super::{Links, conn, lock, wire::WireError};
+use crate::bus::Broker;
 
 /// Simultaneous peer connections.
 const MAX_CONNECTIONS: usize = 256;
@@ -91,140 +76,25 @@ async fn handle(
     new_limit: &Mutex<HashMap<IpAddr, (Instant, u32)>>,
 ) -> String {
     let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
-    let mut reader = FrameReader::new(read, wire::IDLE);
-    let mut connection_peer: Option<PeerId> = None;
-    // Direct messages accepted and not yet acknowledged: (digest, exp).
-    let mut unacked: Vec<(String, Timestamp)> = Vec::new();
-    loop {
-        let body = match reader.next().await {
-            Ok(body) => body,
-            Err(WireError::Closed) => return "closed by the peer".to_owned(),
-            Err(err) => {
-                tracing::warn!(%remote, peer = ?connection_peer, error = %err, "peer connection refused");
-                return err.to_string();
-            }
-        };
-        if is_new_frame(&body) {
-            // Over the per-address limit: dropped unparsed, and not logged
-            // line by line, so a flood costs little and floods nothing.
-            if admit_new(new_limit, remote.ip()) {
-                hand_new_to_bus(&body, remote, links.me(), broker);
-            }
-            return "NEW frame".to_owned();
+    let (read, write) = stream.into_split();
+    let mut reader = conn::first_reader(read);
+    let first = match reader.next().await {
+        Ok(body) => body,
+        Err(WireError::Closed) => return "closed by the peer".to_owned(),
+        Err(err) => {
+            tracing::warn!(%remote, error = %err, "peer connection refused");
+            return err.to_string();
         }
-        let now = Timestamp::now();
-        let opened = links.open_frame(
-            &body,
-            connection_peer,
-            now,
-            SaveSessions::BeforeAcknowledging,
-        );
-        let verified = match opened {
-            Ok(verified) => verified,
-            Err(refusal) => {
-                tracing::warn!(%remote, peer = ?connection_peer, %refusal, "peer frame refused");
-                if refusal.closes_connection() {
-                    return refusal.to_string();
-                }
-                continue;
-            }
-        };
-        let from = verified.envelope.meta.from;
-        connection_peer = Some(from);
-        links.heard_from(from);
-        let name = verified.envelope.name.as_str();
-        if verified.prefix == Prefix::Gpg && name == peer::KEY_REQUEST {
-            if let Err(err) = answer_key_request(links, &mut write, from).await {
-                return err;
-            }
-            continue;
+    };
+    if is_new_frame(&first) {
+        // Over the per-address limit: dropped unparsed, and not logged
+        // line by line, so a flood costs little and floods nothing.
+        if admit_new(new_limit, remote.ip()) {
+            hand_new_to_bus(&first, remote, links.me(), broker);
         }
-        if name.starts_with(peer::RESERVED_PREFIX) {
-            tracing::warn!(%from, name, "unexpected session frame on an inbound connection; dropped");
-            continue;
-        }
-        let Ok(bytes) = verified.envelope.canonical_bytes() else {
-            continue;
-        };
-        let key = digest(&bytes);
-        // Bound first: the store's lock must be released before the broker
-        // takes its own locks (subscribers, then store).
-        let seen = links.store().seen(from, &key);
-        match seen {
-            Ok(true) => {
-                tracing::debug!(%from, "duplicate direct message; acknowledged again, not delivered")
-            }
-            Ok(false) => {
-                if let Err(err) = broker.deliver_remote(&verified.envelope) {
-                    // Not kept, so not acknowledged: the sender retries.
-                    tracing::error!(%from, error = err.as_str(), "direct message not kept");
-                    return err;
-                }
-            }
-            Err(err) => return format!("store failed: {err}"),
-        }
-        unacked.push((key, verified.envelope.meta.exp));
-        // Acknowledge once the frames already here are handled (a batch
-        // arrives together), so a burst costs one acknowledgement.
-        if (!reader.has_buffered() || unacked.len() >= super::BATCH)
-            && let Err(err) = acknowledge(links, &mut write, from, &mut unacked).await
-        {
-            return err;
-        }
+        return "NEW frame".to_owned();
     }
-}
-
-/// Records what was delivered, then tells the sender it may forget it.
-async fn acknowledge(
-    links: &Arc<Links>,
-    write: &mut tokio::net::tcp::OwnedWriteHalf,
-    from: PeerId,
-    unacked: &mut Vec<(String, Timestamp)>,
-) -> Result<(), String> {
-    links
-        .store()
-        .record(from, unacked, Timestamp::now())
-        .map_err(|err| format!("store failed: {err}"))?;
-    let received: Vec<&str> = unacked.iter().map(|(d, _)| d.as_str()).collect();
-    let ack = control(peer::ACK, links.me(), from, json!({ "received": received }))?;
-    let frame = {
-        let mut crypto = links.crypto();
-        let Crypto {
-            identity, sessions, ..
-        } = &mut *crypto;
-        seal_gpg_plus(identity, sessions, from, &ack).map_err(|err| err.to_string())?
-    };
-    write_frame(write, &frame.to_body())
-        .await
-        .map_err(|err| err.to_string())?;
-    unacked.clear();
-    Ok(())
-}
-
-async fn answer_key_request(
-    links: &Arc<Links>,
-    write: &mut tokio::net::tcp::OwnedWriteHalf,
-    from: PeerId,
-) -> Result<(), String> {
-    let frame = {
-        let mut crypto = links.crypto();
-        let otk = crypto
-            .identity
-            .one_time_keys(1)
-            .map_err(|err| err.to_string())?;
-        let otk = otk.first().ok_or("no one-time key generated")?.clone();
-        let answer = control(
-            peer::KEY_ANSWER,
-            links.me(),
-            from,
-            json!({ "one_time_key": otk }),
-        )?;
-        seal_gpg(&crypto.identity, from, &answer).map_err(|err| err.to_string())?
-    };
-    write_frame(write, &frame.to_body())
-        .await
-        .map_err(|err| err.to_string())
+    conn::accepted(links, remote, reader, write, &first).await
 }
 
 /// Checks a join request and hands it to the local bus, where the

@@ -1,14 +1,17 @@
-//! Links to other peers: direct messages out of a durable outbox, one batch
-//! in flight per peer, and the listener that receives them (CEP 5).
+//! Links to other peers (CEP 5): one connection per peer pair, used both
+//! ways and kept alive; direct messages out of a durable outbox, one batch in
+//! flight per peer; the listener that accepts connections.
 //!
 //! Ownership: `Links` is shared (`Arc`) by the broker (which enqueues), the
-//! TCP listener (which receives) and one outbound task per peer (spawned the
-//! first time something waits for that peer). The roster, the identity with
-//! its Olm sessions, and the store each sit behind their own `std` mutex,
-//! never held across an await; when two are held, crypto is taken before
-//! roster, never the other way. Shutdown: the tasks
-//! end with the runtime; nothing acknowledged lives only in memory.
+//! TCP listener, every connection's tasks, and one outbound task per peer
+//! (spawned the first time something waits for that peer). The roster, the
+//! identity with its Olm sessions, the store, the connection table and the
+//! session-setup table each sit behind their own `std` mutex, never held
+//! across an await; when two are held, crypto is taken before roster, never
+//! the other way. Shutdown: the tasks end with the runtime; nothing
+//! acknowledged lives only in memory.
 
+mod conn;
 mod inbound;
 mod outbound;
 pub mod store;
@@ -16,7 +19,7 @@ mod wire;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, OnceLock, Weak},
     time::Duration,
 };
 
@@ -25,9 +28,11 @@ use center_proto::{Envelope, Limits, PeerId, Timestamp};
 use tokio::sync::Notify;
 
 use crate::{
+    bus::Broker,
     peer::{Receiver, Refusal, ReplayCache, SaveSessions, Sessions, Verified},
     roster::Roster,
 };
+use conn::ConnHandle;
 pub use inbound::serve;
 use store::Store;
 
@@ -54,15 +59,45 @@ pub struct LinkStatus {
     pub backoff: Duration,
 }
 
+/// What wakes a peer's outbound task. Each has one waiter (that task), so
+/// `notify_one` keeps a wake-up that comes while it is busy.
+#[derive(Default)]
+struct Signals {
+    /// New work, or the peer was heard from.
+    work: Notify,
+    /// The peer acknowledged something.
+    acked: Notify,
+    /// An Olm session with the peer appeared.
+    session: Notify,
+}
+
+/// Where starting an Olm session with one peer stands.
+#[derive(Default)]
+struct Setup {
+    /// Our outstanding key request, if any (lower UUID only).
+    request: Option<String>,
+    /// When we last asked for or offered a key, to pace retries.
+    last_attempt: Option<tokio::time::Instant>,
+    /// When we last started a session (lower UUID only).
+    started: Option<tokio::time::Instant>,
+}
+
 /// Shared state of every link.
 pub struct Links {
     me: PeerId,
     roster: Mutex<Roster>,
     crypto: Mutex<Crypto>,
     store: Mutex<Store>,
-    /// Wakes a peer's outbound task: new work, or the peer was heard from.
-    wake: Mutex<HashMap<PeerId, Arc<Notify>>>,
+    signals: Mutex<HashMap<PeerId, Arc<Signals>>>,
     status: Mutex<HashMap<PeerId, LinkStatus>>,
+    /// The one live connection per peer.
+    conns: Mutex<HashMap<PeerId, Arc<ConnHandle>>>,
+    setup: Mutex<HashMap<PeerId, Setup>>,
+    /// Where received direct messages go; set once at start.
+    broker: OnceLock<Weak<Broker>>,
+    /// Ping after this much silence; a connection silent three times as
+    /// long is closed.
+    keepalive: Duration,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,7 +107,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Links {
-    pub fn new(identity: Identity, sessions: Sessions, roster: Roster, store: Store) -> Links {
+    pub fn new(
+        identity: Identity,
+        sessions: Sessions,
+        roster: Roster,
+        store: Store,
+        keepalive: Duration,
+    ) -> Links {
         Links {
             me: identity.uuid(),
             roster: Mutex::new(roster),
@@ -82,9 +123,22 @@ impl Links {
                 replay: ReplayCache::new(REPLAY_CAPACITY),
             }),
             store: Mutex::new(store),
-            wake: Mutex::new(HashMap::new()),
+            signals: Mutex::new(HashMap::new()),
             status: Mutex::new(HashMap::new()),
+            conns: Mutex::new(HashMap::new()),
+            setup: Mutex::new(HashMap::new()),
+            broker: OnceLock::new(),
+            keepalive,
         }
+    }
+
+    /// Connects the links to the broker that keeps received messages.
+    pub fn attach(&self, broker: &Arc<Broker>) {
+        let _ = self.broker.set(Arc::downgrade(broker));
+    }
+
+    fn broker(&self) -> Option<Arc<Broker>> {
+        self.broker.get().and_then(Weak::upgrade)
     }
 
     pub fn me(&self) -> PeerId {
@@ -152,7 +206,7 @@ impl Links {
         self.store()
             .push(peer, &bytes, envelope.meta.exp)
             .map_err(|err| format!("cannot queue: {err}"))?;
-        self.waker(peer).notify_one();
+        self.signals(peer).work.notify_one();
         Ok(())
     }
 
@@ -164,7 +218,7 @@ impl Links {
             .peers_waiting()
             .map_err(|err| err.to_string())?;
         for peer in waiting.iter().filter_map(|p| p.parse::<PeerId>().ok()) {
-            self.waker(peer).notify_one();
+            self.signals(peer).work.notify_one();
         }
         Ok(())
     }
@@ -177,8 +231,23 @@ impl Links {
             entry.last_heard = Some(Timestamp::now());
             entry.backoff = Duration::ZERO;
         }
-        if let Some(wake) = lock(&self.wake).get(&peer) {
-            wake.notify_one();
+        if let Some(signals) = lock(&self.signals).get(&peer) {
+            signals.work.notify_one();
+        }
+    }
+
+    /// The peer acknowledged something: its outbound task looks again.
+    fn acked(&self, peer: PeerId) {
+        if let Some(signals) = lock(&self.signals).get(&peer) {
+            signals.acked.notify_one();
+        }
+    }
+
+    /// A session with the peer may have appeared (one started, or an
+    /// encrypted frame came in).
+    fn session_appeared(&self, peer: PeerId) {
+        if let Some(signals) = lock(&self.signals).get(&peer) {
+            signals.session.notify_one();
         }
     }
 
@@ -189,16 +258,60 @@ impl Links {
         (status, depth)
     }
 
-    /// The peer's wake-up, spawning its outbound task the first time.
-    fn waker(self: &Arc<Self>, peer: PeerId) -> Arc<Notify> {
-        let mut wake = lock(&self.wake);
-        if let Some(existing) = wake.get(&peer) {
+    /// The peer's signals, spawning its outbound task the first time.
+    fn signals(self: &Arc<Self>, peer: PeerId) -> Arc<Signals> {
+        let mut all = lock(&self.signals);
+        if let Some(existing) = all.get(&peer) {
             return existing.clone();
         }
-        let notify = Arc::new(Notify::new());
-        wake.insert(peer, notify.clone());
-        tokio::spawn(outbound::run(self.clone(), peer, notify.clone()));
-        notify
+        let signals = Arc::new(Signals::default());
+        all.insert(peer, signals.clone());
+        tokio::spawn(outbound::run(self.clone(), peer, signals.clone()));
+        signals
+    }
+
+    /// The live connection to `peer`, if there is one.
+    fn connection(&self, peer: PeerId) -> Option<Arc<ConnHandle>> {
+        lock(&self.conns)
+            .get(&peer)
+            .filter(|conn| !conn.is_closed())
+            .cloned()
+    }
+
+    /// Makes `conn` the connection to `peer` unless the one already there
+    /// wins the tie-break (CEP 5): of two connections dialled by different
+    /// sides, the one the lower UUID dialled stays; of two dialled by the
+    /// same side, the newer. Both peers apply the same rule to the same
+    /// pair, so both keep the same connection. The loser is closed. Returns
+    /// whether `conn` was kept.
+    fn register(&self, peer: PeerId, conn: &Arc<ConnHandle>) -> bool {
+        let mut conns = lock(&self.conns);
+        let keep_new = match conns.get(&peer) {
+            Some(old) if !old.is_closed() => {
+                let keep_new = if old.dialer == conn.dialer {
+                    true
+                } else {
+                    conn.dialer == self.me.min(peer)
+                };
+                let loser = if keep_new { old } else { conn };
+                tracing::info!(%peer, dialled_by = %loser.dialer, "two connections to one peer; closing one");
+                loser.close();
+                keep_new
+            }
+            _ => true,
+        };
+        if keep_new {
+            conns.insert(peer, conn.clone());
+        }
+        keep_new
+    }
+
+    /// Forgets `conn` if it is still the registered one.
+    fn unregister(&self, peer: PeerId, conn: &ConnHandle) {
+        let mut conns = lock(&self.conns);
+        if conns.get(&peer).is_some_and(|c| c.id == conn.id) {
+            conns.remove(&peer);
+        }
     }
 
     fn set_status(&self, peer: PeerId, reachable: bool, backoff: Duration) {

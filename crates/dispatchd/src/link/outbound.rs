@@ -1,26 +1,21 @@
-//! The outbound task of one peer: connect, start an Olm session if there is
-//! none, send the outbox in batches of [`BATCH`](super::BATCH) and remove what
-//! the peer acknowledged. One batch in flight; on failure, jittered
-//! exponential backoff from 1 s to 60 s, cut short as soon as anything
-//! authenticated is heard from that peer.
+//! The outbound task of one peer: use the connection to it (or dial one),
+//! make sure there is an Olm session, send the outbox in batches of
+//! [`BATCH`](super::BATCH) and wait until the peer acknowledged each. One
+//! batch in flight; on failure, jittered exponential backoff from 1 s to
+//! 60 s, cut short as soon as anything authenticated is heard from that peer.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use center_proto::{Destination, Envelope, EventName, Limits, Meta, PeerId, Timestamp};
-use serde_json::{Value, json};
-use tokio::{
-    net::{TcpSocket, TcpStream},
-    sync::Notify,
-    time::Instant,
-};
+use serde_json::Value;
+use tokio::time::Instant;
 
 use super::{
-    BATCH, Crypto, Links,
-    wire::{self, FrameReader, write_frame},
+    BATCH, Crypto, Links, Signals,
+    conn::{self, ConnHandle},
 };
-use crate::peer::{self, Verified, seal_gpg, seal_gpg_plus_batch};
+use crate::peer::seal_gpg_plus_batch;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envelopes sealed (and their session saved) together within a batch.
 const CHUNK: usize = 10;
 /// How long the peer may take to answer a key request or a batch.
@@ -31,13 +26,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const CONTROL_TTL: Duration = Duration::from_secs(300);
 
 /// Runs for as long as dispatchd does.
-pub(super) async fn run(links: Arc<Links>, peer: PeerId, wake: Arc<Notify>) {
+pub(super) async fn run(links: Arc<Links>, peer: PeerId, signals: Arc<Signals>) {
     let mut backoff = Duration::ZERO;
     loop {
         while links.store().depth(peer).unwrap_or(0) == 0 {
-            wake.notified().await;
+            signals.work.notified().await;
         }
-        match deliver(&links, peer).await {
+        match deliver(&links, peer, &signals).await {
             Ok(()) => {
                 backoff = Duration::ZERO;
                 links.set_status(peer, true, backoff);
@@ -51,7 +46,7 @@ pub(super) async fn run(links: Arc<Links>, peer: PeerId, wake: Arc<Notify>) {
                 loop {
                     tokio::select! {
                         () = tokio::time::sleep_until(until) => break,
-                        () = wake.notified() => {
+                        () = signals.work.notified() => {
                             // New work does not cut the wait; hearing from the peer does.
                             if links.status(peer).0.backoff.is_zero() {
                                 backoff = Duration::ZERO;
@@ -65,46 +60,14 @@ pub(super) async fn run(links: Arc<Links>, peer: PeerId, wake: Arc<Notify>) {
     }
 }
 
-/// One connection's worth of delivery; returns when the outbox is empty.
-async fn deliver(links: &Arc<Links>, peer: PeerId) -> Result<(), String> {
-    let address = links
-        .roster()
-        .get(&peer)
-        .map(|p| p.description.address().to_owned())
-        .ok_or_else(|| "the peer is no longer in the roster".to_owned())?;
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect(links, &address))
-        .await
-        .map_err(|_| format!("connecting to {address} timed out"))?
-        .map_err(|err| format!("cannot connect to {address}: {err}"))?;
-    let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
-    let mut reader = FrameReader::new(read, wire::IDLE);
-    let me = links.me();
-
-    if !links.crypto().sessions.has_session(&peer) {
-        let request = control(peer::KEY_REQUEST, me, peer, json!({}))?;
-        let frame =
-            seal_gpg(&links.crypto().identity, peer, &request).map_err(|err| err.to_string())?;
-        write_frame(&mut write, &frame.to_body())
-            .await
-            .map_err(|err| err.to_string())?;
-        let answer = expect(links, &mut reader, peer, peer::KEY_ANSWER).await?;
-        let otk = answer.envelope.data["one_time_key"]
-            .as_str()
-            .ok_or("key answer without one_time_key")?;
-        let keys = links
-            .keys(&peer)
-            .ok_or("the peer is no longer in the roster")?;
-        let mut crypto = links.crypto();
-        let Crypto {
-            identity, sessions, ..
-        } = &mut *crypto;
-        sessions
-            .start_outbound(identity, &keys, otk)
-            .map_err(|err| err.to_string())?;
-        tracing::info!(%peer, "olm session started");
-    }
-
+/// Sends the outbox over the peer's connection (dialling it if there is
+/// none) until it is empty.
+async fn deliver(links: &Arc<Links>, peer: PeerId, signals: &Signals) -> Result<(), String> {
+    let conn = match links.connection(peer) {
+        Some(conn) => conn,
+        None => conn::dial(links, peer).await?,
+    };
+    ensure_session(links, peer, &conn, signals).await?;
     loop {
         let now = Timestamp::now();
         let (batch, dropped) = links
@@ -139,87 +102,74 @@ async fn deliver(links: &Arc<Links>, peer: PeerId) -> Result<(), String> {
         // Sealed and sent a chunk at a time (one session save per chunk,
         // before any of it leaves), so the peer opens the first chunk while
         // this side seals the next; still one batch, one acknowledgement.
+        let mut sealed_with = None;
         for chunk in envelopes.chunks(CHUNK) {
             let frames = {
                 let mut crypto = links.crypto();
                 let Crypto {
                     identity, sessions, ..
                 } = &mut *crypto;
+                sealed_with = sessions.current_id(&peer);
                 seal_gpg_plus_batch(identity, sessions, peer, chunk)
                     .map_err(|err| err.to_string())?
             };
             for frame in &frames {
-                write_frame(&mut write, &frame.to_body())
-                    .await
-                    .map_err(|err| err.to_string())?;
+                conn.send(frame.to_body()).await?;
             }
         }
-        while !waiting.is_empty() {
-            let ack = expect(links, &mut reader, peer, peer::ACK).await?;
-            let received: Vec<String> = match &ack.envelope.data["received"] {
-                Value::Array(items) => items
-                    .iter()
-                    .take(2 * BATCH)
-                    .filter_map(|d| d.as_str().map(str::to_owned))
-                    .collect(),
-                _ => return Err("acknowledgement without `received`".to_owned()),
-            };
-            for digest in &received {
-                waiting.remove(digest);
-            }
-            links
+        // The connection's reader removes what the peer acknowledges.
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            let still = links
                 .store()
-                .acknowledged(peer, &received)
+                .still_queued(peer, &waiting)
                 .map_err(|err| err.to_string())?;
+            waiting.retain(|digest| still.contains(digest));
+            if waiting.is_empty() {
+                break;
+            }
+            tokio::select! {
+                () = signals.acked.notified() => {}
+                () = signals.session.notified() => {
+                    // The peer could not open what we sealed and a new
+                    // session replaced ours: what it dropped goes again.
+                    if links.crypto().sessions.current_id(&peer) != sealed_with {
+                        return Err("a new olm session replaced the one this batch was sealed with".to_owned());
+                    }
+                }
+                () = conn.closed() => return Err("the connection closed before the peer acknowledged".to_owned()),
+                () = tokio::time::sleep_until(deadline) => {
+                    conn.close();
+                    return Err(format!("no acknowledgement from the peer within {ANSWER_TIMEOUT:?}"));
+                }
+            }
         }
     }
 }
 
-/// Connects from this peer's own address when it is an IP (so the other side
-/// sees who is calling, as it would between machines), else from any.
-async fn connect(links: &Links, address: &str) -> std::io::Result<TcpStream> {
-    let target = tokio::net::lookup_host(address)
-        .await?
-        .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
-    let socket = if target.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if let Some(local) = links
-        .local_ip()
-        .filter(|ip| ip.is_ipv4() == target.is_ipv4())
-    {
-        socket.bind(std::net::SocketAddr::new(local, 0))?;
-    }
-    socket.connect(target).await
-}
-
-/// Reads frames until one opens to an envelope named `wanted`.
-async fn expect(
+/// Waits until there is an Olm session with `peer`, asking for one (paced)
+/// while there is not.
+async fn ensure_session(
     links: &Arc<Links>,
-    reader: &mut FrameReader,
     peer: PeerId,
-    wanted: &str,
-) -> Result<Verified, String> {
+    conn: &ConnHandle,
+    signals: &Signals,
+) -> Result<(), String> {
     let deadline = Instant::now() + ANSWER_TIMEOUT;
     loop {
-        let body = tokio::time::timeout_at(deadline, reader.next())
-            .await
-            .map_err(|_| format!("no `{wanted}` from the peer within {ANSWER_TIMEOUT:?}"))?
-            .map_err(|err| err.to_string())?;
-        let opened = links.open_frame(&body, Some(peer), Timestamp::now(), peer::SaveSessions::Now);
-        match opened {
-            Ok(verified) if verified.envelope.name.as_str() == wanted => {
-                links.heard_from(peer);
-                return Ok(verified);
-            }
-            Ok(other) => {
-                tracing::warn!(%peer, name = other.envelope.name.as_str(), "unexpected frame on an outbound link")
-            }
-            Err(refusal) if refusal.closes_connection() => return Err(refusal.to_string()),
-            Err(refusal) => tracing::warn!(%peer, %refusal, "frame dropped"),
+        if links.crypto().sessions.has_session(&peer) {
+            return Ok(());
+        }
+        conn::ask_for_session(links, peer, conn, false)?;
+        tokio::select! {
+            () = signals.session.notified() => {}
+            () = conn.closed() => return Err("the connection closed before a session was made".to_owned()),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no olm session with the peer within {ANSWER_TIMEOUT:?}"
+            ));
         }
     }
 }

@@ -126,6 +126,25 @@ impl Store {
         Ok(removed)
     }
 
+    /// Which of `digests` still wait for `peer` (not yet acknowledged).
+    pub fn still_queued(
+        &self,
+        peer: PeerId,
+        digests: &std::collections::HashSet<String>,
+    ) -> rusqlite::Result<std::collections::HashSet<String>> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT 1 FROM outbox WHERE peer = ?1 AND digest = ?2 LIMIT 1")?;
+        let peer = peer.to_string();
+        let mut still = std::collections::HashSet::new();
+        for digest in digests {
+            if statement.exists(params![peer, digest])? {
+                still.insert(digest.clone());
+            }
+        }
+        Ok(still)
+    }
+
     /// How many envelopes wait for `peer`.
     pub fn depth(&self, peer: PeerId) -> rusqlite::Result<u64> {
         let count: i64 = self.db.query_row(

@@ -12,8 +12,8 @@ use tokio::{
     time::Instant,
 };
 
-/// How long a connection may sit between frames.
-pub const IDLE: Duration = Duration::from_secs(120);
+/// How long a new connection may take to say hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one frame may take from its first byte to its last.
 pub const FRAME_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a write may block before the peer counts as stuck.
@@ -81,6 +81,11 @@ impl FrameReader {
                 self.started = Some(Instant::now());
             }
         }
+    }
+
+    /// Changes the silence allowed between frames.
+    pub fn set_idle(&mut self, idle: Duration) {
+        self.idle = idle;
     }
 
     /// Whether a complete frame is already buffered (so a reply can wait).

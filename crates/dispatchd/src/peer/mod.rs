@@ -22,10 +22,19 @@ use center_proto::{
 pub use replay::ReplayCache;
 pub use sessions::Sessions;
 
-/// Asks the peer for a one-time key so an Olm session can be started.
+/// Asks the peer for a one-time key so an Olm session can be started:
+/// `{"request": HEX}`. Only the peer with the lower UUID starts sessions.
 pub const KEY_REQUEST: &str = "session.key-request";
-/// Answers [`KEY_REQUEST`] with `{"one_time_key": BASE64}`.
+/// A one-time key: `{"one_time_key": BASE64, "request": HEX | null}`, the
+/// answer to [`KEY_REQUEST`], or (with `null`) offered unasked by the peer
+/// with the higher UUID when it needs a session.
 pub const KEY_ANSWER: &str = "session.key";
+/// Opens every connection, both ways: `{"nonce": HEX}`. The dialer sends it
+/// first; the listener answers with its own.
+pub const HELLO: &str = "session.hello";
+/// Keeps a connection alive: `{"nonce": HEX}`; also the first message on a
+/// new Olm session, so the other side learns the session at once.
+pub const PING: &str = "session.ping";
 /// Acknowledges direct messages: `{"received": [DIGEST, ...]}`, the SHA-256
 /// (lower-case hex) of each envelope's canonical bytes.
 pub const ACK: &str = "session.ack";
@@ -42,6 +51,8 @@ pub const NEW_PEER_SERVER: &str = "new-peer-server";
 pub struct Verified {
     pub prefix: Prefix,
     pub envelope: Envelope,
+    /// The frame started a new inbound Olm session.
+    pub new_session: bool,
 }
 
 /// Why a frame was refused (CEP 5 "Receiving a frame").
@@ -234,7 +245,7 @@ pub fn open(
     // 6. Decrypt (GPG+). Replays of GPG frames are caught by digest; Olm
     // refuses a reused message key by itself.
     let prefix = frame.prefix();
-    let plaintext = match prefix {
+    let (plaintext, new_session) = match prefix {
         Prefix::GpgPlus => receiver
             .sessions
             .decrypt(receiver.identity, &keys, frame.payload(), receiver.save)
@@ -245,13 +256,13 @@ pub fn open(
                 sessions::DecryptFailure::Session(source) => Refusal::Decrypt { from, source },
                 sessions::DecryptFailure::Store(reason) => Refusal::Store(reason),
             })?,
-        _ => frame.payload().to_vec(),
+        _ => (frame.payload().to_vec(), false),
     };
     // 7-9. Envelope, binding, time.
     let envelope = open_envelope(from, me, &plaintext, now, receiver.limits)?;
     let name = envelope.name.as_str();
     let allowed = match prefix {
-        Prefix::Gpg => [KEY_REQUEST, KEY_ANSWER, ADD_PEER_SERVER].contains(&name),
+        Prefix::Gpg => [HELLO, PING, KEY_REQUEST, KEY_ANSWER, ADD_PEER_SERVER].contains(&name),
         Prefix::GpgPlus => name != NEW_PEER_SERVER,
         Prefix::New => false,
     };
@@ -269,7 +280,11 @@ pub fn open(
     {
         return Err(Refusal::Replay { from });
     }
-    Ok(Verified { prefix, envelope })
+    Ok(Verified {
+        prefix,
+        envelope,
+        new_session,
+    })
 }
 
 #[cfg(test)]

@@ -82,6 +82,23 @@ impl Sessions {
             .is_some_and(|sessions| !sessions.is_empty())
     }
 
+    /// The id of the session that encrypts for `peer`.
+    pub fn current_id(&self, peer: &PeerId) -> Option<String> {
+        self.by_peer
+            .get(peer)
+            .and_then(|sessions| sessions.first())
+            .map(PeerSession::session_id)
+    }
+
+    /// Whether the session that encrypts for `peer` has not yet heard from
+    /// it (the peer learns it from our pre-key messages).
+    pub fn unconfirmed(&self, peer: &PeerId) -> bool {
+        self.by_peer
+            .get(peer)
+            .and_then(|sessions| sessions.first())
+            .is_some_and(|session| !session.has_received_message())
+    }
+
     /// Starts a session to `peer` with the one-time key it sent us; it
     /// becomes the one that encrypts.
     pub fn start_outbound(
@@ -119,14 +136,15 @@ impl Sessions {
     }
 
     /// Decrypts a message from `peer`: with a session we have, or, for a
-    /// pre-key message none of them takes, with a new inbound session.
+    /// pre-key message none of them takes, with a new inbound session (then
+    /// the second member is true).
     pub(super) fn decrypt(
         &mut self,
         identity: &mut Identity,
         peer: &PeerKeys,
         ciphertext: &[u8],
         save: super::SaveSessions,
-    ) -> Result<Vec<u8>, DecryptFailure> {
+    ) -> Result<(Vec<u8>, bool), DecryptFailure> {
         let uuid = peer.uuid();
         let mut first_error = None;
         let sessions = self.by_peer.entry(uuid).or_default();
@@ -146,11 +164,11 @@ impl Sessions {
                 }
             }
         }
-        let plaintext = match opened {
+        let (plaintext, created) = match opened {
             Some((index, plaintext)) => {
                 let session = sessions.remove(index);
                 sessions.insert(0, session);
-                plaintext
+                (plaintext, false)
             }
             None if ciphertext.first() == Some(&PRE_KEY)
                 && !matches!(first_error, Some(SessionError::Replay { .. })) =>
@@ -159,7 +177,7 @@ impl Sessions {
                     .inbound_session(peer, ciphertext)
                     .map_err(DecryptFailure::Session)?;
                 self.push_front(uuid, session);
-                plaintext
+                (plaintext, true)
             }
             None => {
                 return Err(DecryptFailure::Session(
@@ -170,7 +188,7 @@ impl Sessions {
         if save == super::SaveSessions::Now {
             self.save(uuid).map_err(DecryptFailure::Store)?;
         }
-        Ok(plaintext)
+        Ok((plaintext, created))
     }
 
     fn push_front(&mut self, peer: PeerId, session: PeerSession) {

@@ -1,0 +1,597 @@
+//! One connection to one peer, used both ways (CEP 5 "Connections").
+//!
+//! Either side may dial. Each side first proves who it is with a signed
+//! `session.hello`; then the connection is registered (one per peer pair,
+//! see [`Links::register`]) and two tasks serve it: the writer sends what
+//! the rest of dispatchd queues on the [`ConnHandle`] (control frames first)
+//! and a signed `session.ping` after a keepalive interval of silence; the
+//! reader opens every frame and acts on it: acknowledgements, key requests
+//! and answers, and direct messages, which it hands to the bus once each and
+//! acknowledges. A connection that stays silent for three keepalive
+//! intervals is half-open or dead and is closed.
+//!
+//! Olm sessions are only ever started by the peer with the lower UUID, from
+//! a one-time key of the other: asked for with `session.key-request`, or
+//! offered unasked by the higher peer when it needs a session. So two peers
+//! that need a session at the same moment still make one.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use center_proto::{PeerId, Timestamp, peer_frame::Prefix};
+use serde_json::{Value, json};
+use tokio::{
+    net::{
+        TcpSocket, TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::{mpsc, watch},
+    time::Instant,
+};
+
+use super::{
+    BATCH, Crypto, Links, lock,
+    outbound::control,
+    store::digest,
+    wire::{self, FrameReader, WireError, write_frame},
+};
+use crate::peer::{self, Refusal, SaveSessions, seal_gpg, seal_gpg_plus};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Frames of data queued for the writer (the sender waits for room).
+const DATA_QUEUE: usize = 64;
+/// Control frames queued for the writer; a peer that lets more pile up is
+/// not reading, and its connection is closed.
+const CONTROL_QUEUE: usize = 1024;
+/// How often we may ask for (or offer) a one-time key, per peer.
+const SETUP_PACE: Duration = Duration::from_secs(5);
+/// How long a session we started may go unanswered before an offer from
+/// the peer counts as a sign that it lost it.
+const SETUP_GRACE: Duration = Duration::from_secs(30);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The handle the rest of dispatchd holds on a live connection.
+pub(super) struct ConnHandle {
+    pub id: u64,
+    /// Who dialled: this peer or the other.
+    pub dialer: PeerId,
+    data: mpsc::Sender<Vec<u8>>,
+    control: mpsc::Sender<Vec<u8>>,
+    closed: watch::Sender<bool>,
+}
+
+impl ConnHandle {
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Closes the connection: both of its tasks stop.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Completes once the connection is closed.
+    pub async fn closed(&self) {
+        let mut closed = self.closed.subscribe();
+        let _ = closed.wait_for(|closed| *closed).await;
+    }
+
+    /// Queues a frame body of data, waiting for room.
+    pub async fn send(&self, body: Vec<u8>) -> Result<(), String> {
+        tokio::select! {
+            sent = self.data.send(body) => sent.map_err(|_| "the connection closed".to_owned()),
+            () = self.closed() => Err("the connection closed".to_owned()),
+        }
+    }
+
+    /// Queues a control frame (acknowledgement, key, ping) without waiting.
+    pub fn send_control(&self, body: Vec<u8>) -> Result<(), String> {
+        self.control.try_send(body).map_err(|_| {
+            self.close();
+            "the peer is not reading; connection closed".to_owned()
+        })
+    }
+}
+
+/// Dials `peer`, proves who we are, and returns the connection to use (ours,
+/// or the one the peer dialled if that one wins the tie-break).
+pub(super) async fn dial(links: &Arc<Links>, peer: PeerId) -> Result<Arc<ConnHandle>, String> {
+    let address = links
+        .roster()
+        .get(&peer)
+        .map(|p| p.description.address().to_owned())
+        .ok_or_else(|| "the peer is no longer in the roster".to_owned())?;
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect(links, &address))
+        .await
+        .map_err(|_| format!("connecting to {address} timed out"))?
+        .map_err(|err| format!("cannot connect to {address}: {err}"))?;
+    let _ = stream.set_nodelay(true);
+    let remote = stream
+        .peer_addr()
+        .map_err(|err| format!("connection to {address} failed: {err}"))?;
+    let (read, mut write) = stream.into_split();
+    let mut reader = FrameReader::new(read, wire::HELLO_TIMEOUT);
+    write_frame(&mut write, &hello(links, peer)?)
+        .await
+        .map_err(|err| err.to_string())?;
+    let body = reader.next().await.map_err(|err| match err {
+        WireError::Closed => "the peer closed the connection before its hello".to_owned(),
+        err => err.to_string(),
+    })?;
+    let verified = links
+        .open_frame(&body, Some(peer), Timestamp::now(), SaveSessions::Now)
+        .map_err(|refusal| refusal.to_string())?;
+    if verified.prefix != Prefix::Gpg || verified.envelope.name.as_str() != peer::HELLO {
+        return Err(format!(
+            "the peer answered `{}` instead of a hello",
+            verified.envelope.name.as_str()
+        ));
+    }
+    links.heard_from(peer);
+    let me = links.me();
+    start(links, peer, me, remote, reader, write);
+    links
+        .connection(peer)
+        .ok_or_else(|| "the connection closed right after it opened".to_owned())
+}
+
+/// Serves a connection the listener accepted, whose first frame was not a
+/// `NEW` one; returns why it ended.
+pub(super) async fn accepted(
+    links: &Arc<Links>,
+    remote: SocketAddr,
+    reader: FrameReader,
+    mut write: OwnedWriteHalf,
+    first: &[u8],
+) -> String {
+    let verified = match links.open_frame(first, None, Timestamp::now(), SaveSessions::Now) {
+        Ok(verified) => verified,
+        Err(refusal) => {
+            tracing::warn!(%remote, %refusal, "peer frame refused");
+            return refusal.to_string();
+        }
+    };
+    let peer = verified.envelope.meta.from;
+    if verified.prefix != Prefix::Gpg || verified.envelope.name.as_str() != peer::HELLO {
+        tracing::warn!(%remote, %peer, name = verified.envelope.name.as_str(), "a connection must open with a hello");
+        return "the first frame was not a hello".to_owned();
+    }
+    links.heard_from(peer);
+    let answer = match hello(links, peer) {
+        Ok(answer) => answer,
+        Err(err) => return err,
+    };
+    if let Err(err) = write_frame(&mut write, &answer).await {
+        return err.to_string();
+    }
+    let conn = start(links, peer, peer, remote, reader, write);
+    conn.closed().await;
+    "closed".to_owned()
+}
+
+/// Registers a connection whose hellos were exchanged and starts its tasks.
+fn start(
+    links: &Arc<Links>,
+    peer: PeerId,
+    dialer: PeerId,
+    remote: SocketAddr,
+    mut reader: FrameReader,
+    write: OwnedWriteHalf,
+) -> Arc<ConnHandle> {
+    let (data, data_rx) = mpsc::channel(DATA_QUEUE);
+    let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let conn = Arc::new(ConnHandle {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        dialer,
+        data,
+        control,
+        closed: watch::Sender::new(false),
+    });
+    reader.set_idle(links.keepalive * 3);
+    if links.register(peer, &conn) {
+        tracing::info!(%peer, %remote, dialled_by = %dialer, "peer connection up");
+    }
+    tokio::spawn(write_loop(
+        links.clone(),
+        peer,
+        conn.clone(),
+        write,
+        data_rx,
+        control_rx,
+    ));
+    let (links, reading) = (links.clone(), conn.clone());
+    tokio::spawn(async move {
+        let reason = read_loop(&links, peer, &reading, reader).await;
+        reading.close();
+        links.unregister(peer, &reading);
+        tracing::info!(%peer, %remote, reason, "peer connection closed");
+    });
+    conn
+}
+
+/// Sends what is queued, control first, and a ping after a silence.
+async fn write_loop(
+    links: Arc<Links>,
+    peer: PeerId,
+    conn: Arc<ConnHandle>,
+    mut write: OwnedWriteHalf,
+    mut data: mpsc::Receiver<Vec<u8>>,
+    mut control: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut closed = conn.closed.subscribe();
+    loop {
+        let body = tokio::select! {
+            biased;
+            _ = closed.wait_for(|closed| *closed) => break,
+            Some(body) = control.recv() => body,
+            Some(body) = data.recv() => body,
+            () = tokio::time::sleep(links.keepalive) => match ping(&links, peer) {
+                Ok(body) => body,
+                Err(err) => {
+                    tracing::error!(%peer, error = err.as_str(), "cannot seal a keepalive");
+                    break;
+                }
+            },
+        };
+        if let Err(err) = write_frame(&mut write, &body).await {
+            tracing::warn!(%peer, error = %err, "cannot write to the peer");
+            break;
+        }
+    }
+    conn.close();
+}
+
+/// Opens every frame from the peer and acts on it; returns why it stopped.
+async fn read_loop(
+    links: &Arc<Links>,
+    peer: PeerId,
+    conn: &ConnHandle,
+    mut reader: FrameReader,
+) -> String {
+    let mut closed = conn.closed.subscribe();
+    // Direct messages kept and not yet acknowledged: (digest, exp).
+    let mut unacked: Vec<(String, Timestamp)> = Vec::new();
+    loop {
+        let body = tokio::select! {
+            _ = closed.wait_for(|closed| *closed) => return "closed here".to_owned(),
+            body = reader.next() => body,
+        };
+        let body = match body {
+            Ok(body) => body,
+            Err(WireError::Closed) => return "closed by the peer".to_owned(),
+            Err(err) => {
+                tracing::warn!(%peer, error = %err, "peer connection refused");
+                return err.to_string();
+            }
+        };
+        let opened = links.open_frame(
+            &body,
+            Some(peer),
+            Timestamp::now(),
+            SaveSessions::BeforeAcknowledging,
+        );
+        let verified = match opened {
+            Ok(verified) => verified,
+            Err(refusal) => {
+                tracing::warn!(%peer, %refusal, "peer frame refused");
+                if refusal.closes_connection() {
+                    return refusal.to_string();
+                }
+                if matches!(refusal, Refusal::Decrypt { .. })
+                    && let Err(err) = ask_for_session(links, peer, conn, true)
+                {
+                    return err;
+                }
+                continue;
+            }
+        };
+        links.heard_from(peer);
+        if verified.new_session {
+            tracing::info!(%peer, "olm session started by the peer");
+            links.session_appeared(peer);
+        }
+        let envelope = verified.envelope;
+        match envelope.name.as_str() {
+            peer::HELLO | peer::PING => {}
+            peer::KEY_REQUEST => {
+                if let Err(err) = answer_key_request(links, peer, conn, &envelope.data) {
+                    return err;
+                }
+            }
+            peer::KEY_ANSWER => {
+                if let Err(err) = key_received(links, peer, conn, &envelope.data) {
+                    return err;
+                }
+            }
+            peer::ACK => {
+                let received: Vec<String> = match &envelope.data["received"] {
+                    Value::Array(items) => items
+                        .iter()
+                        .take(2 * BATCH)
+                        .filter_map(|d| d.as_str().map(str::to_owned))
+                        .collect(),
+                    _ => {
+                        tracing::warn!(%peer, "acknowledgement without `received`; dropped");
+                        continue;
+                    }
+                };
+                let removed = links.store().acknowledged(peer, &received);
+                if let Err(err) = removed {
+                    return format!("store failed: {err}");
+                }
+                links.acked(peer);
+            }
+            name if name.starts_with(peer::RESERVED_PREFIX) => {
+                tracing::warn!(%peer, name, "unknown session frame; dropped");
+            }
+            _ => {
+                let Ok(bytes) = envelope.canonical_bytes() else {
+                    continue;
+                };
+                let key = digest(&bytes);
+                // Bound first: the store's lock must be released before the
+                // broker takes its own locks (subscribers, then store).
+                let seen = links.store().seen(peer, &key);
+                match seen {
+                    Ok(true) => {
+                        tracing::debug!(%peer, "duplicate direct message; acknowledged again, not delivered")
+                    }
+                    Ok(false) => {
+                        let kept = match links.broker() {
+                            Some(broker) => broker.deliver_remote(&envelope),
+                            None => Err("the bus is gone".to_owned()),
+                        };
+                        if let Err(err) = kept {
+                            // Not kept, so not acknowledged: the sender retries.
+                            tracing::error!(%peer, error = err.as_str(), "direct message not kept");
+                            return err;
+                        }
+                    }
+                    Err(err) => return format!("store failed: {err}"),
+                }
+                unacked.push((key, envelope.meta.exp));
+            }
+        }
+        // Acknowledge once the frames already here are handled (a batch
+        // arrives together), so a burst costs one acknowledgement.
+        if !unacked.is_empty()
+            && (!reader.has_buffered() || unacked.len() >= BATCH)
+            && let Err(err) = acknowledge(links, peer, conn, &mut unacked)
+        {
+            return err;
+        }
+    }
+}
+
+/// Records what was delivered, then tells the sender it may forget it.
+fn acknowledge(
+    links: &Links,
+    peer: PeerId,
+    conn: &ConnHandle,
+    unacked: &mut Vec<(String, Timestamp)>,
+) -> Result<(), String> {
+    links
+        .store()
+        .record(peer, unacked, Timestamp::now())
+        .map_err(|err| format!("store failed: {err}"))?;
+    let received: Vec<&str> = unacked.iter().map(|(d, _)| d.as_str()).collect();
+    let ack = control(peer::ACK, links.me(), peer, json!({ "received": received }))?;
+    // Sealing saves the peer's sessions, with the decryptions of what this
+    // acknowledges.
+    let frame = {
+        let mut crypto = links.crypto();
+        let Crypto {
+            identity, sessions, ..
+        } = &mut *crypto;
+        seal_gpg_plus(identity, sessions, peer, &ack).map_err(|err| err.to_string())?
+    };
+    conn.send_control(frame.to_body())?;
+    unacked.clear();
+    Ok(())
+}
+
+/// Answers a key request with a fresh one-time key.
+fn answer_key_request(
+    links: &Links,
+    peer: PeerId,
+    conn: &ConnHandle,
+    data: &Value,
+) -> Result<(), String> {
+    let Some(request) = data["request"].as_str().filter(|r| r.len() <= 64) else {
+        tracing::warn!(%peer, "key request without a request id; dropped");
+        return Ok(());
+    };
+    if links.me() < peer {
+        tracing::warn!(%peer, "key request from the peer with the higher UUID; dropped (sessions are started by the lower)");
+        return Ok(());
+    }
+    let body = offer(links, peer, Some(request))?;
+    conn.send_control(body)
+}
+
+/// A one-time key arrived: start the session with it if we asked for it, or
+/// if the peer offered it and has no usable session of ours.
+fn key_received(
+    links: &Arc<Links>,
+    peer: PeerId,
+    conn: &ConnHandle,
+    data: &Value,
+) -> Result<(), String> {
+    if links.me() > peer {
+        tracing::warn!(%peer, "one-time key from the peer with the lower UUID; dropped (it starts sessions, not us)");
+        return Ok(());
+    }
+    let Some(otk) = data["one_time_key"].as_str() else {
+        tracing::warn!(%peer, "key answer without one_time_key; dropped");
+        return Ok(());
+    };
+    let unconfirmed = links.crypto().sessions.unconfirmed(&peer);
+    {
+        let mut setup = lock(&links.setup);
+        let entry = setup.entry(peer).or_default();
+        match data["request"].as_str() {
+            Some(id) if entry.request.as_deref() == Some(id) => entry.request = None,
+            Some(_) => {
+                tracing::debug!(%peer, "answer to an older key request; ignored");
+                return Ok(());
+            }
+            None if entry.request.is_some() => {
+                tracing::debug!(%peer, "key offered while our own request is out; ignored");
+                return Ok(());
+            }
+            None => {
+                let recent = entry
+                    .started
+                    .is_some_and(|started| started.elapsed() < SETUP_GRACE);
+                if recent && unconfirmed {
+                    tracing::debug!(%peer, "key offered while our new session is on its way; ignored");
+                    return Ok(());
+                }
+            }
+        }
+        entry.started = Some(Instant::now());
+    }
+    let keys = links
+        .keys(&peer)
+        .ok_or("the peer is no longer in the roster")?;
+    let frame = {
+        let mut crypto = links.crypto();
+        let Crypto {
+            identity, sessions, ..
+        } = &mut *crypto;
+        sessions
+            .start_outbound(identity, &keys, otk)
+            .map_err(|err| err.to_string())?;
+        // The first message tells the peer the session at once.
+        let ping = control(peer::PING, links.me(), peer, json!({ "nonce": nonce() }))?;
+        seal_gpg_plus(identity, sessions, peer, &ping).map_err(|err| err.to_string())?
+    };
+    tracing::info!(%peer, "olm session started");
+    conn.send_control(frame.to_body())?;
+    links.session_appeared(peer);
+    Ok(())
+}
+
+/// Asks the peer for a session: a key request from the lower UUID, a key
+/// offer from the higher. Paced per peer; `force` asks even if a session
+/// exists (ours could not decrypt what the peer sent).
+pub(super) fn ask_for_session(
+    links: &Links,
+    peer: PeerId,
+    conn: &ConnHandle,
+    force: bool,
+) -> Result<(), String> {
+    if !force && links.crypto().sessions.has_session(&peer) {
+        return Ok(());
+    }
+    let request = {
+        let mut setup = lock(&links.setup);
+        let entry = setup.entry(peer).or_default();
+        if entry
+            .last_attempt
+            .is_some_and(|last| last.elapsed() < SETUP_PACE)
+        {
+            return Ok(());
+        }
+        entry.last_attempt = Some(Instant::now());
+        if links.me() < peer {
+            let id = nonce();
+            entry.request = Some(id.clone());
+            Some(id)
+        } else {
+            None
+        }
+    };
+    let body = match request {
+        Some(id) => {
+            let request = control(
+                peer::KEY_REQUEST,
+                links.me(),
+                peer,
+                json!({ "request": id }),
+            )?;
+            seal_gpg(&links.crypto().identity, peer, &request)
+                .map_err(|err| err.to_string())?
+                .to_body()
+        }
+        None => offer(links, peer, None)?,
+    };
+    tracing::info!(%peer, recovering = force, "asking the peer for an olm session");
+    conn.send_control(body)
+}
+
+/// A signed frame carrying a fresh one-time key of ours.
+fn offer(links: &Links, peer: PeerId, request: Option<&str>) -> Result<Vec<u8>, String> {
+    let mut crypto = links.crypto();
+    let otk = crypto
+        .identity
+        .one_time_keys(1)
+        .map_err(|err| err.to_string())?
+        .into_iter()
+        .next()
+        .ok_or("no one-time key generated")?;
+    let answer = control(
+        peer::KEY_ANSWER,
+        links.me(),
+        peer,
+        json!({ "one_time_key": otk, "request": request }),
+    )?;
+    Ok(seal_gpg(&crypto.identity, peer, &answer)
+        .map_err(|err| err.to_string())?
+        .to_body())
+}
+
+fn hello(links: &Links, peer: PeerId) -> Result<Vec<u8>, String> {
+    signed_control(links, peer::HELLO, peer)
+}
+
+fn ping(links: &Links, peer: PeerId) -> Result<Vec<u8>, String> {
+    signed_control(links, peer::PING, peer)
+}
+
+/// A `GPG` frame of a control envelope with a fresh nonce (so no two are
+/// alike and none trips the replay check).
+fn signed_control(links: &Links, name: &str, peer: PeerId) -> Result<Vec<u8>, String> {
+    let envelope = control(name, links.me(), peer, json!({ "nonce": nonce() }))?;
+    Ok(seal_gpg(&links.crypto().identity, peer, &envelope)
+        .map_err(|err| err.to_string())?
+        .to_body())
+}
+
+fn nonce() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Connects from this peer's own address when it is an IP (so the other side
+/// sees who is calling, as it would between machines), else from any.
+async fn connect(links: &Links, address: &str) -> std::io::Result<TcpStream> {
+    let target = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(local) = links
+        .local_ip()
+        .filter(|ip| ip.is_ipv4() == target.is_ipv4())
+    {
+        socket.bind(std::net::SocketAddr::new(local, 0))?;
+    }
+    socket.connect(target).await
+}
+
+/// The reading half before the connection is registered (for the listener).
+pub(super) fn first_reader(read: OwnedReadHalf) -> FrameReader {
+    FrameReader::new(read, wire::HELLO_TIMEOUT)
+}
