@@ -13,7 +13,7 @@
 //! Locks: the subscribers lock is taken before the store's, never after.
 
 use center_bus::{ErrorCode, Reply, frame::encode_frame, pattern::any_matches};
-use center_proto::{Envelope, Limits, Timestamp};
+use center_proto::{Envelope, Limits, PeerId, Timestamp};
 use tokio::sync::mpsc;
 
 use super::{Broker, Outgoing, Subscriber, kick};
@@ -120,31 +120,43 @@ impl Broker {
     /// the subscribers that want it now. Err: it could not be kept, and the
     /// sending peer must not be acknowledged.
     pub fn deliver_remote(&self, envelope: &Envelope) -> Result<(), String> {
-        let bytes = envelope.canonical_bytes().map_err(|err| err.to_string())?;
+        self.deliver_remote_batch(std::slice::from_ref(envelope), None)
+    }
+
+    /// [`Broker::deliver_remote`] for several messages, kept in one commit
+    /// (all or none) together with the record that `peer` delivered the
+    /// digests given (CEP 5), so none is handed on twice even after a crash.
+    pub fn deliver_remote_batch(
+        &self,
+        envelopes: &[Envelope],
+        delivered: Option<(PeerId, &[(String, Timestamp)])>,
+    ) -> Result<(), String> {
+        let mut items = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let bytes = envelope.canonical_bytes().map_err(|err| err.to_string())?;
+            items.push((envelope.name.as_str(), bytes, envelope.meta.exp));
+        }
         let mut subscribers = self.subscribers();
-        let seq = self
+        let seqs = self
             .links
             .store()
-            .inbox_push(
-                envelope.name.as_str(),
-                &bytes,
-                envelope.meta.exp,
-                Timestamp::now(),
-            )
+            .inbox_push_many(&items, delivered, Timestamp::now())
             .map_err(|err| format!("cannot keep a direct message: {err}"))?;
-        for subscriber in subscribers.values_mut() {
-            let Some(state) = subscriber.inbox else {
-                continue;
-            };
-            // One still catching up gets it from the inbox, in order.
-            if state.catching_up || !wants(subscriber, envelope.name.as_str()) {
-                continue;
-            }
-            if self.send_kept(subscriber, envelope, seq)
-                && let Some(state) = subscriber.inbox.as_mut()
-            {
-                state.examined = seq;
-                state.sent = seq;
+        for (envelope, seq) in envelopes.iter().zip(seqs) {
+            for subscriber in subscribers.values_mut() {
+                let Some(state) = subscriber.inbox else {
+                    continue;
+                };
+                // One still catching up gets it from the inbox, in order.
+                if state.catching_up || !wants(subscriber, envelope.name.as_str()) {
+                    continue;
+                }
+                if self.send_kept(subscriber, envelope, seq)
+                    && let Some(state) = subscriber.inbox.as_mut()
+                {
+                    state.examined = seq;
+                    state.sent = seq;
+                }
             }
         }
         Ok(())

@@ -16,6 +16,7 @@
 //! that need a session at the same moment still make one.
 
 use std::{
+    collections::HashSet,
     net::SocketAddr,
     sync::{
         Arc,
@@ -24,7 +25,7 @@ use std::{
     time::Duration,
 };
 
-use center_proto::{PeerId, Timestamp, peer_frame::Prefix};
+use center_proto::{Envelope, PeerId, Timestamp, peer_frame::Prefix};
 use serde_json::{Value, json};
 use tokio::{
     net::{
@@ -256,6 +257,8 @@ async fn read_loop(
     mut reader: FrameReader,
 ) -> String {
     let mut closed = conn.closed.subscribe();
+    // Direct messages opened and not yet kept: (digest, envelope).
+    let mut incoming: Vec<(String, Envelope)> = Vec::new();
     // Direct messages kept and not yet acknowledged: (digest, exp).
     let mut unacked: Vec<(String, Timestamp)> = Vec::new();
     loop {
@@ -335,29 +338,16 @@ async fn read_loop(
                 let Ok(bytes) = envelope.canonical_bytes() else {
                     continue;
                 };
-                let key = digest(&bytes);
-                // Bound first: the store's lock must be released before the
-                // broker takes its own locks (subscribers, then store).
-                let seen = links.store().seen(peer, &key);
-                match seen {
-                    Ok(true) => {
-                        tracing::debug!(%peer, "duplicate direct message; acknowledged again, not delivered")
-                    }
-                    Ok(false) => {
-                        let kept = match links.broker() {
-                            Some(broker) => broker.deliver_remote(&envelope),
-                            None => Err("the bus is gone".to_owned()),
-                        };
-                        if let Err(err) = kept {
-                            // Not kept, so not acknowledged: the sender retries.
-                            tracing::error!(%peer, error = err.as_str(), "direct message not kept");
-                            return err;
-                        }
-                    }
-                    Err(err) => return format!("store failed: {err}"),
-                }
-                unacked.push((key, envelope.meta.exp));
+                incoming.push((digest(&bytes), envelope));
             }
+        }
+        // Keep what arrived together in one commit, once the frames already
+        // here are handled (a batch arrives together).
+        if !incoming.is_empty()
+            && (!reader.has_buffered() || incoming.len() >= BATCH)
+            && let Err(err) = keep(links, peer, &mut incoming, &mut unacked)
+        {
+            return err;
         }
         // Acknowledge once the frames already here are handled (a batch
         // arrives together), so a burst costs one acknowledgement.
@@ -370,17 +360,61 @@ async fn read_loop(
     }
 }
 
-/// Records what was delivered, then tells the sender it may forget it.
+/// Hands the new ones among `incoming` to the bus in one commit (a message
+/// the peer delivered before is not handed on again) and moves them all to
+/// `unacked`. Err: they could not be kept, and are not acknowledged, so the
+/// sender sends them again.
+fn keep(
+    links: &Links,
+    peer: PeerId,
+    incoming: &mut Vec<(String, Envelope)>,
+    unacked: &mut Vec<(String, Timestamp)>,
+) -> Result<(), String> {
+    let mut fresh = Vec::new();
+    let delivered: Vec<(String, Timestamp)> = incoming
+        .iter()
+        .map(|(key, envelope)| (key.clone(), envelope.meta.exp))
+        .collect();
+    {
+        // Released before the broker takes its own locks (subscribers, then store).
+        let store = links.store();
+        let mut in_batch = HashSet::new();
+        for (key, envelope) in incoming.iter() {
+            if !in_batch.insert(key.as_str()) {
+                continue;
+            }
+            if store
+                .seen(peer, key)
+                .map_err(|err| format!("store failed: {err}"))?
+            {
+                tracing::debug!(%peer, "duplicate direct message; acknowledged again, not delivered");
+            } else {
+                fresh.push(envelope.clone());
+            }
+        }
+    }
+    if !fresh.is_empty() {
+        let kept = match links.broker() {
+            Some(broker) => broker.deliver_remote_batch(&fresh, Some((peer, &delivered))),
+            None => Err("the bus is gone".to_owned()),
+        };
+        if let Err(err) = kept {
+            tracing::error!(%peer, error = err.as_str(), "direct messages not kept");
+            return Err(err);
+        }
+    }
+    incoming.clear();
+    unacked.extend(delivered);
+    Ok(())
+}
+
+/// Tells the sender it may forget what was kept (and recorded with it).
 fn acknowledge(
     links: &Links,
     peer: PeerId,
     conn: &ConnHandle,
     unacked: &mut Vec<(String, Timestamp)>,
 ) -> Result<(), String> {
-    links
-        .store()
-        .record(peer, unacked, Timestamp::now())
-        .map_err(|err| format!("store failed: {err}"))?;
     let received: Vec<&str> = unacked.iter().map(|(d, _)| d.as_str()).collect();
     let ack = control(peer::ACK, links.me(), peer, json!({ "received": received }))?;
     // Sealing saves the peer's sessions, with the decryptions of what this

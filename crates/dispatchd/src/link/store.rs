@@ -174,29 +174,6 @@ impl Store {
             .optional()?;
         Ok(found.is_some())
     }
-
-    /// Records deliveries from `peer` (and forgets expired records).
-    pub fn record(
-        &mut self,
-        peer: PeerId,
-        delivered: &[(String, Timestamp)],
-        now: Timestamp,
-    ) -> rusqlite::Result<()> {
-        let tx = self.db.transaction()?;
-        tx.execute(
-            "DELETE FROM delivered WHERE exp <= ?1",
-            params![exp_sql(now)],
-        )?;
-        {
-            let mut statement = tx.prepare_cached(
-                "INSERT OR IGNORE INTO delivered (peer, digest, exp) VALUES (?1, ?2, ?3)",
-            )?;
-            for (digest, exp) in delivered {
-                statement.execute(params![peer.to_string(), digest, exp_sql(*exp)])?;
-            }
-        }
-        tx.commit()
-    }
 }
 
 /// One direct message kept for local subscribers.
@@ -208,22 +185,42 @@ pub struct Inboxed {
 }
 
 impl Store {
-    /// Keeps a direct message for local subscribers until it expires; its
-    /// sequence number orders it. Expired messages are forgotten here.
-    pub fn inbox_push(
-        &self,
-        name: &str,
-        envelope: &[u8],
-        exp: Timestamp,
+    /// Keeps direct messages for local subscribers until they expire, in
+    /// one commit; their sequence numbers (in order) order them. In the
+    /// same commit, records `delivered` (digests and `exp`) as delivered by
+    /// that peer, so a message is kept and recorded together or not at all.
+    /// Expired messages and records are forgotten here.
+    pub fn inbox_push_many(
+        &mut self,
+        items: &[(&str, Vec<u8>, Timestamp)],
+        delivered: Option<(PeerId, &[(String, Timestamp)])>,
         now: Timestamp,
-    ) -> rusqlite::Result<i64> {
-        self.db
-            .execute("DELETE FROM inbox WHERE exp <= ?1", params![exp_sql(now)])?;
-        self.db.execute(
-            "INSERT INTO inbox (name, envelope, exp) VALUES (?1, ?2, ?3)",
-            params![name, envelope, exp_sql(exp)],
-        )?;
-        Ok(self.db.last_insert_rowid())
+    ) -> rusqlite::Result<Vec<i64>> {
+        let tx = self.db.transaction()?;
+        tx.execute("DELETE FROM inbox WHERE exp <= ?1", params![exp_sql(now)])?;
+        if let Some((peer, delivered)) = delivered {
+            tx.execute(
+                "DELETE FROM delivered WHERE exp <= ?1",
+                params![exp_sql(now)],
+            )?;
+            let mut statement = tx.prepare_cached(
+                "INSERT OR IGNORE INTO delivered (peer, digest, exp) VALUES (?1, ?2, ?3)",
+            )?;
+            for (digest, exp) in delivered {
+                statement.execute(params![peer.to_string(), digest, exp_sql(*exp)])?;
+            }
+        }
+        let mut seqs = Vec::with_capacity(items.len());
+        {
+            let mut statement =
+                tx.prepare_cached("INSERT INTO inbox (name, envelope, exp) VALUES (?1, ?2, ?3)")?;
+            for (name, envelope, exp) in items {
+                statement.execute(params![name, envelope, exp_sql(*exp)])?;
+                seqs.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit()?;
+        Ok(seqs)
     }
 
     /// Kept messages after `seq`, oldest first, at most `limit`, unexpired.
