@@ -1,4 +1,5 @@
-//! The bodies of the fuzz targets (`fuzz/fuzz_targets/envelope.rs`,
+//! The bodies of the fuzz targets (`fuzz/fuzz_targets/envelope.rs`, which
+//! also reads its input as a `GPG+` plaintext, one envelope or a batch, and
 //! `fuzz/fuzz_targets/peer_frame.rs`), kept here so that the crate's tests
 //! run them over the CEP 2 and CEP 5 vectors as a seed corpus.
 //!
@@ -9,7 +10,11 @@
 use crate::canonical::{parse_canonical_value, to_canonical};
 use crate::envelope::{Envelope, Limits};
 use crate::id::Destination;
-use crate::peer_frame::{FrameDecoder, FrameError, MAX_FRAME, PeerFrame, SIGNING_CONTEXT, base64};
+use crate::id::PeerId;
+use crate::peer_frame::{
+    FrameDecoder, FrameError, MAX_FRAME, PeerFrame, SIGNING_CONTEXT, base64, encode_batch,
+    open_envelopes,
+};
 use crate::time::Timestamp;
 
 /// The clock the target parses against: 2026-11-22T00:00:00Z, the `now` of
@@ -52,6 +57,46 @@ pub fn envelope(data: &[u8]) {
             "canonical form is not idempotent"
         );
     }
+    plaintext(data);
+}
+
+/// Reads `data` as the plaintext of a `GPG+` frame (one envelope or a
+/// batch) between the peers its first envelope names, and checks that what
+/// is accepted encodes back to the canonical form of `data`.
+fn plaintext(data: &[u8]) {
+    let Ok(value) = parse_canonical_value(data) else {
+        return;
+    };
+    let first = match &value {
+        serde_json::Value::Array(items) => items.first(),
+        other => Some(other),
+    };
+    let peer = |key: &str| {
+        first
+            .and_then(|v| v.get("meta"))
+            .and_then(|m| m.get(key))
+            .and_then(|id| id.as_str())
+            .and_then(|id| id.parse::<PeerId>().ok())
+    };
+    let (Some(from), Some(to)) = (peer("from"), peer("to")) else {
+        return;
+    };
+    let Ok(envelopes) = open_envelopes(from, to, data, NOW, &Limits::DEFAULT) else {
+        return;
+    };
+    let again = if value.is_array() {
+        encode_batch(&envelopes)
+    } else {
+        match envelopes.as_slice() {
+            [one] => one.canonical_bytes(),
+            _ => panic!("one envelope opened to {}", envelopes.len()),
+        }
+    };
+    assert_eq!(
+        again,
+        to_canonical(&value),
+        "an accepted plaintext re-encodes differently"
+    );
 }
 
 /// Feeds `data` to a [`FrameDecoder`] in two chunks, split at

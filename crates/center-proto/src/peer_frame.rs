@@ -53,6 +53,9 @@ pub const MAX_NEW_PAYLOAD: usize = 64 * 1024;
 /// The `sig` of every `NEW` frame: RFC 3's "string of 64 zeros", literally.
 pub const NEW_SIGNATURE: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The most envelopes one `GPG+` frame may carry as a batch.
+pub const MAX_BATCH: usize = 64;
+
 /// The first line of every [`signing_input`]: names this format and its
 /// version, so that a signature over a frame is never valid as anything else.
 pub const SIGNING_CONTEXT: &[u8] = b"center-peer-frame/1\n";
@@ -693,6 +696,50 @@ pub enum PayloadError {
     },
     #[error("envelope expired at {exp}, and the receiver's clock reads {now}")]
     Expired { exp: Timestamp, now: Timestamp },
+    #[error("a batch carries 1 to {MAX_BATCH} envelopes, found {0}")]
+    BatchSize(usize),
+    #[error("batch is not json: {0}")]
+    Batch(CanonicalError),
+}
+
+/// Parses the plaintext of a verified and decrypted `GPG+` frame from
+/// `from` to `to`: one envelope (a JSON object), or a batch (CEP 5
+/// "Batches"): a canonical JSON array of 1 to [`MAX_BATCH`] envelopes, each
+/// checked as [`open_envelope`] checks one. Any envelope refused refuses the
+/// whole frame.
+pub fn open_envelopes(
+    from: PeerId,
+    to: PeerId,
+    bytes: &[u8],
+    now: Timestamp,
+    limits: &Limits,
+) -> Result<Vec<Envelope>, PayloadError> {
+    if bytes.first() != Some(&b'[') {
+        return open_envelope(from, to, bytes, now, limits).map(|envelope| vec![envelope]);
+    }
+    let items = match canonical::parse_canonical_value(bytes).map_err(PayloadError::Batch)? {
+        Value::Array(items) => items,
+        // A canonical value that starts with `[` is an array.
+        _ => return Err(PayloadError::BatchSize(0)),
+    };
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(PayloadError::BatchSize(items.len()));
+    }
+    items
+        .into_iter()
+        .map(|value| {
+            let envelope =
+                Envelope::from_value(value, now, limits).map_err(PayloadError::Envelope)?;
+            check_binding(from, to, envelope, now)
+        })
+        .collect()
+}
+
+/// The plaintext of a batch: the canonical JSON array of the envelopes.
+pub fn encode_batch(envelopes: &[Envelope]) -> Result<Vec<u8>, CanonicalError> {
+    canonical::to_canonical(&Value::Array(
+        envelopes.iter().map(Envelope::to_value).collect(),
+    ))
 }
 
 /// Parses `bytes` as the envelope of a frame from `from` to `to`: the

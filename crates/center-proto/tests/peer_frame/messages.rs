@@ -3,7 +3,8 @@
 //! helper per kind of input; the expected text is the contract reviewers see.
 
 use center_proto::peer_frame::{
-    MAX_FRAME, OpenPgpSignature, PayloadError, base64, encode_frame, open_envelope,
+    MAX_FRAME, OpenPgpSignature, PayloadError, base64, encode_batch, encode_frame, open_envelope,
+    open_envelopes,
 };
 use center_proto::{Auth, Envelope, FrameDecoder, Limits, PeerFrame, PeerId, Timestamp, fuzz};
 use expect_test::{Expect, expect};
@@ -459,5 +460,85 @@ fn open_envelope_binds_the_frame() {
         expect![
             "error: envelope expired at 1795305600001, and the receiver's clock reads 1795305600001"
         ],
+    );
+}
+
+#[test]
+fn open_envelopes_reads_one_envelope_or_a_batch() {
+    let now = fuzz::NOW.as_millis();
+    let one = |name: &str, from: &str, to: &str, exp: u64| envelope(name, from, to, now, exp);
+    let batch = |items: &[Vec<u8>]| {
+        let mut bytes = b"[".to_vec();
+        bytes.extend(items.join(&b","[..]));
+        bytes.push(b']');
+        bytes
+    };
+    let check = |bytes: &[u8], expect: Expect| {
+        let got = match open_envelopes(b(), a(), bytes, fuzz::NOW, &Limits::DEFAULT) {
+            Ok(envelopes) => format!(
+                "ok {}",
+                envelopes
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            Err(e) => format!("error: {e}"),
+        };
+        expect.assert_eq(&got);
+    };
+    let x = one("demo.x", B, A, now + 1000);
+    let y = one("demo.y", B, A, now + 1000);
+    check(&x, expect!["ok demo.x"]);
+    check(&batch(&[x.clone(), y.clone()]), expect!["ok demo.x,demo.y"]);
+    // What the sender encodes is what the receiver reads.
+    let parsed = open_envelopes(
+        b(),
+        a(),
+        &batch(&[x.clone(), y.clone()]),
+        fuzz::NOW,
+        &Limits::DEFAULT,
+    )
+    .unwrap();
+    assert_eq!(
+        encode_batch(&parsed).unwrap(),
+        batch(&[x.clone(), y.clone()])
+    );
+    check(
+        b"[]",
+        expect!["error: a batch carries 1 to 64 envelopes, found 0"],
+    );
+    let many: Vec<Vec<u8>> = (0..65).map(|_| x.clone()).collect();
+    check(
+        &batch(&many),
+        expect!["error: a batch carries 1 to 64 envelopes, found 65"],
+    );
+    // As for one envelope, the form is free; the meaning is what counts.
+    check(
+        &[b"[ ".to_vec(), x.clone(), b"]".to_vec()].concat(),
+        expect!["ok demo.x"],
+    );
+    check(
+        b"[1,",
+        expect![
+            "error: batch is not json: not valid json: EOF while parsing a value at line 1 column 3"
+        ],
+    );
+    // One envelope bound to another peer, or expired, refuses the whole frame.
+    check(
+        &batch(&[x.clone(), one("demo.z", A, B, now + 1000)]),
+        expect![
+            "error: envelope `meta.from` is 0b0e7d3c-5b1a-4c57-9a51-3b1f2f6e8d90 but the frame is from 7c9e6679-7425-40de-944b-e07fc1f90ae7"
+        ],
+    );
+    check(
+        &batch(&[one("demo.old", B, A, now), y]),
+        expect![
+            "error: envelope expired at 1795305600000, and the receiver's clock reads 1795305600000"
+        ],
+    );
+    check(
+        &batch(&[x, b"[]".to_vec()]),
+        expect!["error: payload is not a valid envelope: envelope is not a json object"],
     );
 }

@@ -335,5 +335,8 @@ fn payload_variant(e: &PayloadError) -> &'static str {
         PayloadError::FromMismatch { .. } => "FromMismatch",
         PayloadError::ToMismatch { .. } => "ToMismatch",
         PayloadError::Expired { .. } => "Expired",
+        // Batches travel only in GPG+ frames, never in a NEW request.
+        PayloadError::BatchSize(_) => "BatchSize",
+        PayloadError::Batch(_) => "Batch",
     }
 }

@@ -42,7 +42,7 @@ use super::{
     store::digest,
     wire::{self, FrameReader, WireError, write_frame},
 };
-use crate::peer::{self, Refusal, SaveSessions, seal_gpg, seal_gpg_plus};
+use crate::peer::{self, Refusal, SaveSessions, Verified, seal_gpg, seal_gpg_plus};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames of data queued for the writer (the sender waits for room).
@@ -300,45 +300,10 @@ async fn read_loop(
             tracing::info!(%peer, "olm session started by the peer");
             links.session_appeared(peer);
         }
-        let envelope = verified.envelope;
-        match envelope.name.as_str() {
-            peer::HELLO | peer::PING => {}
-            peer::KEY_REQUEST => {
-                if let Err(err) = answer_key_request(links, peer, conn, &envelope.data) {
-                    return err;
-                }
-            }
-            peer::KEY_ANSWER => {
-                if let Err(err) = key_received(links, peer, conn, &envelope.data) {
-                    return err;
-                }
-            }
-            peer::ACK => {
-                let received: Vec<String> = match &envelope.data["received"] {
-                    Value::Array(items) => items
-                        .iter()
-                        .take(2 * BATCH)
-                        .filter_map(|d| d.as_str().map(str::to_owned))
-                        .collect(),
-                    _ => {
-                        tracing::warn!(%peer, "acknowledgement without `received`; dropped");
-                        continue;
-                    }
-                };
-                let removed = links.store().acknowledged(peer, &received);
-                if let Err(err) = removed {
-                    return format!("store failed: {err}");
-                }
-                links.acked(peer);
-            }
-            name if name.starts_with(peer::RESERVED_PREFIX) => {
-                tracing::warn!(%peer, name, "unknown session frame; dropped");
-            }
-            _ => {
-                let Ok(bytes) = envelope.canonical_bytes() else {
-                    continue;
-                };
-                incoming.push((digest(&bytes), envelope));
+        let Verified { envelope, rest, .. } = verified;
+        for envelope in std::iter::once(envelope).chain(rest) {
+            if let Err(err) = handle(links, peer, conn, envelope, &mut incoming) {
+                return err;
             }
         }
         // Keep what arrived together in one commit, once the frames already
@@ -358,6 +323,48 @@ async fn read_loop(
             return err;
         }
     }
+}
+
+/// Acts on one envelope from the peer; direct messages wait in `incoming`
+/// to be kept together. Err closes the connection.
+fn handle(
+    links: &Arc<Links>,
+    peer: PeerId,
+    conn: &ConnHandle,
+    envelope: Envelope,
+    incoming: &mut Vec<(String, Envelope)>,
+) -> Result<(), String> {
+    match envelope.name.as_str() {
+        peer::HELLO | peer::PING => {}
+        peer::KEY_REQUEST => answer_key_request(links, peer, conn, &envelope.data)?,
+        peer::KEY_ANSWER => key_received(links, peer, conn, &envelope.data)?,
+        peer::ACK => {
+            let Value::Array(items) = &envelope.data["received"] else {
+                tracing::warn!(%peer, "acknowledgement without `received`; dropped");
+                return Ok(());
+            };
+            let received: Vec<String> = items
+                .iter()
+                .take(2 * BATCH)
+                .filter_map(|d| d.as_str().map(str::to_owned))
+                .collect();
+            links
+                .store()
+                .acknowledged(peer, &received)
+                .map_err(|err| format!("store failed: {err}"))?;
+            links.acked(peer);
+        }
+        name if name.starts_with(peer::RESERVED_PREFIX) => {
+            tracing::warn!(%peer, name, "unknown session frame; dropped");
+        }
+        _ => {
+            let bytes = envelope
+                .canonical_bytes()
+                .map_err(|err| format!("cannot encode a verified envelope: {err}"))?;
+            incoming.push((digest(&bytes), envelope));
+        }
+    }
+    Ok(())
 }
 
 /// Hands the new ones among `incoming` to the bus in one commit (a message
@@ -415,18 +422,22 @@ fn acknowledge(
     conn: &ConnHandle,
     unacked: &mut Vec<(String, Timestamp)>,
 ) -> Result<(), String> {
-    let received: Vec<&str> = unacked.iter().map(|(d, _)| d.as_str()).collect();
-    let ack = control(peer::ACK, links.me(), peer, json!({ "received": received }))?;
-    // Sealing saves the peer's sessions, with the decryptions of what this
-    // acknowledges.
-    let frame = {
-        let mut crypto = links.crypto();
-        let Crypto {
-            identity, sessions, ..
-        } = &mut *crypto;
-        seal_gpg_plus(identity, sessions, peer, &ack).map_err(|err| err.to_string())?
-    };
-    conn.send_control(frame.to_body())?;
+    // At most a batch's worth of digests per acknowledgement, as the sender
+    // reads no more than twice that.
+    for piece in unacked.chunks(BATCH) {
+        let received: Vec<&str> = piece.iter().map(|(d, _)| d.as_str()).collect();
+        let ack = control(peer::ACK, links.me(), peer, json!({ "received": received }))?;
+        // Sealing saves the peer's sessions, with the decryptions of what
+        // this acknowledges.
+        let frame = {
+            let mut crypto = links.crypto();
+            let Crypto {
+                identity, sessions, ..
+            } = &mut *crypto;
+            seal_gpg_plus(identity, sessions, peer, &ack).map_err(|err| err.to_string())?
+        };
+        conn.send_control(frame.to_body())?;
+    }
     unacked.clear();
     Ok(())
 }

@@ -16,8 +16,11 @@ use super::{
 };
 use crate::peer::seal_gpg_plus_batch;
 
-/// Envelopes sealed (and their session saved) together within a batch.
+/// Envelopes sealed together into one frame within a batch, at most.
 const CHUNK: usize = 10;
+/// Bytes of envelopes sealed together into one frame, at most (one larger
+/// envelope goes alone); well under the `GPG+` payload limit.
+const CHUNK_BYTES: usize = 256 * 1024;
 /// How long the peer may take to answer a key request or a batch.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -82,10 +85,12 @@ async fn deliver(links: &Arc<Links>, peer: PeerId, signals: &Signals) -> Result<
         }
         let mut waiting = HashSet::new();
         let mut envelopes = Vec::with_capacity(batch.len());
+        let mut sizes = Vec::with_capacity(batch.len());
         for item in &batch {
             match Envelope::parse(&item.envelope, now, &Limits::DEFAULT) {
                 Ok(envelope) => {
                     envelopes.push(envelope);
+                    sizes.push(item.envelope.len());
                     waiting.insert(super::store::digest(&item.envelope));
                 }
                 Err(err) => {
@@ -99,12 +104,12 @@ async fn deliver(links: &Arc<Links>, peer: PeerId, signals: &Signals) -> Result<
                 }
             }
         }
-        // Sealed and sent a chunk at a time (one session save per chunk,
-        // before any of it leaves), so the peer opens the first chunk while
-        // this side seals the next; still one batch, one acknowledgement.
+        // Each chunk is one frame (one signature, one encryption, one
+        // session save before it leaves), so the peer opens the first chunk
+        // while this side seals the next; still one batch, one acknowledgement.
         let mut sealed_with = None;
-        for chunk in envelopes.chunks(CHUNK) {
-            let frames = {
+        for chunk in chunks(&envelopes, &sizes) {
+            let frame = {
                 let mut crypto = links.crypto();
                 let Crypto {
                     identity, sessions, ..
@@ -113,9 +118,7 @@ async fn deliver(links: &Arc<Links>, peer: PeerId, signals: &Signals) -> Result<
                 seal_gpg_plus_batch(identity, sessions, peer, chunk)
                     .map_err(|err| err.to_string())?
             };
-            for frame in &frames {
-                conn.send(frame.to_body()).await?;
-            }
+            conn.send(frame.to_body()).await?;
         }
         // The connection's reader removes what the peer acknowledges.
         let deadline = Instant::now() + ANSWER_TIMEOUT;
@@ -145,6 +148,23 @@ async fn deliver(links: &Arc<Links>, peer: PeerId, signals: &Signals) -> Result<
             }
         }
     }
+}
+
+/// Splits the envelopes of a batch into frames: at most [`CHUNK`] each and
+/// [`CHUNK_BYTES`] of envelope bytes, never empty. `sizes` are their encoded
+/// lengths.
+fn chunks<'a>(envelopes: &'a [Envelope], sizes: &[usize]) -> Vec<&'a [Envelope]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, &size) in sizes.iter().take(envelopes.len()).enumerate() {
+        if index > start && (index - start >= CHUNK || bytes + size > CHUNK_BYTES) {
+            out.extend(envelopes.get(start..index));
+            (start, bytes) = (index, 0);
+        }
+        bytes += size;
+    }
+    out.extend(envelopes.get(start..).filter(|rest| !rest.is_empty()));
+    out
 }
 
 /// Waits until there is an Olm session with `peer`, asking for one (paced)

@@ -18,6 +18,12 @@ use sha2::{Digest, Sha256};
 /// The store; one connection, used under the caller's lock.
 pub struct Store {
     db: Connection,
+    /// A second connection for subscribers' cursors, `synchronous=NORMAL`:
+    /// in WAL mode a commit survives the process being killed (kill -9)
+    /// without waiting for the disk, and a cursor moves once per event. A
+    /// power loss may take the newest cursor positions back, which only
+    /// means those messages are delivered again (at least once).
+    cursors: Connection,
 }
 
 /// One envelope waiting for its peer.
@@ -72,7 +78,10 @@ impl Store {
              );
              CREATE INDEX IF NOT EXISTS delivered_exp ON delivered (exp);",
         )?;
-        Ok(Store { db })
+        let cursors = Connection::open(path)?;
+        cursors.pragma_update(None, "synchronous", "normal")?;
+        cursors.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Store { db, cursors })
     }
 
     /// Queues an envelope for `peer`; committed when this returns.
@@ -267,7 +276,7 @@ impl Store {
 
     /// Moves a subscriber's cursor forward (never back).
     pub fn set_cursor(&self, subscriber: &str, seq: i64) -> rusqlite::Result<()> {
-        self.db.execute(
+        self.cursors.execute(
             "INSERT INTO cursors (subscriber, seq) VALUES (?1, ?2)
              ON CONFLICT (subscriber) DO UPDATE SET seq = MAX(seq, excluded.seq)",
             params![subscriber, seq],

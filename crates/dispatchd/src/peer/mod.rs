@@ -16,7 +16,10 @@ mod sessions;
 use center_identity::{Identity, PeerKeys, SessionError};
 use center_proto::{
     Envelope, Limits, PeerId, Timestamp,
-    peer_frame::{Auth, OpenPgpSignature, PeerFrame, Prefix, open_envelope, signing_input},
+    peer_frame::{
+        Auth, OpenPgpSignature, PayloadError, PeerFrame, Prefix, encode_batch, open_envelope,
+        open_envelopes, signing_input,
+    },
 };
 
 pub use replay::ReplayCache;
@@ -50,7 +53,10 @@ pub const NEW_PEER_SERVER: &str = "new-peer-server";
 #[derive(Debug)]
 pub struct Verified {
     pub prefix: Prefix,
+    /// The envelope, or the first of a batch (CEP 5 "Batches").
     pub envelope: Envelope,
+    /// The rest of a batch, in order; empty for one envelope.
+    pub rest: Vec<Envelope>,
     /// The frame started a new inbound Olm session.
     pub new_session: bool,
 }
@@ -168,25 +174,25 @@ pub fn seal_gpg_plus(
     signed(identity, Prefix::GpgPlus, to, payload)
 }
 
-/// Seals a batch of envelopes for `to` into `GPG+` frames, saving the
-/// session once, after the last encryption and before any frame is returned
-/// (so none can be sent from a state a crash would roll back).
+/// Seals envelopes for `to` into one `GPG+` frame carrying them as a batch
+/// (CEP 5 "Batches"): one signature and one encryption for all of them. The
+/// session is saved before the frame is returned (so it can never be sent
+/// from a state a crash would roll back). The caller keeps the batch within
+/// [`MAX_BATCH`](center_proto::peer_frame::MAX_BATCH) envelopes and the
+/// payload limit.
 pub fn seal_gpg_plus_batch(
     identity: &Identity,
     sessions: &mut Sessions,
     to: PeerId,
     envelopes: &[Envelope],
-) -> Result<Vec<PeerFrame>, SealError> {
-    let mut frames = Vec::with_capacity(envelopes.len());
-    for envelope in envelopes {
-        let plaintext = envelope
-            .canonical_bytes()
-            .map_err(|err| SealError::Encode(err.to_string()))?;
-        let payload = sessions.encrypt_unsaved(to, &plaintext)?;
-        frames.push(signed(identity, Prefix::GpgPlus, to, payload)?);
+) -> Result<PeerFrame, SealError> {
+    let plaintext = match envelopes {
+        [one] => one.canonical_bytes(),
+        many => encode_batch(many),
     }
-    sessions.save(to).map_err(SealError::Store)?;
-    Ok(frames)
+    .map_err(|err| SealError::Encode(err.to_string()))?;
+    let payload = sessions.encrypt(to, &plaintext)?;
+    signed(identity, Prefix::GpgPlus, to, payload)
 }
 
 /// Signs the frame's signing input and builds the frame.
@@ -258,20 +264,30 @@ pub fn open(
             })?,
         _ => (frame.payload().to_vec(), false),
     };
-    // 7-9. Envelope, binding, time.
-    let envelope = open_envelope(from, me, &plaintext, now, receiver.limits)?;
-    let name = envelope.name.as_str();
-    let allowed = match prefix {
-        Prefix::Gpg => [HELLO, PING, KEY_REQUEST, KEY_ANSWER, ADD_PEER_SERVER].contains(&name),
-        Prefix::GpgPlus => name != NEW_PEER_SERVER,
-        Prefix::New => false,
+    // 7-9. Envelope (or batch, in GPG+), binding, time.
+    let mut envelopes = match prefix {
+        Prefix::GpgPlus => open_envelopes(from, me, &plaintext, now, receiver.limits)?,
+        _ => vec![open_envelope(from, me, &plaintext, now, receiver.limits)?],
     };
-    if !allowed {
-        return Err(Refusal::WrongPrefix {
-            name: name.to_owned(),
-            prefix,
-        });
+    for envelope in &envelopes {
+        let name = envelope.name.as_str();
+        let allowed = match prefix {
+            Prefix::Gpg => [HELLO, PING, KEY_REQUEST, KEY_ANSWER, ADD_PEER_SERVER].contains(&name),
+            Prefix::GpgPlus => name != NEW_PEER_SERVER,
+            Prefix::New => false,
+        };
+        if !allowed {
+            return Err(Refusal::WrongPrefix {
+                name: name.to_owned(),
+                prefix,
+            });
+        }
     }
+    if envelopes.is_empty() {
+        return Err(Refusal::Envelope(PayloadError::BatchSize(0)));
+    }
+    let envelope = envelopes.remove(0);
+    let rest = envelopes;
     // 10. Replay (GPG frames; GPG+ frames were checked by Olm).
     if prefix == Prefix::Gpg
         && !receiver
@@ -283,6 +299,7 @@ pub fn open(
     Ok(Verified {
         prefix,
         envelope,
+        rest,
         new_session,
     })
 }
