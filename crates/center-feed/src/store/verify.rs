@@ -1,0 +1,92 @@
+//! Checking the signatures of a page on every core before the store walks
+//! it: signature checks are nearly all the cost of
+//! [`FeedStore::accept`](super::FeedStore::accept), and they need nothing
+//! but the event and its origin's keys.
+//!
+//! The walk is sequential and decides everything; this only guesses which
+//! events it will verify (each origin's chain continued from its head, as
+//! far as the page continues it) and checks those ahead, in scoped
+//! threads that end before the walk starts. A wrong guess costs a wasted
+//! check or an inline one, never a wrong answer.
+
+use std::collections::HashMap;
+use std::num::NonZero;
+
+use center_identity::PeerKeys;
+use center_proto::PeerId;
+
+use super::accept::OriginState;
+use crate::event::{FeedError, FeedEvent, VerifyEventError};
+use crate::hash::EventHash;
+
+/// Fewer checks than this are left to the walk: threads would cost more.
+const MIN_PARALLEL: usize = 32;
+
+/// The most threads one page uses.
+const MAX_THREADS: usize = 8;
+
+/// One precomputed check per event of the page, `None` where none was made.
+pub(super) type Checks = Vec<Option<Result<(), VerifyEventError>>>;
+
+/// Verifies ahead, in parallel, the events of `page` that the walk is
+/// expected to store. `states` must hold every origin of the page; their
+/// keys are looked up here, once per origin.
+pub(super) fn ahead(
+    page: &[Result<FeedEvent, FeedError>],
+    states: &mut HashMap<PeerId, OriginState>,
+    keys: &dyn Fn(&PeerId) -> Option<PeerKeys>,
+) -> Checks {
+    let mut checks: Checks = vec![None; page.len()];
+    // Each origin's head as it will be if every expected event is stored.
+    let mut heads: HashMap<PeerId, (u64, EventHash)> = HashMap::new();
+    let mut jobs: Vec<(usize, &FeedEvent)> = Vec::new();
+    for (index, event) in page.iter().enumerate() {
+        let Ok(event) = event else { continue };
+        let origin = event.origin();
+        let Some(state) = states.get_mut(&origin) else {
+            continue;
+        };
+        if state.forked || state.keys(origin, keys).is_none() {
+            continue;
+        }
+        let head = heads
+            .entry(origin)
+            .or_insert_with(|| state.head.map_or((0, EventHash::ZERO), |h| (h.seq, h.hash)));
+        if event.seq() == head.0 + 1 && event.prev() == head.1 {
+            *head = (event.seq(), event.hash());
+            jobs.push((index, event));
+        }
+    }
+    if jobs.len() < MIN_PARALLEL {
+        return checks;
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, NonZero::get)
+        .min(MAX_THREADS);
+    let per_thread = jobs.len().div_ceil(threads);
+    let states = &*states;
+    std::thread::scope(|scope| {
+        let running: Vec<_> = jobs
+            .chunks(per_thread)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .filter_map(|&(index, event)| {
+                            let keys = states.get(&event.origin())?.known_keys()?;
+                            Some((index, event.verify(keys)))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for thread in running {
+            // A thread that panicked leaves its checks to the walk.
+            for (index, result) in thread.join().unwrap_or_default() {
+                if let Some(slot) = checks.get_mut(index) {
+                    *slot = Some(result);
+                }
+            }
+        }
+    });
+    checks
+}
