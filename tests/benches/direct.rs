@@ -426,6 +426,7 @@ fn message(name: &str, n: usize, to: Option<PeerId>) -> Publish {
         data: payload(n),
         to,
         ttl: None,
+        local: false,
     }
 }
 

@@ -48,14 +48,19 @@ fn unapproved_uid_is_refused_on_subscribe_and_publish() {
         &net,
         alpha,
         STRANGER,
-        &["bus", "publish", "demo.x", "--service", "probe"],
+        &["bus", "publish", "demo.x", "--local", "--service", "probe"],
     ));
     assert!(
         err.contains("service `probe` is not approved on this peer for uid 60001"),
         "{err}"
     );
     // Root's own service name is not borrowed by another uid either.
-    let err = refused(ctl_as(&net, alpha, STRANGER, &["bus", "publish", "demo.x"]));
+    let err = refused(ctl_as(
+        &net,
+        alpha,
+        STRANGER,
+        &["bus", "publish", "demo.x", "--local"],
+    ));
     assert!(
         err.contains("service `centerctl` is not approved on this peer for uid 60001"),
         "{err}"
@@ -117,14 +122,28 @@ fn approved_service_receives_and_sends_only_within_its_grant() {
         &net,
         alpha,
         STRANGER,
-        &["bus", "publish", "probe.out", "--service", "probe"],
+        &[
+            "bus",
+            "publish",
+            "probe.out",
+            "--local",
+            "--service",
+            "probe",
+        ],
     ));
     assert_eq!(root_tail.next()["name"], "probe.out");
     let err = refused(ctl_as(
         &net,
         alpha,
         STRANGER,
-        &["bus", "publish", "demo.forged", "--service", "probe"],
+        &[
+            "bus",
+            "publish",
+            "demo.forged",
+            "--local",
+            "--service",
+            "probe",
+        ],
     ));
     assert!(
         err.contains(
@@ -138,7 +157,14 @@ fn approved_service_receives_and_sends_only_within_its_grant() {
         &net,
         alpha,
         STRANGER,
-        &["bus", "publish", "probe.out", "--service", "probe"],
+        &[
+            "bus",
+            "publish",
+            "probe.out",
+            "--local",
+            "--service",
+            "probe",
+        ],
     ));
     assert!(err.contains("not approved"), "{err}");
 }
@@ -166,6 +192,7 @@ fn a_subscriber_that_stops_reading_is_disconnected_and_memory_stays_bounded() {
                 data: json!({"n": n, "pad": payload}),
                 to: None,
                 ttl: None,
+                local: true,
             };
             client.publish(publish).await.unwrap();
         }
@@ -175,6 +202,7 @@ fn a_subscriber_that_stops_reading_is_disconnected_and_memory_stays_bounded() {
                 data: json!({}),
                 to: None,
                 ttl: None,
+                local: true,
             })
             .await
             .unwrap();
@@ -240,14 +268,14 @@ fn hostile_frames_are_refused_and_the_broker_keeps_serving() {
     raw.send_bytes(br#"{"type":"publish","id":7,"name":"x""#);
     let reply = raw.recv().unwrap();
     assert_eq!(reply["code"], "malformed", "{reply}");
-    raw.send(&json!({"type": "publish", "id": 8, "name": "Bad Name", "data": {}}));
+    raw.send(&json!({"type": "publish", "id": 8, "name": "Bad Name", "data": {}, "local": true}));
     let reply = raw.recv().unwrap();
     assert_eq!(
         (reply["id"].as_u64(), reply["code"].as_str()),
         (Some(8), Some("bad-event")),
         "{reply}"
     );
-    raw.send(&json!({"type": "publish", "id": 9, "name": "still.ok", "data": [1]}));
+    raw.send(&json!({"type": "publish", "id": 9, "name": "still.ok", "data": [1], "local": true}));
     assert_eq!(raw.recv().unwrap()["code"], "bad-event");
     raw.send(&json!({"type": "hello", "service": "again", "protocol": 1}));
     assert_eq!(raw.recv().unwrap()["code"], "protocol");
@@ -275,10 +303,13 @@ fn hostile_frames_are_refused_and_the_broker_keeps_serving() {
     raw.send(&json!(["subscribe", 1, ["*"]]));
     assert_eq!(raw.recv().unwrap()["code"], "malformed");
     // Duplicate keys are ambiguous: refused, not collapsed.
-    raw.send_bytes(br#"{"type":"publish","id":3,"name":"still.dup","data":{"a":1,"a":2}}"#);
+    raw.send_bytes(
+        br#"{"type":"publish","id":3,"name":"still.dup","data":{"a":1,"a":2},"local":true}"#,
+    );
     let reply = raw.recv().unwrap();
     assert_eq!(reply["code"], "malformed", "{reply}");
-    // "*" is the broadcast destination, as in the envelope.
+    // "*" is the broadcast destination, as in the envelope: like no "to",
+    // a feed event.
     raw.send(&json!({"type": "publish", "id": 4, "name": "dup.ok", "data": {}, "to": "*"}));
     assert_eq!(raw.recv().unwrap()["type"], "ok");
 
@@ -341,6 +372,7 @@ fn clients_reconnect_after_dispatchd_is_killed() {
                 data: json!({}),
                 to: None,
                 ttl: None,
+                local: true,
             };
             publisher.publish(publish).await.unwrap();
             match tokio::time::timeout(Duration::from_millis(250), subscriber.next_event()).await {

@@ -53,6 +53,7 @@ fn a_direct_message_reaches_only_that_peer_once_with_its_sender() {
             data: json!({"n": 2}),
             to: Some(charlie.uuid),
             ttl: None,
+            local: false,
         };
         client.publish(publish).await.unwrap();
     });
@@ -63,8 +64,12 @@ fn a_direct_message_reaches_only_that_peer_once_with_its_sender() {
         assert_eq!(event["meta"]["to"], to);
     }
     assert_eq!(on_charlie.wait(), Some(0));
-    // Bravo saw neither: the first thing it sees is its own broadcast.
-    ok(ctl(&net, bravo, &["bus", "publish", "demo.local"]));
+    // Bravo saw neither: the first thing it sees is its own local broadcast.
+    ok(ctl(
+        &net,
+        bravo,
+        &["bus", "publish", "demo.local", "--local"],
+    ));
     assert_eq!(on_bravo.next()["name"], "demo.local");
     let peers: serde_json::Value =
         serde_json::from_str(&ok(ctl(&net, alpha, &["--json", "peer", "list"]))).unwrap();
@@ -98,6 +103,7 @@ fn an_outage_and_a_kill_lose_nothing_and_deliver_nothing_twice() {
                     data: json!({"n": n}),
                     to: Some(bravo.uuid),
                     ttl: None,
+                    local: false,
                 };
                 client.publish(publish).await.unwrap();
                 // A message that expires at once must never be delivered.
@@ -107,6 +113,7 @@ fn an_outage_and_a_kill_lose_nothing_and_deliver_nothing_twice() {
                         data: json!({"n": n}),
                         to: Some(bravo.uuid),
                         ttl: Some(Duration::from_millis(1)),
+                        local: false,
                     };
                     client.publish(stale).await.unwrap();
                 }

@@ -3,7 +3,9 @@
 
 mod bus;
 mod direct;
+mod feeds;
 mod links;
+mod mallory;
 mod peer;
 mod support;
 mod testnet;

@@ -230,9 +230,14 @@ impl Raw {
     }
 }
 
-/// Publishes as root through `centerctl`.
+/// Publishes a local broadcast (kept nowhere, not a feed event) as root
+/// through `centerctl`.
 pub fn publish(net: &Testnet, peer: &PeerInfo, name: &str, data: &str) {
-    ok(ctl(net, peer, &["bus", "publish", name, "--data", data]));
+    ok(ctl(
+        net,
+        peer,
+        &["bus", "publish", name, "--data", data, "--local"],
+    ));
 }
 
 /// Resident memory of a process, in KiB.

@@ -37,6 +37,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 data: reply,
                 to: None,
                 ttl: None,
+                // A reply for whoever listens now, not shared state: kept
+                // off the feeds.
+                local: true,
             })
             .await?;
     }

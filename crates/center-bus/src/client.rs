@@ -1,19 +1,21 @@
 //! The async bus client: connect, subscribe, publish, next event, and the
-//! sysadmin's grant operations.
+//! sysadmin's grant, roster and feed operations.
 //!
 //! A `Client` survives broker restarts: when the connection drops it
 //! reconnects with jittered exponential backoff, says `hello` again and
-//! re-subscribes everything it had subscribed, so a service needs no
-//! reconnect loop of its own. Refusals by policy (`not-approved`,
-//! `out-of-grant`, …) are never retried; they come back as
-//! [`BusError::Refused`] at once.
+//! sends every `subscribe` it had sent, with the same `start`, so a service
+//! needs no reconnect loop of its own. It acknowledges each kept direct
+//! message (`ack`) and each feed event (`feed-ack`) when the caller asks
+//! for the next event, so what a crash interrupts comes again. Refusals by
+//! policy (`not-approved`, `out-of-grant`, …) are never retried; they come
+//! back as [`BusError::Refused`] at once.
 //!
 //! Ownership: each connection has one reader task that owns the socket's read
 //! half and forwards decoded replies into a bounded channel; the `Client`
 //! owns the write half and the receiving end. Dropping the `Client` drops the
-//! write half and the receiver, which ends the reader task. So `next_event`
-//! is cancel-safe (it only receives from a channel) and memory is bounded by
-//! the channel capacity plus [`MAX_BUFFERED_EVENTS`].
+//! write half and the receiver, which ends the reader task. So
+//! `next_delivery` is cancel-safe (it only receives from a channel) and
+//! memory is bounded by the channel capacity plus [`MAX_BUFFERED_EVENTS`].
 
 use std::{
     collections::VecDeque,
@@ -33,7 +35,7 @@ use tokio::{
 };
 
 use crate::{
-    AdminOp, ErrorCode, Grant, Pattern, PeerEntry, Reply, Request,
+    AdminOp, ErrorCode, FeedPosition, FeedStatus, Grant, Pattern, PeerEntry, Reply, Request, Start,
     frame::{FrameError, encode_frame, read_frame},
     wire::PROTOCOL_VERSION,
 };
@@ -80,6 +82,8 @@ pub struct Welcome {
 pub struct AdminReply {
     pub grants: Vec<Grant>,
     pub peers: Vec<PeerEntry>,
+    /// Present in the answer to `feed-status` only.
+    pub feeds: Option<FeedStatus>,
 }
 
 /// An event to publish.
@@ -89,10 +93,25 @@ pub struct Publish {
     pub name: String,
     /// The payload; must be a JSON object.
     pub data: Value,
-    /// A direct message to this peer; `None` broadcasts.
+    /// A direct message to this peer. `None` is a feed event (CEP 6):
+    /// appended to this peer's feed, replicated to every peer, durable;
+    /// or, with `local`, a broadcast to this peer's subscribers only.
     pub to: Option<PeerId>,
-    /// Lifetime; the broker's default when `None`.
+    /// Lifetime; the broker's default when `None`. Feed events never
+    /// expire whatever it says.
     pub ttl: Option<Duration>,
+    /// Without `to`: deliver to this peer's current subscribers only and
+    /// keep it nowhere (the broker refuses it together with `to`).
+    pub local: bool,
+}
+
+/// One event handed to the subscriber.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub envelope: Envelope,
+    /// Where it sits in the feeds, for a feed event: apply each
+    /// (origin, seq) once, since an event not acknowledged comes again.
+    pub feed: Option<FeedPosition>,
 }
 
 /// Why a bus operation failed.
@@ -114,14 +133,36 @@ pub struct Client {
     config: ClientConfig,
     conn: Option<Conn>,
     welcome: Welcome,
-    /// Everything subscribed so far, replayed after a reconnect.
-    subscriptions: Vec<Pattern>,
+    /// Every subscription made so far, in order, sent again after a
+    /// reconnect.
+    subscriptions: Vec<Subscription>,
     /// Events that arrived while we waited for a reply.
-    buffered: VecDeque<(Envelope, Option<u64>)>,
-    /// The `seq` of the last event handed out, acknowledged when the next
-    /// one is asked for (so a crash in between means it comes again).
-    unacked: Option<u64>,
+    buffered: VecDeque<Incoming>,
+    /// What the last event handed out needs acknowledged, sent when the
+    /// next one is asked for (so a crash in between means it comes again).
+    unacked: Option<Pending>,
     next_id: u64,
+}
+
+/// One `subscribe` as it was sent.
+struct Subscription {
+    patterns: Vec<Pattern>,
+    start: Start,
+}
+
+/// An event received and not yet handed out.
+struct Incoming {
+    delivery: Delivery,
+    ack: Option<Pending>,
+}
+
+/// The acknowledgement an event handed out is owed.
+#[derive(Debug)]
+enum Pending {
+    /// A kept direct message: `ack` (cumulative).
+    Direct(u64),
+    /// A feed event: `feed-ack` for its origin.
+    Feed(FeedPosition),
 }
 
 struct Conn {
@@ -159,26 +200,41 @@ impl Client {
     }
 
     /// Subscribes to more event names. Fails with `out-of-grant` if the grant
-    /// does not cover a pattern; nothing is subscribed then.
+    /// does not cover a pattern; nothing is subscribed then. A subscriber
+    /// (this uid and service) new to the feeds starts at the oldest event
+    /// this peer retains; see [`Client::subscribe_with`].
     pub async fn subscribe(&mut self, patterns: Vec<Pattern>) -> Result<(), BusError> {
+        self.subscribe_with(patterns, Start::Oldest).await
+    }
+
+    /// Subscribes to more event names, saying where in the feeds a
+    /// subscriber that never subscribed before starts (CEP 6); afterwards
+    /// its cursors decide and `start` changes nothing.
+    pub async fn subscribe_with(
+        &mut self,
+        patterns: Vec<Pattern>,
+        start: Start,
+    ) -> Result<(), BusError> {
         loop {
             let id = self.fresh_id();
             let request = Request::Subscribe {
                 id,
                 patterns: patterns.clone(),
+                start,
             };
             match self.request(&request, id).await? {
                 Attempt::Done(_) => break,
                 Attempt::Retry(reason) => self.reconnect(&reason).await?,
             }
         }
-        self.subscriptions.extend(patterns);
+        self.subscriptions.push(Subscription { patterns, start });
         Ok(())
     }
 
-    /// Publishes an event and waits for the broker's acknowledgement. If the
-    /// connection breaks before the acknowledgement, the event is sent again
-    /// on the next connection: delivery is at least once.
+    /// Publishes an event and waits for the broker's acknowledgement (for a
+    /// feed event, once it is on disk). If the connection breaks before the
+    /// acknowledgement, the event is sent again on the next connection:
+    /// delivery is at least once, and a feed event may be appended twice.
     pub async fn publish(&mut self, publish: Publish) -> Result<(), BusError> {
         loop {
             let id = self.fresh_id();
@@ -190,6 +246,7 @@ impl Client {
                 ttl_ms: publish
                     .ttl
                     .map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+                local: publish.local,
             };
             match self.request(&request, id).await? {
                 Attempt::Done(_) => return Ok(()),
@@ -198,7 +255,7 @@ impl Client {
         }
     }
 
-    /// Runs a sysadmin operation (root only).
+    /// Runs a sysadmin operation (root only; others get `not-root`).
     pub async fn admin(&mut self, op: AdminOp) -> Result<AdminReply, BusError> {
         loop {
             let id = self.fresh_id();
@@ -212,23 +269,30 @@ impl Client {
         }
     }
 
-    /// The next event for this subscriber. Asking for it acknowledges the
-    /// previous one (direct messages from other peers are kept for this
-    /// service until then). Cancel-safe while it waits for an event.
+    /// The next event for this subscriber, without where it sits in the
+    /// feeds; see [`Client::next_delivery`].
     pub async fn next_event(&mut self) -> Result<Envelope, BusError> {
+        Ok(self.next_delivery().await?.envelope)
+    }
+
+    /// The next event for this subscriber, with its feed position if it is
+    /// a feed event. Asking for it acknowledges the previous one (kept
+    /// direct messages and feed events come again until then).
+    /// Cancel-safe while it waits for an event.
+    pub async fn next_delivery(&mut self) -> Result<Delivery, BusError> {
         self.ack().await;
         loop {
-            if let Some((event, seq)) = self.buffered.pop_front() {
-                self.unacked = seq;
-                return Ok(event);
+            if let Some(incoming) = self.buffered.pop_front() {
+                self.unacked = incoming.ack;
+                return Ok(incoming.delivery);
             }
             let step = match self.conn.as_mut() {
                 None => Attempt::Retry("not connected".to_owned()),
                 Some(conn) => match conn.replies.recv().await {
                     None => Attempt::Retry("connection closed".to_owned()),
                     Some(Err(reason)) => Attempt::Retry(reason),
-                    Some(Ok(Reply::Event { event, seq })) => {
-                        Attempt::Done((decode_event(event)?, seq))
+                    Some(Ok(Reply::Event { event, seq, feed })) => {
+                        Attempt::Done(incoming(event, seq, feed)?)
                     }
                     Some(Ok(Reply::Error {
                         id: None,
@@ -243,22 +307,27 @@ impl Client {
                 },
             };
             match step {
-                Attempt::Done((event, seq)) => {
-                    self.unacked = seq;
-                    return Ok(event);
+                Attempt::Done(incoming) => {
+                    self.unacked = incoming.ack;
+                    return Ok(incoming.delivery);
                 }
                 Attempt::Retry(reason) => self.reconnect(&reason).await?,
             }
         }
     }
 
-    /// Acknowledges the last event handed out, if it needs it. A lost
+    /// Acknowledges the last event handed out, if it needs it: `ack` for a
+    /// kept direct message, `feed-ack` for a feed event. A lost
     /// acknowledgement only means the event comes again after a reconnect.
     pub async fn ack(&mut self) {
-        let (Some(seq), Some(conn)) = (self.unacked.take(), self.conn.as_mut()) else {
+        let (Some(pending), Some(conn)) = (self.unacked.take(), self.conn.as_mut()) else {
             return;
         };
-        if let Ok(frame) = encode_frame(&Request::Ack { seq }.to_bytes()) {
+        let request = match pending {
+            Pending::Direct(seq) => Request::Ack { seq },
+            Pending::Feed(FeedPosition { origin, seq }) => Request::FeedAck { origin, seq },
+        };
+        if let Ok(frame) = encode_frame(&request.to_bytes()) {
             let _ = conn.writer.write_all(&frame).await;
         }
     }
@@ -301,10 +370,12 @@ impl Client {
                     id: got,
                     grants,
                     peers,
+                    feeds,
                 })) if got == id => {
                     return Ok(Attempt::Done(AdminReply {
                         grants: grants.unwrap_or_default(),
                         peers: peers.unwrap_or_default(),
+                        feeds,
                     }));
                 }
                 Some(Ok(Reply::Error {
@@ -319,13 +390,13 @@ impl Client {
                     code,
                     message,
                 })) => return connection_error(code, message),
-                Some(Ok(Reply::Event { event, seq })) => {
+                Some(Ok(Reply::Event { event, seq, feed })) => {
                     if self.buffered.len() >= MAX_BUFFERED_EVENTS {
                         return Ok(Attempt::Retry(
                             "too many events buffered while waiting for a reply".to_owned(),
                         ));
                     }
-                    self.buffered.push_back((decode_event(event)?, seq));
+                    self.buffered.push_back(incoming(event, seq, feed)?);
                 }
                 Some(Ok(other)) => {
                     return Err(BusError::Protocol(format!(
@@ -336,32 +407,32 @@ impl Client {
         }
     }
 
-    /// Drops the broken connection and makes a new one, replaying subscriptions.
+    /// Drops the broken connection and makes a new one, sending every
+    /// subscription again, in order, each with its own `start`.
     async fn reconnect(&mut self, reason: &str) -> Result<(), BusError> {
         tracing::warn!(socket = %self.config.socket.display(), reason, "bus connection lost; reconnecting");
         self.conn = None;
         // What was not acknowledged comes again on the new connection.
         self.unacked = None;
         let deadline = self.config.reconnect_for.map(|d| Instant::now() + d);
-        loop {
+        'connect: loop {
             let (conn, welcome) = establish(&self.config, deadline).await?;
             self.conn = Some(conn);
             self.welcome = welcome;
-            if self.subscriptions.is_empty() {
-                return Ok(());
-            }
-            let id = self.fresh_id();
-            let request = Request::Subscribe {
-                id,
-                patterns: self.subscriptions.clone(),
-            };
-            match self.request(&request, id).await? {
-                Attempt::Done(_) => return Ok(()),
-                Attempt::Retry(reason) => {
+            for index in 0..self.subscriptions.len() {
+                let id = self.fresh_id();
+                let request = Request::Subscribe {
+                    id,
+                    patterns: self.subscriptions[index].patterns.clone(),
+                    start: self.subscriptions[index].start,
+                };
+                if let Attempt::Retry(reason) = self.request(&request, id).await? {
                     tracing::warn!(reason, "bus connection lost while re-subscribing");
                     self.conn = None;
+                    continue 'connect;
                 }
             }
+            return Ok(());
         }
     }
 }
@@ -377,10 +448,40 @@ fn connection_error<T>(code: ErrorCode, message: String) -> Result<Attempt<T>, B
     }
 }
 
-fn decode_event(event: Value) -> Result<Envelope, BusError> {
-    // Expired events are not an error here: the broker decides what to deliver.
-    Envelope::from_value(event, Timestamp::now(), &Limits::DEFAULT)
-        .map_err(|err| BusError::Protocol(format!("broker sent an invalid envelope: {err}")))
+/// Checks an event frame's contents and notes what it must be acknowledged
+/// with.
+fn incoming(
+    event: Value,
+    seq: Option<u64>,
+    feed: Option<FeedPosition>,
+) -> Result<Incoming, BusError> {
+    let ack = match (seq, &feed) {
+        (None, None) => None,
+        (Some(seq), None) => Some(Pending::Direct(seq)),
+        (None, Some(position)) => Some(Pending::Feed(position.clone())),
+        (Some(_), Some(_)) => {
+            return Err(BusError::Protocol(
+                "broker sent an event with both `seq` and `feed`".to_owned(),
+            ));
+        }
+    };
+    // Expired events are not an error here: the broker decides what to
+    // deliver, and a feed event's `exp` means nothing (feeds never expire;
+    // catching up delivers events long past it).
+    let limits = match feed {
+        // `iat` is the origin's claim, not checked against our clock (CEP 6).
+        Some(_) => Limits {
+            max_skew: Duration::MAX,
+            ..Limits::DEFAULT
+        },
+        None => Limits::DEFAULT,
+    };
+    let envelope = Envelope::from_value(event, Timestamp::now(), &limits)
+        .map_err(|err| BusError::Protocol(format!("broker sent an invalid envelope: {err}")))?;
+    Ok(Incoming {
+        delivery: Delivery { envelope, feed },
+        ack,
+    })
 }
 
 /// Connects and says hello, retrying with backoff until `deadline`.

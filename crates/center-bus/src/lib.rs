@@ -24,9 +24,12 @@ pub mod pattern;
 pub mod wire;
 
 pub use center_proto::{Destination, Envelope, EventName, PeerId, Timestamp};
-pub use client::{AdminReply, BusError, Client, ClientConfig, Publish, Welcome};
+pub use client::{AdminReply, BusError, Client, ClientConfig, Delivery, Publish, Welcome};
 pub use pattern::Pattern;
-pub use wire::{AdminOp, ErrorCode, Grant, PeerEntry, Reply, Request};
+pub use wire::{
+    AdminOp, ErrorCode, FeedPosition, FeedStatus, Grant, OriginEntry, PeerAck, PeerEntry, Reply,
+    Request, Start,
+};
 
 #[cfg(test)]
 mod tests;

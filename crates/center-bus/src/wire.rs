@@ -19,10 +19,19 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub enum Request {
     /// First frame on every connection: which service is speaking.
     Hello { service: String, protocol: u32 },
-    /// Adds patterns to this connection's subscription.
-    Subscribe { id: u64, patterns: Vec<Pattern> },
-    /// Publishes an event. Without `to` it is a broadcast; with it, a direct
-    /// message to that peer (a UUID).
+    /// Adds patterns to this connection's subscription. `start` says where
+    /// a subscriber that never subscribed before begins in the feeds (CEP
+    /// 6); afterwards its cursors decide.
+    Subscribe {
+        id: u64,
+        patterns: Vec<Pattern>,
+        #[serde(default, skip_serializing_if = "Start::is_oldest")]
+        start: Start,
+    },
+    /// Publishes an event. Without `to` it is a feed event: appended to this
+    /// peer's feed, signed, replicated to every peer, and acknowledged once
+    /// on disk; with `local`, a broadcast to this peer's subscribers only,
+    /// kept nowhere. With `to`, a direct message to that peer (a UUID).
     Publish {
         id: u64,
         name: String,
@@ -32,12 +41,90 @@ pub enum Request {
         /// Lifetime in milliseconds; the broker's default when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ttl_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        local: bool,
     },
     /// Grant management; only root may send it.
     Admin { id: u64, op: AdminOp },
     /// The subscriber has handled every event up to and including `seq`
     /// (events that carry one: direct messages from other peers). No reply.
     Ack { seq: u64 },
+    /// The subscriber has handled the feed events of `origin` up to and
+    /// including `seq`. No reply.
+    FeedAck { origin: String, seq: u64 },
+}
+
+/// Where a new subscriber starts in the feeds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Start {
+    /// From the oldest event this peer retains (every account ever made).
+    #[default]
+    Oldest,
+    /// Only events stored after the subscription.
+    New,
+}
+
+impl Start {
+    fn is_oldest(&self) -> bool {
+        *self == Start::Oldest
+    }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// Where a feed event sits: its origin peer and its sequence number there.
+/// Consumers apply each (origin, seq) once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedPosition {
+    pub origin: String,
+    pub seq: u64,
+}
+
+/// The feeds as this peer holds them (`centerctl feed status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedStatus {
+    pub origins: Vec<OriginEntry>,
+}
+
+/// One origin's feed on this peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginEntry {
+    pub origin: String,
+    /// The roster's name for it (or "this peer"), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Highest contiguous sequence number stored, and its hash.
+    pub head_seq: u64,
+    pub head_hash: String,
+    /// Oldest sequence number still retained.
+    pub oldest_seq: u64,
+    pub events: u64,
+    pub bytes: u64,
+    /// Two validly signed events for one sequence number were seen: the
+    /// origin is frozen until the sysadmin decides.
+    pub forked: bool,
+    /// What each peer told us it holds of this origin.
+    pub peers: Vec<PeerAck>,
+}
+
+/// How far one peer holds one origin's feed, as it last told us.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerAck {
+    pub peer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub seq: u64,
+    /// Our head minus its `seq` (0 when it has all we have).
+    pub lag: u64,
+    /// When it told us, in ms since the Unix epoch.
+    pub updated: u64,
 }
 
 /// What the sysadmin can do to grants over the bus.
@@ -55,6 +142,8 @@ pub enum AdminOp {
     PeerAdd { description: Value },
     /// Lists the roster.
     PeerList {},
+    /// The feeds this peer holds, per origin (CEP 6).
+    FeedStatus {},
 }
 
 /// One trusted peer as the roster shows it.
@@ -80,6 +169,10 @@ pub struct PeerEntry {
     /// The current retry delay after failures, in ms.
     #[serde(default)]
     pub backoff_ms: u64,
+    /// Whether it signed two different feed events for one sequence
+    /// number (equivocation, CEP 6); its feed is frozen here.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub equivocated: bool,
 }
 
 /// What one service may do: which Unix account may speak for it, which event
@@ -115,14 +208,19 @@ pub enum Reply {
         grants: Option<Vec<Grant>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peers: Option<Vec<PeerEntry>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feeds: Option<FeedStatus>,
     },
     /// An event for this subscriber: an RFC envelope (CEP 2). A direct
     /// message from another peer carries `seq`: it is kept for this
-    /// subscriber until acknowledged with `ack`.
+    /// subscriber until acknowledged with `ack`. A feed event carries
+    /// `feed`: it comes again until acknowledged with `feed-ack`.
     Event {
         event: Value,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         seq: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feed: Option<FeedPosition>,
     },
     /// A request failed, or the connection is about to be closed.
     Error {

@@ -26,6 +26,7 @@ pub struct Config {
     pub paths: Paths,
     pub bus: Bus,
     pub links: Links,
+    pub feeds: Feeds,
 }
 
 /// Filesystem locations. All absolute.
@@ -80,6 +81,20 @@ pub struct Links {
     pub keepalive: std::time::Duration,
 }
 
+/// Feeds (CEP 6): what this peer accepts from each origin and keeps.
+/// A limit of 0 is no limit.
+#[derive(Debug, Clone)]
+pub struct Feeds {
+    /// Events accepted from one origin per hour.
+    pub max_events_per_hour: u64,
+    /// Bytes accepted from one origin per hour.
+    pub max_bytes_per_hour: u64,
+    /// Bytes kept per origin; the oldest events beyond it are pruned.
+    pub max_bytes_per_origin: u64,
+    /// Days an event is kept after it was made; 0 keeps it forever.
+    pub retention_days: u32,
+}
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -126,6 +141,28 @@ struct RawConfig {
     bus: RawBus,
     #[serde(default)]
     links: RawLinks,
+    #[serde(default)]
+    feeds: RawFeeds,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFeeds {
+    max_events_per_hour: u64,
+    max_bytes_per_hour: u64,
+    max_bytes_per_origin: u64,
+    retention_days: u32,
+}
+
+impl Default for RawFeeds {
+    fn default() -> RawFeeds {
+        RawFeeds {
+            max_events_per_hour: 20_000,
+            max_bytes_per_hour: 64 << 20,
+            max_bytes_per_origin: 1 << 30,
+            retention_days: 0,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -289,6 +326,12 @@ impl RawConfig {
             },
             links: Links {
                 keepalive: std::time::Duration::from_secs(keepalive as u64),
+            },
+            feeds: Feeds {
+                max_events_per_hour: self.feeds.max_events_per_hour,
+                max_bytes_per_hour: self.feeds.max_bytes_per_hour,
+                max_bytes_per_origin: self.feeds.max_bytes_per_origin,
+                retention_days: self.feeds.retention_days,
             },
         })
     }

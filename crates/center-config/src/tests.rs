@@ -121,7 +121,7 @@ fn identity_is_not_configuration() {
               |
             1 | [peer]
               |  ^^^^
-            unknown field `peer`, expected one of `paths`, `bus`, `links`"#]],
+            unknown field `peer`, expected one of `paths`, `bus`, `links`, `feeds`"#]],
     );
 }
 
@@ -131,6 +131,9 @@ fn the_shipped_example_is_valid() {
     let config = Config::load(&path).unwrap();
     assert_eq!(config.paths.state_dir, Path::new("/var/lib/center"));
     assert_eq!(config.links.keepalive, std::time::Duration::from_secs(30));
+    assert_eq!(config.feeds.max_events_per_hour, 20_000);
+    assert_eq!(config.feeds.max_bytes_per_origin, 1 << 30);
+    assert_eq!(config.feeds.retention_days, 0);
 }
 
 #[test]

@@ -1,14 +1,16 @@
 //! `centerctl bus …`: publish an event, or tail events as they arrive.
 //!
 //! `tail` prints `subscribed` on stderr once its subscription is in place, so
-//! scripts and tests know when to start publishing. Direct messages from
-//! other peers are kept for the account and service that tails them: a
-//! tail run again continues after the last one it printed.
+//! scripts and tests know when to start publishing. Feed events and direct
+//! messages from other peers are kept for the account and service that
+//! tails them: a tail run again continues after the last one it printed.
+//! The first tail of an account and service starts at new feed events,
+//! unless `--from-start` asks for every one this peer holds.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use center_bus::{Envelope, Pattern, PeerId, Publish};
+use center_bus::{Delivery, Pattern, PeerId, Publish, Start};
 
 use crate::{
     cli::{BusCommand, Cli},
@@ -27,6 +29,7 @@ pub async fn run(cli: &Cli, command: &BusCommand) -> anyhow::Result<()> {
             data,
             to,
             ttl,
+            local,
             speaker,
         } => {
             let data: serde_json::Value =
@@ -44,6 +47,7 @@ pub async fn run(cli: &Cli, command: &BusCommand) -> anyhow::Result<()> {
                 data,
                 to,
                 ttl: ttl.map(Duration::from_secs),
+                local: *local,
             };
             client.publish(publish).await?;
             if cli.json {
@@ -56,14 +60,20 @@ pub async fn run(cli: &Cli, command: &BusCommand) -> anyhow::Result<()> {
         BusCommand::Tail {
             patterns,
             count,
+            from_start,
             speaker,
         } => {
             let patterns = patterns
                 .iter()
                 .map(|p| Pattern::parse(p).context("bad pattern"))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let start = if *from_start {
+                Start::Oldest
+            } else {
+                Start::New
+            };
             let mut client = connect(cli, &speaker.service, TAIL_PATIENCE).await?;
-            client.subscribe(patterns.clone()).await?;
+            client.subscribe_with(patterns.clone(), start).await?;
             let shown: Vec<&str> = patterns.iter().map(Pattern::as_str).collect();
             eprintln!(
                 "subscribed to {} on peer {}",
@@ -72,8 +82,12 @@ pub async fn run(cli: &Cli, command: &BusCommand) -> anyhow::Result<()> {
             );
             let mut seen = 0u64;
             while count.is_none_or(|limit| seen < limit) {
-                let event = client.next_event().await?;
-                print_event(cli.json, &event)?;
+                let delivery = client.next_delivery().await?;
+                if cli.json {
+                    output::json(&delivery_json(&delivery))?;
+                } else {
+                    output::text(&delivery_line(&delivery))?;
+                }
                 seen += 1;
             }
             // What was printed is handled: the next tail by this account
@@ -84,20 +98,28 @@ pub async fn run(cli: &Cli, command: &BusCommand) -> anyhow::Result<()> {
     }
 }
 
-fn print_event(json: bool, event: &Envelope) -> std::io::Result<()> {
-    if json {
-        return output::json(&event.to_value());
+/// The envelope, with a member `feed` (origin and seq) for a feed event.
+pub(crate) fn delivery_json(delivery: &Delivery) -> serde_json::Value {
+    let mut value = delivery.envelope.to_value();
+    if let (Some(feed), Some(object)) = (&delivery.feed, value.as_object_mut()) {
+        object.insert(
+            "feed".to_owned(),
+            serde_json::json!({ "origin": feed.origin, "seq": feed.seq }),
+        );
     }
-    let to = match event.meta.to {
-        center_bus::Destination::Broadcast => "*".to_owned(),
-        center_bus::Destination::Peer(peer) => peer.to_string(),
+    value
+}
+
+/// One line for humans: `IAT NAME from FROM to TO DATA`, where FROM is
+/// `ORIGIN#SEQ` for a feed event.
+pub(crate) fn delivery_line(delivery: &Delivery) -> String {
+    let event = &delivery.envelope;
+    let from = match &delivery.feed {
+        Some(feed) => format!("{}#{}", feed.origin, feed.seq),
+        None => event.meta.from.to_string(),
     };
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{} {} from {} to {} {}",
-        event.meta.iat, event.name, event.meta.from, to, event.data
-    )?;
-    out.flush()
+    format!(
+        "{} {} from {from} to {} {}\n",
+        event.meta.iat, event.name, event.meta.to, event.data
+    )
 }

@@ -39,6 +39,9 @@ pub enum Command {
     /// Publish events and watch them flow on the local bus.
     #[command(subcommand)]
     Bus(BusCommand),
+    /// The signed feeds this peer holds and how far other peers have them.
+    #[command(subcommand)]
+    Feed(FeedCommand),
     /// Check the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -90,23 +93,37 @@ pub enum ServiceCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum BusCommand {
-    /// Publish one event (broadcast, or a direct message with --to).
+    /// Publish one event: a feed event, a local broadcast (--local) or a direct message (--to).
+    ///
+    /// Without --to the event is a feed event: signed into this peer's feed,
+    /// replicated to every peer and kept there (it never expires). --local
+    /// keeps it on this peer only, for the subscribers connected now, and
+    /// durable nowhere. --to sends it to one peer, kept until delivered or
+    /// expired.
     Publish {
         /// The event name.
         name: String,
         /// The payload, a JSON object.
         #[arg(long, default_value = "{}")]
         data: String,
-        /// Send to this peer (a UUID) instead of broadcasting.
+        /// Send to this peer (a UUID) only, as a direct message.
         #[arg(long)]
         to: Option<String>,
-        /// Lifetime in seconds (default: one day).
+        /// Lifetime in seconds (default: one day); feed events never expire.
         #[arg(long)]
         ttl: Option<u64>,
+        /// Deliver to this peer's current subscribers only; keep it nowhere.
+        #[arg(long, conflicts_with = "to")]
+        local: bool,
         #[command(flatten)]
         speaker: Speaker,
     },
     /// Print events as they arrive.
+    ///
+    /// Feed events are printed with their origin and sequence number
+    /// (ORIGIN#SEQ). Feed events and direct messages from other peers are
+    /// kept for the account and service that tails them: a tail run again
+    /// continues after the last one it printed.
     Tail {
         /// Event-name patterns (`*` for everything the grant allows).
         #[arg(required = true)]
@@ -114,9 +131,19 @@ pub enum BusCommand {
         /// Exit after this many events.
         #[arg(long)]
         count: Option<u64>,
+        /// The first time this account and service tails, start at the
+        /// oldest feed event this peer holds instead of new ones only.
+        #[arg(long)]
+        from_start: bool,
         #[command(flatten)]
         speaker: Speaker,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FeedCommand {
+    /// Per origin: head, events and bytes kept, a fork, and each peer's lag (root only).
+    Status,
 }
 
 /// Which service the command speaks for on the bus.

@@ -4,16 +4,21 @@
 //!
 //! # Layout
 //! - [`cli`]: the grammar.
-//! - `peer` (with `init`), `service`, `bus`, `config`: one module per noun.
+//! - `peer` (with `init`), `service`, `bus`, `feed`, `config`: one module
+//!   per noun.
 //! - `output`: tables and JSON.
 
 pub mod cli;
 
 mod bus;
 mod config;
+mod feed;
 mod output;
 mod peer;
 mod service;
+
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
@@ -29,6 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peer(command) => peer::run(&cli, command).await,
         Command::Service(command) => service::run(&cli, command).await,
         Command::Bus(command) => bus::run(&cli, command).await,
+        Command::Feed(command) => feed::run(&cli, command).await,
     }
 }
 

@@ -156,6 +156,7 @@ pub async fn run(cli: &Cli, command: &PeerCommand) -> anyhow::Result<()> {
                         "QUEUED",
                         "HEARD",
                         "BACKOFF",
+                        "FEED",
                         "FINGERPRINT",
                     ],
                     &rows,
@@ -174,11 +175,11 @@ fn row(peer: &PeerEntry) -> Vec<String> {
     };
     let heard = peer.last_heard.map_or_else(
         || "never".to_owned(),
-        |ms| {
-            let now = center_proto::Timestamp::now().as_millis();
-            format!("{}s ago", now.saturating_sub(ms) / 1000)
-        },
+        |ms| output::ago(output::now_ms(), ms),
     );
+    // It signed two events for one place in its feed (CEP 6): its feed is
+    // frozen here until the sysadmin resolves the fork.
+    let feed = if peer.equivocated { "EQUIVOCATED" } else { "-" };
     vec![
         peer.name.clone(),
         peer.uuid.clone(),
@@ -187,6 +188,7 @@ fn row(peer: &PeerEntry) -> Vec<String> {
         peer.queued.to_string(),
         heard,
         format!("{}s", peer.backoff_ms / 1000),
+        feed.to_owned(),
         peer.fingerprint.clone(),
     ]
 }

@@ -19,6 +19,8 @@ pub struct DispatchConfig {
     pub bus: BusLimits,
     /// Ping after this much silence; close after three times as much.
     pub keepalive: Duration,
+    /// Budgets and retention of the feeds (CEP 6).
+    pub feeds: center_feed::FeedConfig,
 }
 
 impl DispatchConfig {
@@ -36,6 +38,16 @@ impl DispatchConfig {
                 frame_timeout: Duration::from_secs(10),
             },
             keepalive: config.links.keepalive,
+            feeds: center_feed::FeedConfig {
+                limits: center_feed::FeedLimits::DEFAULT,
+                budget: center_feed::FeedBudget {
+                    window: Duration::from_secs(60 * 60),
+                    max_events_per_window: config.feeds.max_events_per_hour,
+                    max_bytes_per_window: config.feeds.max_bytes_per_hour,
+                    max_bytes_per_origin: config.feeds.max_bytes_per_origin,
+                    retention_days: config.feeds.retention_days,
+                },
+            },
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `dispatchd`: the dispatcher of a center peer. It hosts the local bus (a
 //! Unix socket) that every daemon and service talks through, and carries
 //! direct messages to and from the peers in its roster over signed and
-//! encrypted frames (CEP 5). Feeds join it in a later CEP.
+//! encrypted frames (CEP 5), and keeps and replicates the signed feeds
+//! (CEP 6).
 //!
 //! The dispatcher delivers; it never executes anything a message asks for.
 //!
@@ -65,13 +66,13 @@ pub async fn run(
         .with_context(|| format!("cannot open {}", store_path.display()))?;
     let address = identity.address().to_owned();
     let name = identity.name().to_owned();
-    let links = Arc::new(Links::new(
-        identity,
-        sessions,
-        roster,
-        store,
-        config.keepalive,
-    ));
+    let feeds_path = config.state_dir.join("feeds.sqlite3");
+    let feeds = center_feed::FeedStore::open(&feeds_path, config.feeds)
+        .with_context(|| format!("cannot open {}", feeds_path.display()))?;
+    let links = Arc::new(
+        Links::new(identity, sessions, roster, store, feeds, config.keepalive)
+            .map_err(anyhow::Error::msg)?,
+    );
     let socket = listener::open(&config.socket, config.socket_mode)?;
     socket
         .listener
@@ -90,6 +91,7 @@ pub async fn run(
         .context("cannot read the outbox")?;
     tracing::info!(socket = %config.socket.display(), %peer, name, peers = address, "bus and peer listener up");
     ready();
+    let retention = tokio::spawn(link::prune_periodically(links.clone()));
     // The peer listener lives as long as the bus; it ends when the bus does.
     let peers = tokio::spawn(link::serve(
         peer_listener,
@@ -99,6 +101,7 @@ pub async fn run(
     ));
     bus::serve(listener, broker, shutdown).await;
     peers.abort();
+    retention.abort();
     if let Some(path) = socket.owned_path {
         let _ = std::fs::remove_file(path);
     }

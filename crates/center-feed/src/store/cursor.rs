@@ -86,14 +86,18 @@ impl FeedStore {
     }
 
     /// Records that `subscriber` has handled `origin` up to `seq`; a lower
-    /// seq than the cursor's changes nothing. Committed when this returns.
+    /// seq than the cursor's changes nothing. Committed when this returns,
+    /// with `synchronous=NORMAL`: a subscriber acknowledges every event, and
+    /// in WAL mode such a commit survives the process being killed; a power
+    /// loss may take the newest positions back, which only delivers those
+    /// events again (consumers apply each (origin, seq) once).
     pub fn advance(
         &mut self,
         subscriber: &str,
         origin: PeerId,
         seq: u64,
     ) -> Result<(), StoreError> {
-        self.db
+        self.cursors
             .prepare_cached(
                 "INSERT INTO cursors (subscriber, origin, seq) VALUES (?1, ?2, ?3)
                  ON CONFLICT (subscriber, origin) DO UPDATE SET seq = MAX(seq, excluded.seq)",

@@ -45,6 +45,8 @@ pub use prune::{PruneReason, PruneReport, Pruned};
 /// The feed store; see the module docs.
 pub struct FeedStore {
     db: Connection,
+    /// Subscribers' cursors, `synchronous=NORMAL` (see [`FeedStore::advance`]).
+    cursors: Connection,
     config: FeedConfig,
 }
 
@@ -134,7 +136,14 @@ impl FeedStore {
         db.pragma_update(None, "synchronous", "full")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&db)?;
-        Ok(FeedStore { db, config })
+        let cursors = Connection::open(path)?;
+        cursors.pragma_update(None, "synchronous", "normal")?;
+        cursors.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(FeedStore {
+            db,
+            cursors,
+            config,
+        })
     }
 
     pub fn config(&self) -> &FeedConfig {

@@ -286,9 +286,16 @@ fn dispatch(
 ) -> Result<Option<Reply>, (ErrorCode, String)> {
     let request = decode_request(body)
         .map_err(|(code, message)| (code, format!("bad request: {message}")))?;
-    if let Request::Ack { seq } = request {
-        broker.ack(conn, seq);
-        return Ok(None);
+    match request {
+        Request::Ack { seq } => {
+            broker.ack(conn, seq);
+            return Ok(None);
+        }
+        Request::FeedAck { origin, seq } => {
+            broker.feed_ack(conn, &origin, seq);
+            return Ok(None);
+        }
+        _ => {}
     }
     answer(broker, conn, creds, send, request).map(Some)
 }
@@ -302,7 +309,7 @@ fn answer(
     request: Request,
 ) -> Answer {
     match request {
-        Request::Ack { .. } => Err((
+        Request::Ack { .. } | Request::FeedAck { .. } => Err((
             ErrorCode::Internal,
             "acknowledgements have no answer".to_owned(),
         )),
@@ -310,12 +317,17 @@ fn answer(
             ErrorCode::Protocol,
             "hello was already said on this connection".to_owned(),
         )),
-        Request::Subscribe { id, patterns } => {
-            broker.subscribe(conn, patterns)?;
+        Request::Subscribe {
+            id,
+            patterns,
+            start,
+        } => {
+            broker.subscribe(conn, patterns, start)?;
             Ok(Reply::Ok {
                 id,
                 grants: None,
                 peers: None,
+                feeds: None,
             })
         }
         Request::Publish {
@@ -324,7 +336,8 @@ fn answer(
             data,
             to,
             ttl_ms,
-        } => broker.publish(send, id, &name, data, to.as_deref(), ttl_ms),
+            local,
+        } => broker.publish(send, id, &name, data, to.as_deref(), ttl_ms, local),
         Request::Admin { op, .. } if creds.uid != 0 => Err((
             ErrorCode::NotRoot,
             format!(
@@ -343,6 +356,7 @@ fn admin_name(op: &center_bus::AdminOp) -> &'static str {
         center_bus::AdminOp::Revoke { .. } => "revoke refused",
         center_bus::AdminOp::List {} => "list refused",
         center_bus::AdminOp::PeerAdd { .. } => "peer add refused",
+        center_bus::AdminOp::FeedStatus {} => "feed status refused",
         center_bus::AdminOp::PeerList {} => "peer list refused",
     }
 }

@@ -194,6 +194,7 @@ impl Broker {
         let body = Reply::Event {
             event: envelope.to_value(),
             seq: u64::try_from(seq).ok(),
+            feed: None,
         }
         .to_bytes();
         let Ok(frame) = encode_frame(&body) else {
@@ -219,6 +220,6 @@ impl Broker {
 }
 
 /// Whether a subscriber's subscription and grant both take `name`.
-fn wants(subscriber: &Subscriber, name: &str) -> bool {
+pub(super) fn wants(subscriber: &Subscriber, name: &str) -> bool {
     any_matches(&subscriber.patterns, name) && any_matches(&subscriber.receive, name)
 }

@@ -14,6 +14,7 @@
 //! data, consumers decide.
 
 mod conn;
+mod feeds;
 mod inbox;
 
 use std::{
@@ -63,6 +64,8 @@ struct Subscriber {
     key: String,
     /// Its place in the inbox of kept direct messages, once it subscribed.
     inbox: Option<inbox::InboxState>,
+    /// Its place in the feeds, once it subscribed.
+    feed: Option<feeds::FeedState>,
     /// What it subscribed to (always inside `receive`).
     patterns: Vec<Pattern>,
     /// What its grant lets it receive.
@@ -173,6 +176,7 @@ impl Broker {
             service: service.to_owned(),
             key: format!("{uid}:{service}"),
             inbox: None,
+            feed: None,
             patterns: Vec::new(),
             receive,
             queue,
@@ -186,7 +190,12 @@ impl Broker {
     }
 
     /// Adds patterns to a connection's subscription if its grant covers them.
-    fn subscribe(&self, id: u64, patterns: Vec<Pattern>) -> Result<(), (ErrorCode, String)> {
+    fn subscribe(
+        &self,
+        id: u64,
+        patterns: Vec<Pattern>,
+        start: center_bus::Start,
+    ) -> Result<(), (ErrorCode, String)> {
         let mut subscribers = self.subscribers();
         let Some(subscriber) = subscribers.get_mut(&id) else {
             return Err((ErrorCode::Internal, "connection is closing".to_owned()));
@@ -210,6 +219,7 @@ impl Broker {
             }
         }
         self.start_inbox(subscriber)?;
+        self.start_feeds(subscriber, start)?;
         Ok(())
     }
 
@@ -275,6 +285,7 @@ impl Broker {
         let body = Reply::Event {
             event: envelope.to_value(),
             seq: None,
+            feed: None,
         }
         .to_bytes();
         if body.len() > self.limits.max_frame as usize {
@@ -318,6 +329,7 @@ impl Broker {
     }
 
     /// Handles a publication from a connection with rights `send`.
+    #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
         send: &[Pattern],
@@ -326,10 +338,38 @@ impl Broker {
         data: Value,
         to: Option<&str>,
         ttl_ms: Option<u64>,
+        local: bool,
     ) -> Answer {
+        if local && to.is_some() {
+            return Err((
+                ErrorCode::BadEvent,
+                "a local broadcast has no `to`".to_owned(),
+            ));
+        }
         let envelope = self.envelope(send, name, data, to, ttl_ms)?;
         match envelope.meta.to {
-            Destination::Broadcast => {}
+            Destination::Broadcast if local => {}
+            Destination::Broadcast => {
+                // A feed event: signed into this peer's feed, on disk before
+                // "ok"; subscribers here and on every peer get it from there.
+                let Envelope {
+                    name, data, meta, ..
+                } = envelope;
+                let appended =
+                    self.links
+                        .append_feed(name, data, meta.iat)
+                        .map_err(|err| match err {
+                            center_feed::StoreError::Event(err) => {
+                                (ErrorCode::BadEvent, err.to_string())
+                            }
+                            err => {
+                                tracing::error!(error = %err, "cannot append a feed event");
+                                (ErrorCode::Internal, err.to_string())
+                            }
+                        })?;
+                tracing::debug!(seq = appended.seq, "feed event appended");
+                return Ok(ok_reply(id));
+            }
             Destination::Peer(peer) if peer == self.peer => {}
             Destination::Peer(peer) if self.roster().get(&peer).is_some() => {
                 // Durable before the publisher hears "ok"; delivered later.
@@ -341,6 +381,7 @@ impl Broker {
                     id,
                     grants: None,
                     peers: None,
+                    feeds: None,
                 });
             }
             Destination::Peer(peer) => {
@@ -357,7 +398,58 @@ impl Broker {
             id,
             grants: None,
             peers: None,
+            feeds: None,
         })
+    }
+
+    /// The feeds as this peer holds them, per origin, with what each peer
+    /// last said it holds.
+    fn feed_status(&self) -> Result<center_bus::FeedStatus, (ErrorCode, String)> {
+        let internal = |err: center_feed::StoreError| (ErrorCode::Internal, err.to_string());
+        let (origins, frontiers) = {
+            let feeds = self.links.feeds();
+            (
+                feeds.status().map_err(internal)?,
+                feeds.peer_frontiers().map_err(internal)?,
+            )
+        };
+        let names: HashMap<PeerId, String> = self
+            .roster()
+            .list()
+            .map(|p| (p.description.uuid(), p.description.name().to_owned()))
+            .collect();
+        let name = |peer: &PeerId| {
+            if *peer == self.peer {
+                Some("this peer".to_owned())
+            } else {
+                names.get(peer).cloned()
+            }
+        };
+        let origins = origins
+            .into_iter()
+            .map(|o| center_bus::OriginEntry {
+                origin: o.origin.to_string(),
+                name: name(&o.origin),
+                head_seq: o.head_seq,
+                head_hash: o.head_hash.to_hex(),
+                oldest_seq: o.oldest_seq,
+                events: o.events_stored,
+                bytes: o.bytes_stored,
+                forked: o.forked,
+                peers: frontiers
+                    .iter()
+                    .filter(|f| f.origin == o.origin)
+                    .map(|f| center_bus::PeerAck {
+                        peer: f.peer.to_string(),
+                        name: name(&f.peer),
+                        seq: f.seq,
+                        lag: o.head_seq.saturating_sub(f.seq),
+                        updated: f.updated_at.as_millis(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(center_bus::FeedStatus { origins })
     }
 
     /// Handles a sysadmin request from connection `conn`; the caller has
@@ -369,18 +461,30 @@ impl Broker {
             (ErrorCode::Internal, err.to_string())
         };
         match op {
+            AdminOp::FeedStatus {} => Ok(Reply::Ok {
+                id,
+                grants: None,
+                peers: None,
+                feeds: Some(self.feed_status()?),
+            }),
             AdminOp::List {} => Ok(Reply::Ok {
                 id,
                 grants: Some(self.grant_store().list()),
                 peers: None,
+                feeds: None,
             }),
             AdminOp::PeerList {} => Ok(Reply::Ok {
                 id,
                 grants: None,
                 peers: Some({
                     let peers: Vec<RosterPeer> = self.roster().list().cloned().collect();
-                    peers.iter().map(|p| peer_entry(&self.links, p)).collect()
+                    let forked = self.forked_origins();
+                    peers
+                        .iter()
+                        .map(|p| peer_entry(&self.links, p, &forked))
+                        .collect()
                 }),
+                feeds: None,
             }),
             AdminOp::PeerAdd { description } => {
                 let bytes = serde_json::to_vec(&description)
@@ -393,6 +497,7 @@ impl Broker {
                     }
                     _ => (ErrorCode::BadEvent, err.to_string()),
                 })?;
+                self.links.keep_connected(peer.description.uuid());
                 tracing::info!(
                     peer = %peer.description.uuid(),
                     name = peer.description.name(),
@@ -404,7 +509,8 @@ impl Broker {
                 Ok(Reply::Ok {
                     id,
                     grants: None,
-                    peers: Some(vec![peer_entry(&self.links, &peer)]),
+                    peers: Some(vec![peer_entry(&self.links, &peer, &self.forked_origins())]),
+                    feeds: None,
                 })
             }
             AdminOp::Approve { grant } => {
@@ -426,6 +532,7 @@ impl Broker {
                     id,
                     grants: Some(vec![grant]),
                     peers: None,
+                    feeds: None,
                 })
             }
             AdminOp::Revoke { service } => {
@@ -441,6 +548,7 @@ impl Broker {
                     id,
                     grants: None,
                     peers: None,
+                    feeds: None,
                 })
             }
         }
@@ -486,7 +594,33 @@ impl Broker {
     }
 }
 
-fn peer_entry(links: &Links, peer: &RosterPeer) -> PeerEntry {
+impl Broker {
+    /// Origins whose feed is frozen by an equivocation.
+    fn forked_origins(&self) -> Vec<PeerId> {
+        match self.links.feeds().status() {
+            Ok(origins) => origins
+                .into_iter()
+                .filter(|o| o.forked)
+                .map(|o| o.origin)
+                .collect(),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the feeds");
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn ok_reply(id: u64) -> Reply {
+    Reply::Ok {
+        id,
+        grants: None,
+        peers: None,
+        feeds: None,
+    }
+}
+
+fn peer_entry(links: &Links, peer: &RosterPeer, forked: &[PeerId]) -> PeerEntry {
     let uuid = peer.description.uuid();
     let (status, queued) = links.status(uuid);
     PeerEntry {
@@ -499,6 +633,7 @@ fn peer_entry(links: &Links, peer: &RosterPeer) -> PeerEntry {
         last_heard: status.last_heard.map(Timestamp::as_millis),
         queued,
         backoff_ms: u64::try_from(status.backoff.as_millis()).unwrap_or(u64::MAX),
+        equivocated: forked.contains(&uuid),
     }
 }
 

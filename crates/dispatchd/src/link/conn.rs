@@ -66,6 +66,10 @@ pub(super) struct ConnHandle {
     data: mpsc::Sender<Vec<u8>>,
     control: mpsc::Sender<Vec<u8>>,
     closed: watch::Sender<bool>,
+    /// The feeds the peer last said it holds (CEP 6).
+    pub frontier: watch::Sender<Option<super::feeds::TheirFrontier>>,
+    /// Feed pages received on this connection.
+    pages: AtomicU64,
 }
 
 impl ConnHandle {
@@ -90,6 +94,11 @@ impl ConnHandle {
             sent = self.data.send(body) => sent.map_err(|_| "the connection closed".to_owned()),
             () = self.closed() => Err("the connection closed".to_owned()),
         }
+    }
+
+    /// Feed pages received on this connection so far.
+    pub fn pages_received(&self) -> u64 {
+        self.pages.load(Ordering::Relaxed)
     }
 
     /// Queues a control frame (acknowledgement, key, ping) without waiting.
@@ -194,10 +203,13 @@ fn start(
         data,
         control,
         closed: watch::Sender::new(false),
+        frontier: watch::Sender::new(None),
+        pages: AtomicU64::new(0),
     });
     reader.set_idle(links.keepalive * 3);
     if links.register(peer, &conn) {
         tracing::info!(%peer, %remote, dialled_by = %dialer, "peer connection up");
+        tokio::spawn(super::feeds::sync(links.clone(), peer, conn.clone()));
     }
     tokio::spawn(write_loop(
         links.clone(),
@@ -302,8 +314,15 @@ async fn read_loop(
         }
         let Verified { envelope, rest, .. } = verified;
         for envelope in std::iter::once(envelope).chain(rest) {
-            if let Err(err) = handle(links, peer, conn, envelope, &mut incoming) {
-                return err;
+            let page = match handle(links, peer, conn, envelope, &mut incoming) {
+                Ok(page) => page,
+                Err(err) => return err,
+            };
+            if let Some(page) = page {
+                let pages = conn.pages.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Err(err) = super::feeds::accept_page(links, peer, conn, &page, pages).await {
+                    return err;
+                }
             }
         }
         // Keep what arrived together in one commit, once the frames already
@@ -326,22 +345,38 @@ async fn read_loop(
 }
 
 /// Acts on one envelope from the peer; direct messages wait in `incoming`
-/// to be kept together. Err closes the connection.
+/// to be kept together, and a feed page is returned for the caller to
+/// accept (off the runtime). Err closes the connection.
 fn handle(
     links: &Arc<Links>,
     peer: PeerId,
     conn: &ConnHandle,
     envelope: Envelope,
     incoming: &mut Vec<(String, Envelope)>,
-) -> Result<(), String> {
+) -> Result<Option<Envelope>, String> {
     match envelope.name.as_str() {
         peer::HELLO | peer::PING => {}
+        peer::EVENTS => return Ok(Some(envelope)),
+        peer::FRONTIER => {
+            let Some(frontier) = super::feeds::parse_frontier(&envelope.data) else {
+                tracing::warn!(%peer, "malformed feed frontier; dropped");
+                return Ok(None);
+            };
+            let recorded =
+                links
+                    .feeds()
+                    .record_peer_frontier(peer, &frontier.heads, Timestamp::now());
+            if let Err(err) = recorded {
+                tracing::error!(%peer, error = %err, "cannot record a peer's frontier");
+            }
+            conn.frontier.send_replace(Some(frontier));
+        }
         peer::KEY_REQUEST => answer_key_request(links, peer, conn, &envelope.data)?,
         peer::KEY_ANSWER => key_received(links, peer, conn, &envelope.data)?,
         peer::ACK => {
             let Value::Array(items) = &envelope.data["received"] else {
                 tracing::warn!(%peer, "acknowledgement without `received`; dropped");
-                return Ok(());
+                return Ok(None);
             };
             let received: Vec<String> = items
                 .iter()
@@ -364,7 +399,7 @@ fn handle(
             incoming.push((digest(&bytes), envelope));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Hands the new ones among `incoming` to the bus in one commit (a message

@@ -12,6 +12,7 @@
 //! acknowledged lives only in memory.
 
 mod conn;
+mod feeds;
 mod inbound;
 mod outbound;
 pub mod store;
@@ -33,6 +34,7 @@ use crate::{
     roster::Roster,
 };
 use conn::ConnHandle;
+pub use feeds::prune_periodically;
 pub use inbound::serve;
 use store::Store;
 
@@ -98,6 +100,12 @@ pub struct Links {
     /// Ping after this much silence; a connection silent three times as
     /// long is closed.
     keepalive: Duration,
+    /// The feeds (CEP 6); taken before crypto and roster, never after.
+    feeds: Mutex<center_feed::FeedStore>,
+    /// Bumped on every change of the feed store.
+    feed_changes: tokio::sync::watch::Sender<u64>,
+    /// This peer's own public keys, to check its own events relayed back.
+    own_keys: PeerKeys,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,9 +120,14 @@ impl Links {
         sessions: Sessions,
         roster: Roster,
         store: Store,
+        feeds: center_feed::FeedStore,
         keepalive: Duration,
-    ) -> Links {
-        Links {
+    ) -> Result<Links, String> {
+        let own_keys = identity
+            .describe()
+            .map(|description| PeerKeys::from_description(&description))
+            .map_err(|err| format!("cannot describe this peer: {err}"))?;
+        Ok(Links {
             me: identity.uuid(),
             roster: Mutex::new(roster),
             crypto: Mutex::new(Crypto {
@@ -129,7 +142,10 @@ impl Links {
             setup: Mutex::new(HashMap::new()),
             broker: OnceLock::new(),
             keepalive,
-        }
+            feeds: Mutex::new(feeds),
+            feed_changes: tokio::sync::watch::Sender::new(0),
+            own_keys,
+        })
     }
 
     /// Connects the links to the broker that keeps received messages.
@@ -210,17 +226,22 @@ impl Links {
         Ok(())
     }
 
-    /// Starts the outbound tasks of peers that had messages waiting when
-    /// dispatchd last stopped.
+    /// Starts the task of every peer in the roster: each keeps a
+    /// connection to its peer and delivers what waits for it.
     pub fn resume(self: &Arc<Self>) -> Result<(), String> {
-        let waiting = self
-            .store()
-            .peers_waiting()
-            .map_err(|err| err.to_string())?;
-        for peer in waiting.iter().filter_map(|p| p.parse::<PeerId>().ok()) {
-            self.signals(peer).work.notify_one();
+        let peers: Vec<PeerId> = self.roster().list().map(|p| p.description.uuid()).collect();
+        for peer in peers {
+            self.keep_connected(peer);
         }
         Ok(())
+    }
+
+    /// Makes sure the task of `peer` runs and tries now (a peer just added
+    /// to the roster: it may have been refused before because the other
+    /// side did not know it yet).
+    pub fn keep_connected(self: &Arc<Self>, peer: PeerId) {
+        lock(&self.status).entry(peer).or_default().backoff = Duration::ZERO;
+        self.signals(peer).work.notify_one();
     }
 
     /// Something authenticated came from `peer`: it is up, so retry now.

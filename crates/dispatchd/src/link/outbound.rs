@@ -28,22 +28,30 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Lifetime of the session-setup and acknowledgement envelopes.
 const CONTROL_TTL: Duration = Duration::from_secs(300);
 
-/// Runs for as long as dispatchd does.
+/// Runs for as long as dispatchd does, or until the peer leaves the
+/// roster: keeps a connection to the peer (the feeds flow over it, CEP 6)
+/// and delivers the outbox over it.
 pub(super) async fn run(links: Arc<Links>, peer: PeerId, signals: Arc<Signals>) {
     let mut backoff = Duration::ZERO;
     loop {
-        while links.store().depth(peer).unwrap_or(0) == 0 {
-            signals.work.notified().await;
+        if links.roster().get(&peer).is_none() {
+            tracing::info!(%peer, "no longer in the roster; not connecting");
+            return;
         }
         match deliver(&links, peer, &signals).await {
-            Ok(()) => {
+            Ok(conn) => {
                 backoff = Duration::ZERO;
                 links.set_status(peer, true, backoff);
+                // Until there is new work or the connection goes.
+                tokio::select! {
+                    () = signals.work.notified() => {}
+                    () = conn.closed() => {}
+                }
             }
             Err(reason) => {
                 backoff = (backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
                 let delay = backoff.mul_f64(rand::random_range(0.8..1.4));
-                tracing::warn!(%peer, reason, retry_in = ?delay, "cannot deliver to peer");
+                tracing::warn!(%peer, reason, retry_in = ?delay, "cannot reach peer");
                 links.set_status(peer, false, backoff);
                 let until = Instant::now() + delay;
                 loop {
@@ -64,12 +72,19 @@ pub(super) async fn run(links: Arc<Links>, peer: PeerId, signals: Arc<Signals>) 
 }
 
 /// Sends the outbox over the peer's connection (dialling it if there is
-/// none) until it is empty.
-async fn deliver(links: &Arc<Links>, peer: PeerId, signals: &Signals) -> Result<(), String> {
+/// none) until it is empty; returns the connection.
+async fn deliver(
+    links: &Arc<Links>,
+    peer: PeerId,
+    signals: &Signals,
+) -> Result<Arc<ConnHandle>, String> {
     let conn = match links.connection(peer) {
         Some(conn) => conn,
         None => conn::dial(links, peer).await?,
     };
+    if links.store().depth(peer).map_err(|err| err.to_string())? == 0 {
+        return Ok(conn);
+    }
     ensure_session(links, peer, &conn, signals).await?;
     loop {
         let now = Timestamp::now();
@@ -81,7 +96,7 @@ async fn deliver(links: &Arc<Links>, peer: PeerId, signals: &Signals) -> Result<
             tracing::warn!(%peer, dropped, "direct messages expired before delivery and were dropped");
         }
         if batch.is_empty() {
-            return Ok(());
+            return Ok(conn);
         }
         let mut waiting = HashSet::new();
         let mut envelopes = Vec::with_capacity(batch.len());

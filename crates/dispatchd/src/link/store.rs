@@ -164,13 +164,6 @@ impl Store {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    /// Peers with something waiting.
-    pub fn peers_waiting(&self) -> rusqlite::Result<Vec<String>> {
-        let mut statement = self.db.prepare_cached("SELECT DISTINCT peer FROM outbox")?;
-        let rows = statement.query_map([], |row| row.get(0))?;
-        rows.collect()
-    }
-
     /// Whether `peer` already delivered this envelope to us.
     pub fn seen(&self, peer: PeerId, digest: &str) -> rusqlite::Result<bool> {
         let found: Option<i64> = self

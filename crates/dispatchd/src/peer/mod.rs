@@ -38,6 +38,12 @@ pub const HELLO: &str = "session.hello";
 /// Keeps a connection alive: `{"nonce": HEX}`; also the first message on a
 /// new Olm session, so the other side learns the session at once.
 pub const PING: &str = "session.ping";
+/// What a peer holds of the feeds (CEP 6): `{"heads": {ORIGIN: SEQ, ...},
+/// "pages": N}`, N the `session.events` pages it received on this
+/// connection.
+pub const FRONTIER: &str = "session.frontier";
+/// A page of feed events (CEP 6): `{"events": [EVENT, ...]}`, oldest first.
+pub const EVENTS: &str = "session.events";
 /// Acknowledges direct messages: `{"received": [DIGEST, ...]}`, the SHA-256
 /// (lower-case hex) of each envelope's canonical bytes.
 pub const ACK: &str = "session.ack";

@@ -1,0 +1,212 @@
+//! Feed events for local subscribers (CEP 6 "Delivery to local
+//! subscribers", CEP 4 `feed-ack`).
+//!
+//! A subscriber, known durably as `uid:service`, has a cursor per origin in
+//! the feed store: the last seq it acknowledged. When it subscribes it is
+//! registered (starting at the oldest retained event, or at the current
+//! heads if it asked for new events only; only its first subscription ever
+//! decides) and is sent, in store order (so in order per origin), the
+//! events above its cursors that its subscription and grant take, at most
+//! a page unacknowledged at a time; each acknowledgement moves the cursor
+//! and lets more through. New events go out the same way as they are
+//! stored. So a service that restarts, or was down, resumes exactly where
+//! it stopped, and every event carries its (origin, seq) for idempotence.
+//! A grant filters what a service sees, never what is stored or relayed.
+//!
+//! Locks: the subscribers lock is taken before the feed store's.
+
+use center_bus::{ErrorCode, FeedPosition, Reply, Start, frame::encode_frame};
+use center_feed::{FeedEvent, FeedLimits, StartAt};
+use center_proto::{Destination, Envelope, Limits, Meta, PeerId};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{Broker, Outgoing, Subscriber, kick};
+
+/// A subscriber's place in the feeds.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FeedState {
+    /// The highest store position looked at for it (sent or skipped).
+    examined: i64,
+    /// Events sent and not yet acknowledged.
+    in_flight: usize,
+}
+
+impl Broker {
+    /// Registers the subscriber in the feed store if it is new (from where
+    /// `start` says) and starts sending it what it has not acknowledged.
+    pub(super) fn start_feeds(
+        &self,
+        subscriber: &mut Subscriber,
+        start: Start,
+    ) -> Result<(), (ErrorCode, String)> {
+        let start = match start {
+            Start::Oldest => StartAt::Oldest,
+            Start::New => StartAt::Now,
+        };
+        self.links
+            .feeds()
+            .new_subscriber(&subscriber.key, start)
+            .map_err(|err| (ErrorCode::Internal, format!("feeds: {err}")))?;
+        // Patterns may have grown: look at everything unacknowledged again.
+        subscriber.feed = Some(FeedState {
+            examined: 0,
+            in_flight: 0,
+        });
+        self.refill_feeds(subscriber);
+        Ok(())
+    }
+
+    /// New events were stored: every subscriber with room gets its share.
+    pub fn feed_changed(&self) {
+        let mut subscribers = self.subscribers();
+        for subscriber in subscribers.values_mut() {
+            self.refill_feeds(subscriber);
+        }
+    }
+
+    /// A subscriber handled `origin` up to `seq`.
+    pub(super) fn feed_ack(&self, conn: u64, origin: &str, seq: u64) {
+        let mut subscribers = self.subscribers();
+        let Some(subscriber) = subscribers.get_mut(&conn) else {
+            return;
+        };
+        let Some(state) = subscriber.feed.as_mut() else {
+            return;
+        };
+        let Ok(origin) = origin.parse::<PeerId>() else {
+            tracing::warn!(
+                service = subscriber.service.as_str(),
+                "feed acknowledgement for a malformed origin; ignored"
+            );
+            return;
+        };
+        state.in_flight = state.in_flight.saturating_sub(1);
+        if let Err(err) = self.links.feeds().advance(&subscriber.key, origin, seq) {
+            tracing::error!(error = %err, "cannot save a feed cursor");
+            return;
+        }
+        self.refill_feeds(subscriber);
+    }
+
+    /// Sends the subscriber the next events it wants, up to a page in flight.
+    fn refill_feeds(&self, subscriber: &mut Subscriber) {
+        let page = (self.limits.queue_depth / 2).max(1);
+        loop {
+            let Some(mut state) = subscriber.feed else {
+                return;
+            };
+            if subscriber.kick.is_none() || state.in_flight >= page {
+                return;
+            }
+            let room = page - state.in_flight;
+            let rows = match self
+                .links
+                .feeds()
+                .next_for(&subscriber.key, state.examined, room)
+            {
+                Ok(rows) => rows,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read the feeds");
+                    return;
+                }
+            };
+            if rows.is_empty() {
+                return;
+            }
+            for row in &rows {
+                state.examined = row.pos;
+                let Ok(event) = FeedEvent::parse(&row.bytes, &FeedLimits::DEFAULT) else {
+                    tracing::error!(origin = %row.origin, seq = row.seq, "a stored feed event does not parse; skipped");
+                    continue;
+                };
+                if !super::inbox::wants(subscriber, event.name().as_str()) {
+                    continue;
+                }
+                if !send_feed_event(subscriber, &event) {
+                    subscriber.feed = None;
+                    return;
+                }
+                state.in_flight += 1;
+            }
+            subscriber.feed = Some(state);
+        }
+    }
+
+    /// Tells local subscribers that `origin` equivocated (seen from `relay`):
+    /// a local `feed-equivocation` event, kept nowhere.
+    pub(crate) fn raise_equivocation(&self, origin: PeerId, seq: u64, relay: PeerId) {
+        let iat = self.next_iat();
+        let Ok(name) = center_proto::EventName::parse("feed-equivocation") else {
+            return;
+        };
+        let envelope = Envelope {
+            name,
+            meta: Meta {
+                from: self.peer,
+                to: Destination::Broadcast,
+                iat,
+                exp: iat.saturating_add(super::DEFAULT_TTL),
+            },
+            data: json!({
+                "origin": origin.to_string(),
+                "seq": seq,
+                "relay": relay.to_string(),
+            }),
+        };
+        if let Err((_, err)) = self.fan_out(&envelope) {
+            tracing::error!(
+                error = err.as_str(),
+                "cannot raise feed-equivocation on the bus"
+            );
+        }
+    }
+}
+
+/// A stored feed event as a bus envelope: `from` its origin, to everyone.
+/// Feed events do not expire; `exp` is the longest lifetime CEP 2 allows.
+pub(crate) fn envelope_of(event: &FeedEvent) -> Envelope {
+    Envelope {
+        name: event.name().clone(),
+        meta: Meta {
+            from: event.origin(),
+            to: Destination::Broadcast,
+            iat: event.iat(),
+            exp: event.iat().saturating_add(Limits::DEFAULT.max_lifetime),
+        },
+        data: event.data().clone(),
+    }
+}
+
+/// Queues one feed event for a subscriber; false if it was cut off.
+fn send_feed_event(subscriber: &mut Subscriber, event: &FeedEvent) -> bool {
+    let body = Reply::Event {
+        event: envelope_of(event).to_value(),
+        seq: None,
+        feed: Some(FeedPosition {
+            origin: event.origin().to_string(),
+            seq: event.seq(),
+        }),
+    }
+    .to_bytes();
+    let Ok(frame) = encode_frame(&body) else {
+        return false;
+    };
+    match subscriber
+        .queue
+        .try_send(Outgoing::Frame(std::sync::Arc::new(frame)))
+    {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::warn!(
+                service = subscriber.service.as_str(),
+                "slow subscriber disconnected"
+            );
+            let message =
+                "disconnected: events were waiting unread; what was not acknowledged comes again";
+            kick(subscriber, ErrorCode::QueueFull, message.to_owned());
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
