@@ -296,6 +296,19 @@ fn a_lying_relay_is_refused_and_an_equivocation_is_seen_on_every_peer() {
             .unwrap();
         assert_eq!(entry["equivocated"], true, "{entry}");
     }
+    // Charlie's sysadmin decides: the event 3 it held stays; the feed flows
+    // again there, and the forged branch is refused from now on.
+    let conflicts = origin(&feed_status(&net, charlie), alpha)["conflicts"].clone();
+    assert_eq!(conflicts[0]["held"], e3.hash().to_hex(), "{conflicts}");
+    ok(ctl(
+        &net,
+        charlie,
+        &["feed", "resolve", &alpha_id, "--keep", &e3.hash().to_hex()],
+    ));
+    let resolved = origin(&feed_status(&net, charlie), alpha);
+    assert_eq!(resolved["forked"], false, "{resolved}");
+    assert_eq!(resolved["head_seq"], 5, "{resolved}");
+    assert_eq!(resolved["conflicts"][0]["resolved"], true, "{resolved}");
 }
 
 /// An event `peer` stores, read from its database.

@@ -235,7 +235,7 @@ fn feed_status_and_equivocated_peers() {
     check_reply(
         r#"{"type":"ok","id":5,"feeds":{"origins":[{"origin":"o","name":"this peer","head_seq":3,"head_hash":"ab","oldest_seq":1,"events":3,"bytes":900,"forked":false,"peers":[{"peer":"p","seq":2,"lag":1,"updated":1795309571000}]}]}}"#,
         expect![[r#"
-            Ok { id: 5, grants: None, peers: None, feeds: Some(FeedStatus { origins: [OriginEntry { origin: "o", name: Some("this peer"), head_seq: 3, head_hash: "ab", oldest_seq: 1, events: 3, bytes: 900, forked: false, peers: [PeerAck { peer: "p", name: None, seq: 2, lag: 1, updated: 1795309571000 }] }] }) }
+            Ok { id: 5, grants: None, peers: None, feeds: Some(FeedStatus { origins: [OriginEntry { origin: "o", name: Some("this peer"), head_seq: 3, head_hash: "ab", oldest_seq: 1, events: 3, bytes: 900, forked: false, peers: [PeerAck { peer: "p", name: None, seq: 2, lag: 1, updated: 1795309571000 }], conflicts: [] }] }) }
             {"type":"ok","id":5,"feeds":{"origins":[{"origin":"o","name":"this peer","head_seq":3,"head_hash":"ab","oldest_seq":1,"events":3,"bytes":900,"forked":false,"peers":[{"peer":"p","seq":2,"lag":1,"updated":1795309571000}]}]}}"#]],
     );
     check_reply(
@@ -336,7 +336,7 @@ fn cep4_vectors() {
         .assert_eq(&types.into_iter().collect::<Vec<_>>().join(", "));
     expect![[r#"bad-event, grant-changed, internal, malformed, not-approved, not-found, not-root, out-of-grant, oversize, protocol, queue-full, timeout, too-many-connections, unreachable"#]]
         .assert_eq(&codes.into_iter().collect::<Vec<_>>().join(", "));
-    expect!["approve, feed-status, list, peer-add, peer-list, revoke"]
+    expect!["approve, feed-resolve, feed-status, list, peer-add, peer-list, revoke"]
         .assert_eq(&ops.into_iter().collect::<Vec<_>>().join(", "));
 }
 

@@ -111,6 +111,23 @@ pub struct OriginEntry {
     pub forked: bool,
     /// What each peer told us it holds of this origin.
     pub peers: Vec<PeerAck>,
+    /// Evidence of equivocation: pairs of events it signed for one seq.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<FeedConflict>,
+}
+
+/// Two events one origin signed that contradict each other (CEP 6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConflict {
+    /// The seq of the contradicting event.
+    pub seq: u64,
+    /// The hash of the event this peer held.
+    pub held: String,
+    /// The hash of the event that contradicts it.
+    pub other: String,
+    /// Whether the sysadmin has resolved it.
+    pub resolved: bool,
 }
 
 /// How far one peer holds one origin's feed, as it last told us.
@@ -144,6 +161,9 @@ pub enum AdminOp {
     PeerList {},
     /// The feeds this peer holds, per origin (CEP 6).
     FeedStatus {},
+    /// Resolves the fork of an origin frozen by an equivocation: `keep` is
+    /// the hash of the event to keep at the conflicting seq (CEP 6).
+    FeedResolve { origin: String, keep: String },
 }
 
 /// One trusted peer as the roster shows it.

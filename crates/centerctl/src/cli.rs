@@ -144,6 +144,16 @@ pub enum BusCommand {
 pub enum FeedCommand {
     /// Per origin: head, events and bytes kept, a fork, and each peer's lag (root only).
     Status,
+    /// Ends the freeze of an origin that equivocated by choosing which of
+    /// its two events to keep (see `feed status`); the other branch is
+    /// refused from then on (root only).
+    Resolve {
+        /// The origin's UUID.
+        origin: String,
+        /// The hash of the event to keep, as `feed status` shows it.
+        #[arg(long)]
+        keep: String,
+    },
 }
 
 /// Which service the command speaks for on the bus.

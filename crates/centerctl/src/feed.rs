@@ -1,5 +1,6 @@
 //! `centerctl feed …`: the signed feeds (CEP 6) as this peer holds them,
-//! read through the bus like every other admin command. It changes nothing.
+//! read through the bus like every other admin command; `resolve` is the
+//! sysadmin's decision on an origin frozen by an equivocation.
 
 use std::time::Duration;
 
@@ -25,6 +26,25 @@ pub async fn run(cli: &Cli, command: &FeedCommand) -> anyhow::Result<()> {
                 output::json(&serde_json::to_value(&status)?)?;
             } else {
                 output::text(&render_status(&status, output::now_ms()))?;
+            }
+            Ok(())
+        }
+        FeedCommand::Resolve { origin, keep } => {
+            let mut client = connect(cli, "centerctl", PATIENCE).await?;
+            let op = AdminOp::FeedResolve {
+                origin: origin.clone(),
+                keep: keep.clone(),
+            };
+            let status =
+                client.admin(op).await?.feeds.context(
+                    "dispatchd answered without a feed status; is it older than centerctl?",
+                )?;
+            if cli.json {
+                output::json(&serde_json::to_value(&status)?)?;
+            } else {
+                output::text(&format!(
+                    "fork of {origin} resolved: event {keep} kept; the other branch is refused from now on\n"
+                ))?;
             }
             Ok(())
         }
@@ -54,6 +74,19 @@ pub(crate) fn render_status(status: &FeedStatus, now: u64) -> String {
             out.push_str(", FORKED: frozen until the sysadmin resolves the fork");
         }
         out.push('\n');
+        for conflict in &origin.conflicts {
+            out.push_str(&format!(
+                "  conflict at seq {}: held {}, other {}{}\n",
+                conflict.seq,
+                conflict.held,
+                conflict.other,
+                if conflict.resolved {
+                    " (resolved)"
+                } else {
+                    "; keep one with `centerctl feed resolve ORIGIN --keep HASH`"
+                }
+            ));
+        }
         if origin.peers.is_empty() {
             out.push_str("  no peer has said how far it holds this feed\n");
             continue;

@@ -1,7 +1,9 @@
 //! Unit tests, as data: what the command line parses to (or why it is
 //! refused), and how events and feed status print for humans and scripts.
 
-use center_bus::{Delivery, Envelope, FeedPosition, FeedStatus, OriginEntry, PeerAck};
+use center_bus::{
+    Delivery, Envelope, FeedConflict, FeedPosition, FeedStatus, OriginEntry, PeerAck,
+};
 use clap::Parser;
 use expect_test::{Expect, expect};
 
@@ -118,6 +120,16 @@ fn feed_status_for_humans() {
         bytes: 5120,
         forked,
         peers,
+        conflicts: if forked {
+            vec![FeedConflict {
+                seq: 3,
+                held: "ab".repeat(32),
+                other: "cd".repeat(32),
+                resolved: false,
+            }]
+        } else {
+            Vec::new()
+        },
     };
     let status = FeedStatus {
         origins: vec![
@@ -152,6 +164,7 @@ fn feed_status_for_humans() {
           7c9e6679-7425-40de-944b-e07fc1f90ae7  12   0    0s ago
 
         9762e948-070f-41b0-ab51-70fc4820064c: head 12, oldest 1, 12 events, 5120 bytes, FORKED: frozen until the sysadmin resolves the fork
+          conflict at seq 3: held abababababababababababababababababababababababababababababababab, other cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd; keep one with `centerctl feed resolve ORIGIN --keep HASH`
           no peer has said how far it holds this feed
     "#]].assert_eq(&crate::feed::render_status(&status, 1_000_000));
     expect![[r#"

@@ -406,11 +406,12 @@ impl Broker {
     /// last said it holds.
     fn feed_status(&self) -> Result<center_bus::FeedStatus, (ErrorCode, String)> {
         let internal = |err: center_feed::StoreError| (ErrorCode::Internal, err.to_string());
-        let (origins, frontiers) = {
+        let (origins, frontiers, evidence) = {
             let feeds = self.links.feeds();
             (
                 feeds.status().map_err(internal)?,
                 feeds.peer_frontiers().map_err(internal)?,
+                feeds.equivocations().map_err(internal)?,
             )
         };
         let names: HashMap<PeerId, String> = self
@@ -447,6 +448,16 @@ impl Broker {
                         updated: f.updated_at.as_millis(),
                     })
                     .collect(),
+                conflicts: evidence
+                    .iter()
+                    .filter(|e| e.origin == o.origin)
+                    .map(|e| center_bus::FeedConflict {
+                        seq: e.seq,
+                        held: e.first_hash.to_hex(),
+                        other: e.second_hash.to_hex(),
+                        resolved: e.resolved,
+                    })
+                    .collect(),
             })
             .collect();
         Ok(center_bus::FeedStatus { origins })
@@ -461,6 +472,35 @@ impl Broker {
             (ErrorCode::Internal, err.to_string())
         };
         match op {
+            AdminOp::FeedResolve { origin, keep } => {
+                let bad = |message: String| (ErrorCode::BadEvent, message);
+                let origin = origin
+                    .parse::<PeerId>()
+                    .map_err(|err| bad(format!("bad origin: {err}")))?;
+                let keep = keep
+                    .parse::<center_feed::EventHash>()
+                    .map_err(|err| bad(format!("bad hash to keep: {err}")))?;
+                let resolution =
+                    self.links
+                        .resolve_fork(origin, keep)
+                        .map_err(|err| match err {
+                            center_feed::StoreError::NotForked { .. }
+                            | center_feed::StoreError::UnknownEvent { .. }
+                            | center_feed::StoreError::PredecessorPruned { .. }
+                            | center_feed::StoreError::DoesNotChain { .. } => bad(err.to_string()),
+                            err => {
+                                tracing::error!(error = %err, "cannot resolve a fork");
+                                (ErrorCode::Internal, err.to_string())
+                            }
+                        })?;
+                tracing::warn!(%origin, keep = %keep, ?resolution, "the sysadmin resolved a feed fork");
+                Ok(Reply::Ok {
+                    id,
+                    grants: None,
+                    peers: None,
+                    feeds: Some(self.feed_status()?),
+                })
+            }
             AdminOp::FeedStatus {} => Ok(Reply::Ok {
                 id,
                 grants: None,

@@ -83,6 +83,18 @@ impl Links {
         }
     }
 
+    /// Resolves an origin's fork (the sysadmin's decision, CEP 6) and lets
+    /// the feeds flow again.
+    pub fn resolve_fork(
+        &self,
+        origin: PeerId,
+        keep: center_feed::EventHash,
+    ) -> Result<center_feed::Resolution, center_feed::StoreError> {
+        let resolution = self.feeds().resolve_fork(origin, keep)?;
+        self.feed_changed();
+        Ok(resolution)
+    }
+
     /// Wakes on every change of the feed store.
     pub fn feed_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.feed_changes.subscribe()
