@@ -112,13 +112,14 @@ struct Report {
 async fn measure(net: &Testnet, _dir: &Path) -> anyhow::Result<Report> {
     let alpha = net.peer("alpha")?.clone();
     let arrivals: Arrivals = Arc::default();
+    // Subscribed before anything is published (new events only).
     let mut receivers = Vec::new();
     for peer in net.peers() {
-        receivers.push(tokio::spawn(receive(
-            peer.clone(),
-            "bench.*",
-            arrivals.clone(),
-        )));
+        let mut subscriber = client(peer, "bench-sub").await?;
+        subscriber
+            .subscribe_with(vec![Pattern::parse("bench.*")?], Start::New)
+            .await?;
+        receivers.push(tokio::spawn(receive(subscriber, arrivals.clone())));
     }
     let mut publisher = client(&alpha, "bench-pub").await?;
     // Warm-up: every connection and session is up once this reaches all.
@@ -239,12 +240,8 @@ async fn measure(net: &Testnet, _dir: &Path) -> anyhow::Result<Report> {
     })
 }
 
-/// Records when every feed event arrives at `peer`'s subscriber.
-async fn receive(peer: PeerInfo, pattern: &str, arrivals: Arrivals) -> anyhow::Result<()> {
-    let mut subscriber = client(&peer, "bench-sub").await?;
-    subscriber
-        .subscribe_with(vec![Pattern::parse(pattern)?], Start::New)
-        .await?;
+/// Records when every feed event arrives at a subscriber.
+async fn receive(mut subscriber: Client, arrivals: Arrivals) -> anyhow::Result<()> {
     loop {
         let delivery = subscriber.next_delivery().await?;
         let at = Instant::now();

@@ -167,6 +167,15 @@ impl FeedStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Origins frozen by an equivocation (cheap: it reads the heads only).
+    pub fn forked(&self) -> Result<Vec<PeerId>, StoreError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT origin FROM heads WHERE forked != 0")?;
+        let rows = statement.query_map([], |row| peer_col(row, 0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Events of `origin` with seq above `after_seq`, oldest first: at most
     /// `max_events`, and no more than `max_bytes` in all unless the first
     /// alone is larger (a page holds at least one event if there is one).

@@ -637,12 +637,8 @@ impl Broker {
 impl Broker {
     /// Origins whose feed is frozen by an equivocation.
     fn forked_origins(&self) -> Vec<PeerId> {
-        match self.links.feeds().status() {
-            Ok(origins) => origins
-                .into_iter()
-                .filter(|o| o.forked)
-                .map(|o| o.origin)
-                .collect(),
+        match self.links.feeds().forked() {
+            Ok(origins) => origins,
             Err(err) => {
                 tracing::error!(error = %err, "cannot read the feeds");
                 Vec::new()

@@ -492,7 +492,7 @@ fn answer_key_request(
         tracing::warn!(%peer, "key request from the peer with the higher UUID; dropped (sessions are started by the lower)");
         return Ok(());
     }
-    let body = offer(links, peer, Some(request))?;
+    let body = offer(links, peer, Some(request), false)?;
     conn.send_control(body)
 }
 
@@ -526,6 +526,8 @@ fn key_received(
                 tracing::debug!(%peer, "key offered while our own request is out; ignored");
                 return Ok(());
             }
+            // A renewal: the peer could not open what our session sent.
+            None if data["renew"] == Value::Bool(true) => {}
             None => {
                 let recent = entry
                     .started
@@ -601,14 +603,21 @@ pub(super) fn ask_for_session(
                 .map_err(|err| err.to_string())?
                 .to_body()
         }
-        None => offer(links, peer, None)?,
+        None => offer(links, peer, None, force)?,
     };
     tracing::info!(%peer, recovering = force, "asking the peer for an olm session");
     conn.send_control(body)
 }
 
-/// A signed frame carrying a fresh one-time key of ours.
-fn offer(links: &Links, peer: PeerId, request: Option<&str>) -> Result<Vec<u8>, String> {
+/// A signed frame carrying a fresh one-time key of ours: the answer to
+/// `request`, or an offer; `renew` says ours could not open what the
+/// peer's current session sent, so it must start another.
+fn offer(
+    links: &Links,
+    peer: PeerId,
+    request: Option<&str>,
+    renew: bool,
+) -> Result<Vec<u8>, String> {
     let mut crypto = links.crypto();
     let otk = crypto
         .identity
@@ -621,7 +630,7 @@ fn offer(links: &Links, peer: PeerId, request: Option<&str>) -> Result<Vec<u8>, 
         peer::KEY_ANSWER,
         links.me(),
         peer,
-        json!({ "one_time_key": otk, "request": request }),
+        json!({ "one_time_key": otk, "request": request, "renew": renew }),
     )?;
     Ok(seal_gpg(&crypto.identity, peer, &answer)
         .map_err(|err| err.to_string())?

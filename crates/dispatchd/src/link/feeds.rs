@@ -35,6 +35,11 @@ pub const PAGE_EVENTS: usize = 500;
 pub const PAGE_BYTES: usize = 256 * 1024;
 /// How long a page may go unanswered before it is sent again.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long after our store changed we pass others' events on.
+const RELAY_DELAY: Duration = Duration::from_millis(1000);
+/// How often, at most, we tell a peer our frontier because our store
+/// changed (besides the keepalive tick and the answers to pages).
+const FRONTIER_EVERY: Duration = Duration::from_millis(500);
 /// How long an origin the peer took nothing of is left alone.
 const STUCK_FOR: Duration = Duration::from_secs(60);
 
@@ -297,6 +302,16 @@ async fn run_sync(links: &Arc<Links>, peer: PeerId, conn: &ConnHandle) -> Result
     let mut in_flight: Option<(PeerId, u64)> = None;
     let mut stuck: HashMap<PeerId, (u64, Instant)> = HashMap::new();
     let mut tick = tokio::time::interval(links.keepalive);
+    // Our own events go out as soon as they are stored; others' only once
+    // we have held them for [`RELAY_DELAY`] and the peer's frontier (which
+    // peers send whenever their store changes, at most every
+    // [`FRONTIER_EVERY`]) still says it lacks them: a peer connected to
+    // the origin is not sent its live events by every relay at once.
+    // `held` is our frontier as it was one to two delays ago.
+    let mut samples = tokio::time::interval(RELAY_DELAY);
+    let (mut held, mut sampled) = (BTreeMap::new(), BTreeMap::new());
+    let mut frontier_sent = Instant::now();
+    let mut frontier_due: Option<Instant> = None;
     loop {
         if let Some(frontier) = &theirs {
             if frontier.pages >= sent {
@@ -314,7 +329,7 @@ async fn run_sync(links: &Arc<Links>, peer: PeerId, conn: &ConnHandle) -> Result
             push_evidence(links, peer, conn, &mut evidence_sent)?;
             if deadline.is_none()
                 && let Some((origin, before, body)) =
-                    next_page(links, peer, &frontier.heads, &stuck)?
+                    next_page(links, peer, &frontier.heads, &stuck, &held)?
             {
                 conn.send(body).await?;
                 sent += 1;
@@ -334,8 +349,26 @@ async fn run_sync(links: &Arc<Links>, peer: PeerId, conn: &ConnHandle) -> Result
                 if changed.is_err() {
                     return Ok(());
                 }
+                frontier_due.get_or_insert(frontier_sent + FRONTIER_EVERY);
+            }
+            _ = samples.tick() => {
+                let now = links
+                    .feeds()
+                    .frontier()
+                    .map_err(|err| err.to_string())?
+                    .into_iter()
+                    .map(|(origin, head)| (origin, head.seq))
+                    .collect();
+                held = std::mem::replace(&mut sampled, now);
+            }
+            () = sleep_until(frontier_due) => {
+                frontier_due = None;
+                frontier_sent = Instant::now();
+                let pages = conn.pages_received();
+                conn.send_control(frontier_frame(links, peer, pages)?)?;
             }
             _ = tick.tick() => {
+                frontier_sent = Instant::now();
                 let pages = conn.pages_received();
                 conn.send_control(frontier_frame(links, peer, pages)?)?;
             }
@@ -359,32 +392,40 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// The next page the peer lacks, sealed, with its origin and the peer's
 /// seq for it: the first origin (in id order) where we hold more than it
-/// does, from just after its seq. Origins frozen here by an equivocation
-/// are not passed on (their evidence is), nor those in `stuck`.
+/// does, from just after its seq; of others' origins, only what we
+/// already `held` a while ago. Origins frozen here by an equivocation are
+/// not passed on (their evidence is), nor those in `stuck`.
 fn next_page(
     links: &Links,
     peer: PeerId,
     theirs: &BTreeMap<PeerId, u64>,
     stuck: &HashMap<PeerId, (u64, Instant)>,
+    held: &BTreeMap<PeerId, u64>,
 ) -> Result<Option<(PeerId, u64, Vec<u8>)>, String> {
     let page = {
         let feeds = links.feeds();
         let ours = feeds.frontier().map_err(|err| err.to_string())?;
         let forked: HashSet<PeerId> = feeds
-            .status()
+            .forked()
             .map_err(|err| err.to_string())?
             .into_iter()
-            .filter(|o| o.forked)
-            .map(|o| o.origin)
             .collect();
         let mut found = None;
         for (origin, head) in ours {
             let have = theirs.get(&origin).copied().unwrap_or(0);
-            if head.seq <= have || forked.contains(&origin) || stuck.contains_key(&origin) {
+            let top = if origin == links.me() {
+                head.seq
+            } else {
+                held.get(&origin).copied().unwrap_or(0).min(head.seq)
+            };
+            if top <= have || forked.contains(&origin) || stuck.contains_key(&origin) {
                 continue;
             }
+            let most = usize::try_from(top - have)
+                .unwrap_or(PAGE_EVENTS)
+                .min(PAGE_EVENTS);
             let page = feeds
-                .page(origin, have, PAGE_EVENTS, PAGE_BYTES)
+                .page(origin, have, most, PAGE_BYTES)
                 .map_err(|err| err.to_string())?;
             if page.events.is_empty() {
                 continue;

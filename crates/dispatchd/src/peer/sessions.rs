@@ -185,7 +185,10 @@ impl Sessions {
                 ));
             }
         };
-        if save == super::SaveSessions::Now {
+        // A new inbound session is saved at once whatever `save` says: the
+        // account already gave up the one-time key it used, so a session
+        // lost now could never be made again from the same messages.
+        if save == super::SaveSessions::Now || created {
             self.save(uuid).map_err(DecryptFailure::Store)?;
         }
         Ok((plaintext, created))
