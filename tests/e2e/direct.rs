@@ -205,6 +205,10 @@ fn hostile_frames_on_the_peer_port_are_refused_and_the_daemon_keeps_serving() {
         )
         .unwrap()
     };
+    // Alpha's daemon stops while the test speaks as alpha: charlie's real
+    // connection to alpha would otherwise win the tie-break over the test's
+    // and close it before its second frame is read.
+    net.stop("alpha").unwrap();
     let now = Timestamp::now();
     let later = now.saturating_add(Duration::from_secs(60));
     let genuine = hello(&alpha_id, charlie.uuid, now, later);
@@ -276,7 +280,8 @@ fn hostile_frames_on_the_peer_port_are_refused_and_the_daemon_keeps_serving() {
         );
     }
 
-    // Through all of it, alpha still reaches charlie.
+    // Through all of it, alpha (back) still reaches charlie.
+    net.start("alpha").unwrap();
     let tail = Tail::start(&net, charlie, None, &["demo.*", "--count", "1"]);
     ok(ctl(
         &net,

@@ -15,13 +15,11 @@
 //!
 //! Locks: the subscribers lock is taken before the feed store's.
 
-use center_bus::{ErrorCode, FeedPosition, Reply, Start, frame::encode_frame};
+use super::{Broker, Subscriber};
+use center_bus::{ErrorCode, FeedPosition, Reply, Start};
 use center_feed::{FeedEvent, FeedLimits, StartAt};
 use center_proto::{Destination, Envelope, Limits, Meta, PeerId};
 use serde_json::json;
-use tokio::sync::mpsc;
-
-use super::{Broker, Outgoing, Subscriber, kick};
 
 /// A subscriber's place in the feeds.
 #[derive(Debug, Clone, Copy)]
@@ -180,33 +178,13 @@ pub(crate) fn envelope_of(event: &FeedEvent) -> Envelope {
 
 /// Queues one feed event for a subscriber; false if it was cut off.
 fn send_feed_event(subscriber: &mut Subscriber, event: &FeedEvent) -> bool {
-    let body = Reply::Event {
+    let reply = Reply::Event {
         event: envelope_of(event).to_value(),
         seq: None,
         feed: Some(FeedPosition {
             origin: event.origin().to_string(),
             seq: event.seq(),
         }),
-    }
-    .to_bytes();
-    let Ok(frame) = encode_frame(&body) else {
-        return false;
     };
-    match subscriber
-        .queue
-        .try_send(Outgoing::Frame(std::sync::Arc::new(frame)))
-    {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            tracing::warn!(
-                service = subscriber.service.as_str(),
-                "slow subscriber disconnected"
-            );
-            let message =
-                "disconnected: events were waiting unread; what was not acknowledged comes again";
-            kick(subscriber, ErrorCode::QueueFull, message.to_owned());
-            false
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-    }
+    super::inbox::queue_kept(subscriber, &reply)
 }

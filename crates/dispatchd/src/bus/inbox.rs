@@ -191,31 +191,39 @@ impl Broker {
 
     /// Queues one kept message for a subscriber; false if it was cut off.
     fn send_kept(&self, subscriber: &mut Subscriber, envelope: &Envelope, seq: i64) -> bool {
-        let body = Reply::Event {
+        let reply = Reply::Event {
             event: envelope.to_value(),
             seq: u64::try_from(seq).ok(),
             feed: None,
-        }
-        .to_bytes();
-        let Ok(frame) = encode_frame(&body) else {
-            return false;
         };
-        match subscriber
-            .queue
-            .try_send(Outgoing::Frame(std::sync::Arc::new(frame)))
-        {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(
-                    service = subscriber.service.as_str(),
-                    "slow subscriber disconnected"
-                );
-                let message = "disconnected: events were waiting unread; what was not acknowledged comes again";
-                kick(subscriber, ErrorCode::QueueFull, message.to_owned());
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        queue_kept(subscriber, &reply)
+    }
+}
+
+/// Queues an event the subscriber must acknowledge (a kept direct message,
+/// a feed event); false if it was cut off. One that does not keep up is
+/// disconnected, and gets what it did not acknowledge again when it
+/// reconnects.
+pub(super) fn queue_kept(subscriber: &mut Subscriber, reply: &Reply) -> bool {
+    let Ok(frame) = encode_frame(&reply.to_bytes()) else {
+        return false;
+    };
+    match subscriber
+        .queue
+        .try_send(Outgoing::Frame(std::sync::Arc::new(frame)))
+    {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::warn!(
+                service = subscriber.service.as_str(),
+                "slow subscriber disconnected"
+            );
+            let message =
+                "disconnected: events were waiting unread; what was not acknowledged comes again";
+            kick(subscriber, ErrorCode::QueueFull, message.to_owned());
+            false
         }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
     }
 }
 
