@@ -101,8 +101,9 @@ fn a_peer_that_was_away_catches_up_after_the_origin_is_gone() {
         while (seen.len() as u64) < MANY {
             let Ok(delivery) = tokio::time::timeout(PATIENCE, app.next_delivery()).await else {
                 panic!(
-                    "charlie's subscriber stalled after {} events; charlie's log:\n{}\nbravo's log:\n{}",
+                    "charlie's subscriber stalled after {} events; charlie holds {}; charlie's log:\n{}\nbravo's log:\n{}",
                     seen.len(),
+                    feed_status(&net, charlie),
                     std::fs::read_to_string(charlie.log_dir.join("dispatchd.log")).unwrap_or_default(),
                     std::fs::read_to_string(bravo.log_dir.join("dispatchd.log")).unwrap_or_default()
                 );

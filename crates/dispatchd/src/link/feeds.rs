@@ -262,7 +262,8 @@ fn report(links: &Links, peer: PeerId, outcomes: &[Outcome]) {
             }
         }
     }
-    if stored + duplicate + gaps < outcomes.len() || gaps > 0 {
+    // Refusals are worth a line; a page taken whole is routine.
+    if stored + duplicate < outcomes.len() {
         tracing::info!(%peer, stored, duplicate, gaps, total = outcomes.len(), "feed page from peer");
     } else {
         tracing::debug!(%peer, stored, duplicate, "feed page from peer");
@@ -291,7 +292,9 @@ async fn run_sync(links: &Arc<Links>, peer: PeerId, conn: &ConnHandle) -> Result
     }
     let mut changes = links.feed_changes();
     let mut theirs_rx = conn.frontier.subscribe();
-    let mut theirs: Option<TheirFrontier> = None;
+    // A frontier that came while we waited for the session counts too (a
+    // new receiver has already "seen" the current value).
+    let mut theirs: Option<TheirFrontier> = theirs_rx.borrow_and_update().clone();
     // Pages sent on this connection, and when the last one goes stale.
     let (mut sent, mut deadline): (u64, Option<Instant>) = (0, None);
     let mut evidence_sent: HashSet<Vec<u8>> = HashSet::new();
