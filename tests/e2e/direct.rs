@@ -19,7 +19,7 @@ use center_testnet::{PeerInfo, Testnet};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::support::{PATIENCE, STRANGER, Tail, ctl, network, ok};
+use crate::support::{PATIENCE, STRANGER, Tail, ctl, network, ok, refused};
 
 #[test]
 fn a_direct_message_reaches_only_that_peer_once_with_its_sender() {
@@ -162,6 +162,55 @@ fn an_outage_and_a_kill_lose_nothing_and_deliver_nothing_twice() {
         String::from_utf8_lossy(&delivered.stdout).trim(),
         N.to_string()
     );
+}
+
+#[test]
+fn a_full_outbox_refuses_the_publisher_and_keeps_what_it_holds() {
+    let (_dir, net) = network(2);
+    let (alpha, bravo) = (net.peer("alpha").unwrap(), net.peer("bravo").unwrap());
+    net.stop("alpha").unwrap();
+    let mut config = std::fs::read_to_string(&alpha.config).unwrap();
+    config.push_str("\n[links]\nmax_queued_per_peer = 3\n");
+    std::fs::write(&alpha.config, config).unwrap();
+    net.start("alpha").unwrap();
+    net.stop("bravo").unwrap();
+    let to = bravo.uuid.to_string();
+    let send = |n: u64| {
+        ctl(
+            &net,
+            alpha,
+            &[
+                "bus",
+                "publish",
+                "demo.queued",
+                "--data",
+                &json!({ "n": n }).to_string(),
+                "--to",
+                &to,
+            ],
+        )
+    };
+    for n in 0..3 {
+        ok(send(n));
+    }
+    let err = refused(send(3));
+    assert!(
+        err.contains("3 direct messages already wait for peer") && err.contains("(unreachable)"),
+        "{err}"
+    );
+    // Bravo comes back (alpha away until its subscriber is in place): the
+    // three held ones arrive, and the outbox takes new ones again.
+    net.stop("alpha").unwrap();
+    net.start("bravo").unwrap();
+    let tail = Tail::start(&net, bravo, None, &["demo.*", "--count", "4"]);
+    net.start("alpha").unwrap();
+    for n in 0..3 {
+        assert_eq!(tail.next()["data"]["n"], n);
+    }
+    wait_until_drained(&net, alpha, bravo);
+    ok(send(4));
+    assert_eq!(tail.next()["data"]["n"], 4);
+    assert_eq!(tail.wait(), Some(0));
 }
 
 #[test]

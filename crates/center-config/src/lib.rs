@@ -79,6 +79,9 @@ pub struct Links {
     /// Silence after which a side sends a ping; a connection silent for
     /// three times this is closed as dead.
     pub keepalive: std::time::Duration,
+    /// Direct messages that may wait for one peer; more are refused to the
+    /// publisher, so a peer that is down cannot fill the disk.
+    pub max_queued_per_peer: u64,
 }
 
 /// Feeds (CEP 6): what this peer accepts from each origin and keeps.
@@ -170,14 +173,21 @@ impl Default for RawFeeds {
 struct RawLinks {
     #[serde(default = "default_keepalive_seconds")]
     keepalive_seconds: u64,
+    #[serde(default = "default_max_queued_per_peer")]
+    max_queued_per_peer: u64,
 }
 
 impl Default for RawLinks {
     fn default() -> RawLinks {
         RawLinks {
             keepalive_seconds: default_keepalive_seconds(),
+            max_queued_per_peer: default_max_queued_per_peer(),
         }
     }
+}
+
+const fn default_max_queued_per_peer() -> u64 {
+    100_000
 }
 
 const fn default_keepalive_seconds() -> u64 {
@@ -239,6 +249,7 @@ const MAX_FRAME_RANGE: std::ops::RangeInclusive<u32> = 1024..=(16 << 20);
 const QUEUE_DEPTH_RANGE: std::ops::RangeInclusive<usize> = 1..=65_536;
 const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=65_536;
 const KEEPALIVE_RANGE: std::ops::RangeInclusive<usize> = 1..=3_600;
+const MAX_QUEUED_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000_000;
 
 impl RawConfig {
     fn validate(self, source: &Path) -> Result<Config, ConfigError> {
@@ -311,6 +322,11 @@ impl RawConfig {
             usize::try_from(self.links.keepalive_seconds).unwrap_or(usize::MAX),
             KEEPALIVE_RANGE,
         )?;
+        let max_queued_per_peer = in_range(
+            "links.max_queued_per_peer",
+            usize::try_from(self.links.max_queued_per_peer).unwrap_or(usize::MAX),
+            MAX_QUEUED_RANGE,
+        )?;
         Ok(Config {
             source: source.to_owned(),
             paths: Paths {
@@ -326,6 +342,7 @@ impl RawConfig {
             },
             links: Links {
                 keepalive: std::time::Duration::from_secs(keepalive as u64),
+                max_queued_per_peer: max_queued_per_peer as u64,
             },
             feeds: Feeds {
                 max_events_per_hour: self.feeds.max_events_per_hour,

@@ -131,6 +131,7 @@ fn the_shipped_example_is_valid() {
     let config = Config::load(&path).unwrap();
     assert_eq!(config.paths.state_dir, Path::new("/var/lib/center"));
     assert_eq!(config.links.keepalive, std::time::Duration::from_secs(30));
+    assert_eq!(config.links.max_queued_per_peer, 100_000);
     assert_eq!(config.feeds.max_events_per_hour, 20_000);
     assert_eq!(config.feeds.max_bytes_per_origin, 1 << 30);
     assert_eq!(config.feeds.retention_days, 0);

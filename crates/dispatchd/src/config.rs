@@ -19,6 +19,8 @@ pub struct DispatchConfig {
     pub bus: BusLimits,
     /// Ping after this much silence; close after three times as much.
     pub keepalive: Duration,
+    /// Direct messages that may wait for one peer.
+    pub max_queued_per_peer: u64,
     /// Budgets and retention of the feeds (CEP 6).
     pub feeds: center_feed::FeedConfig,
 }
@@ -38,6 +40,7 @@ impl DispatchConfig {
                 frame_timeout: Duration::from_secs(10),
             },
             keepalive: config.links.keepalive,
+            max_queued_per_peer: config.links.max_queued_per_peer,
             feeds: center_feed::FeedConfig {
                 limits: center_feed::FeedLimits::DEFAULT,
                 budget: center_feed::FeedBudget {

@@ -71,7 +71,8 @@ pub async fn run(
         .with_context(|| format!("cannot open {}", feeds_path.display()))?;
     let links = Arc::new(
         Links::new(identity, sessions, roster, store, feeds, config.keepalive)
-            .map_err(anyhow::Error::msg)?,
+            .map_err(anyhow::Error::msg)?
+            .with_max_queued(config.max_queued_per_peer),
     );
     let socket = listener::open(&config.socket, config.socket_mode)?;
     socket

@@ -373,9 +373,15 @@ impl Broker {
             Destination::Peer(peer) if peer == self.peer => {}
             Destination::Peer(peer) if self.roster().get(&peer).is_some() => {
                 // Durable before the publisher hears "ok"; delivered later.
-                self.links.enqueue(peer, &envelope).map_err(|message| {
-                    tracing::error!(%peer, reason = message.as_str(), "cannot queue a direct message");
-                    (ErrorCode::Internal, message)
+                self.links.enqueue(peer, &envelope).map_err(|err| match err {
+                    crate::link::EnqueueError::Full { .. } => {
+                        tracing::warn!(%peer, reason = %err, "direct message refused: the outbox for that peer is full");
+                        (ErrorCode::Unreachable, err.to_string())
+                    }
+                    crate::link::EnqueueError::Store(_) => {
+                        tracing::error!(%peer, reason = %err, "cannot queue a direct message");
+                        (ErrorCode::Internal, err.to_string())
+                    }
                 })?;
                 return Ok(Reply::Ok {
                     id,

@@ -106,6 +106,19 @@ pub struct Links {
     feed_changes: tokio::sync::watch::Sender<u64>,
     /// This peer's own public keys, to check its own events relayed back.
     own_keys: PeerKeys,
+    /// Direct messages that may wait for one peer.
+    max_queued: u64,
+}
+
+/// Why a direct message was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error(
+        "{queued} direct messages already wait for peer {peer} (the limit); it is down or slow: publish again once it has caught up"
+    )]
+    Full { peer: PeerId, queued: u64 },
+    #[error("cannot queue: {0}")]
+    Store(String),
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -145,7 +158,14 @@ impl Links {
             feeds: Mutex::new(feeds),
             feed_changes: tokio::sync::watch::Sender::new(0),
             own_keys,
+            max_queued: u64::MAX,
         })
+    }
+
+    /// Sets how many direct messages may wait for one peer.
+    pub fn with_max_queued(mut self, max: u64) -> Links {
+        self.max_queued = max;
+        self
     }
 
     /// Connects the links to the broker that keeps received messages.
@@ -217,11 +237,26 @@ impl Links {
 
     /// Queues a direct message; on disk when this returns. Starts the
     /// peer's outbound task if it is not running.
-    pub fn enqueue(self: &Arc<Self>, peer: PeerId, envelope: &Envelope) -> Result<(), String> {
-        let bytes = envelope.canonical_bytes().map_err(|err| err.to_string())?;
-        self.store()
-            .push(peer, &bytes, envelope.meta.exp)
-            .map_err(|err| format!("cannot queue: {err}"))?;
+    pub fn enqueue(
+        self: &Arc<Self>,
+        peer: PeerId,
+        envelope: &Envelope,
+    ) -> Result<(), EnqueueError> {
+        let bytes = envelope
+            .canonical_bytes()
+            .map_err(|err| EnqueueError::Store(err.to_string()))?;
+        {
+            let store = self.store();
+            let queued = store
+                .depth(peer)
+                .map_err(|err| EnqueueError::Store(err.to_string()))?;
+            if queued >= self.max_queued {
+                return Err(EnqueueError::Full { peer, queued });
+            }
+            store
+                .push(peer, &bytes, envelope.meta.exp)
+                .map_err(|err| EnqueueError::Store(err.to_string()))?;
+        }
         self.signals(peer).work.notify_one();
         Ok(())
     }
