@@ -4,12 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use center_bus::{Client, ClientConfig, Pattern, Publish};
+use center_bus::{Pattern, Publish};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
 use crate::support::{
-    PATIENCE, Raw, STRANGER, Tail, approve, ctl, ctl_as, network, ok, publish, refused, rss_kib,
+    PATIENCE, Raw, STRANGER, Tail, approve, bus_client, ctl, ctl_as, network, ok, publish, refused,
+    rss_kib,
 };
 
 #[test]
@@ -184,7 +185,7 @@ fn a_subscriber_that_stops_reading_is_disconnected_and_memory_stays_bounded() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let payload = "x".repeat(4096);
     runtime.block_on(async {
-        let mut client = client(alpha).await;
+        let mut client = bus_client(alpha, "e2e", PATIENCE).await;
         // 20,000 × 4 KiB = 80 MiB: were it queued, the broker would show it.
         for n in 0..20_000u32 {
             let publish = Publish {
@@ -356,7 +357,7 @@ fn clients_reconnect_after_dispatchd_is_killed() {
     // The library client too: subscribe, kill, restart, receive.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut subscriber = client(alpha).await;
+        let mut subscriber = bus_client(alpha, "e2e", PATIENCE).await;
         subscriber
             .subscribe(vec![Pattern::parse("lib.*").unwrap()])
             .await
@@ -364,7 +365,7 @@ fn clients_reconnect_after_dispatchd_is_killed() {
         net.signal_daemon(alpha, "dispatchd", Signal::SIGKILL)
             .unwrap();
         net.start_daemon(alpha, "dispatchd").unwrap();
-        let mut publisher = client(alpha).await;
+        let mut publisher = bus_client(alpha, "e2e", PATIENCE).await;
         let deadline = Instant::now() + PATIENCE;
         loop {
             let publish = Publish {
@@ -387,16 +388,6 @@ fn clients_reconnect_after_dispatchd_is_killed() {
             }
         }
     });
-}
-
-async fn client(peer: &center_testnet::PeerInfo) -> Client {
-    Client::connect(ClientConfig {
-        socket: peer.bus_socket.clone(),
-        service: "e2e".into(),
-        reconnect_for: Some(PATIENCE),
-    })
-    .await
-    .expect("connect")
 }
 
 /// Writes a bare length prefix (for oversize and truncated frames).

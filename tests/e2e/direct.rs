@@ -9,17 +9,20 @@ use std::{
     time::Duration,
 };
 
-use center_bus::{Client, ClientConfig, Publish};
+use center_bus::Publish;
 use center_identity::{Identity, IdentityPaths};
 use center_proto::{
     Destination, Envelope, EventName, Meta, PeerId, Timestamp,
     peer_frame::{Auth, OpenPgpSignature, PeerFrame, Prefix, signing_input},
 };
-use center_testnet::{PeerInfo, Testnet};
+use center_testnet::PeerInfo;
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::support::{PATIENCE, STRANGER, Tail, ctl, network, ok, refused};
+use crate::support::{
+    PATIENCE, STRANGER, Tail, bus_client, ctl, network, ok, refused, roster_entry,
+    wait_until_drained,
+};
 
 #[test]
 fn a_direct_message_reaches_only_that_peer_once_with_its_sender() {
@@ -47,7 +50,7 @@ fn a_direct_message_reaches_only_that_peer_once_with_its_sender() {
     ));
     // The same through the client library, as a service would.
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let mut client = client(alpha, "e2e").await;
+        let mut client = bus_client(alpha, "e2e", PATIENCE).await;
         let publish = Publish {
             name: "demo.lib".into(),
             data: json!({"n": 2}),
@@ -96,7 +99,7 @@ fn an_outage_and_a_kill_lose_nothing_and_deliver_nothing_twice() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let publish_range = |range: std::ops::Range<u64>| {
         runtime.block_on(async {
-            let mut client = client(alpha, "e2e").await;
+            let mut client = bus_client(alpha, "e2e", PATIENCE).await;
             for n in range {
                 let publish = Publish {
                     name: "load.direct".into(),
@@ -126,7 +129,9 @@ fn an_outage_and_a_kill_lose_nothing_and_deliver_nothing_twice() {
         .unwrap();
     net.start_daemon(alpha, "dispatchd").unwrap();
     publish_range(N / 2..N);
-    let queued = queued_for(&net, alpha, bravo);
+    let queued = roster_entry(&net, alpha, bravo)["queued"]
+        .as_u64()
+        .unwrap_or(0);
     assert!(queued >= N, "{queued} queued");
     // Bravo comes back with a subscriber in place before alpha delivers.
     net.stop("alpha").unwrap();
@@ -146,7 +151,11 @@ fn an_outage_and_a_kill_lose_nothing_and_deliver_nothing_twice() {
     // Nothing left, nothing more: the stale ones expired in the outbox. (The
     // last acknowledgement may still be on its way: wait for it.)
     let deadline = std::time::Instant::now() + PATIENCE;
-    while queued_for(&net, alpha, bravo) > 0 {
+    while roster_entry(&net, alpha, bravo)["queued"]
+        .as_u64()
+        .unwrap_or(0)
+        > 0
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "alpha's outbox did not drain"
@@ -458,40 +467,4 @@ fn expect_closed(peer: &PeerInfo, bytes: &[u8]) {
         read.is_ok(),
         "the daemon closed the connection in time ({read:?})"
     );
-}
-
-/// Waits (polling `peer list`, within the deadline) until nothing waits in
-/// `from`'s outbox for `to`.
-fn wait_until_drained(net: &Testnet, from: &PeerInfo, to: &PeerInfo) {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while queued_for(net, from, to) > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}'s outbox did not drain",
-            from.name
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn queued_for(net: &Testnet, from: &PeerInfo, to: &PeerInfo) -> u64 {
-    let peers: serde_json::Value =
-        serde_json::from_str(&ok(ctl(net, from, &["--json", "peer", "list"]))).unwrap();
-    peers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["uuid"] == to.uuid.to_string())
-        .unwrap()["queued"]
-        .as_u64()
-        .unwrap()
-}
-
-async fn client(peer: &PeerInfo, service: &str) -> Client {
-    let config = ClientConfig {
-        socket: peer.bus_socket.clone(),
-        service: service.into(),
-        reconnect_for: Some(PATIENCE),
-    };
-    Client::connect(config).await.expect("connect")
 }

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use center_bus::{Client, ClientConfig, Pattern, Publish};
+use center_bus::{Pattern, Publish};
 use center_feed::{EventBody, EventHash, FeedEvent, FeedLimits};
 use center_identity::{Identity, IdentityPaths};
 use center_proto::{EventName, Timestamp};
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::{
     mallory::Mallory,
-    support::{PATIENCE, Tail, ctl, network, ok},
+    support::{PATIENCE, Tail, bus_client, ctl, network, ok, wait_until},
 };
 
 /// Events in the long runs (the Feeds issue asks for 10,000).
@@ -93,7 +93,7 @@ fn a_peer_that_was_away_catches_up_after_the_origin_is_gone() {
     net.stop("alpha").unwrap();
     net.start("charlie").unwrap();
     let seen = runtime.block_on(async {
-        let mut app = client(charlie, "e2e-app").await;
+        let mut app = bus_client(charlie, "e2e-app", LONG).await;
         app.subscribe(vec![Pattern::parse("load.*").unwrap()])
             .await
             .unwrap();
@@ -144,7 +144,7 @@ fn killing_a_relay_at_random_moments_loses_nothing() {
         .map(|peer| {
             let peer = peer.clone();
             runtime.spawn(async move {
-                let mut app = client(&peer, "e2e-app").await;
+                let mut app = bus_client(&peer, "e2e-app", LONG).await;
                 app.subscribe(vec![Pattern::parse("load.*").unwrap()])
                     .await
                     .unwrap();
@@ -275,15 +275,10 @@ fn a_lying_relay_is_refused_and_an_equivocation_is_seen_on_every_peer() {
     // Every peer learns it, alpha included once it is back.
     net.start("alpha").unwrap();
     for peer in net.peers() {
-        let deadline = Instant::now() + PATIENCE;
-        while origin(&feed_status(&net, peer), alpha)["forked"] != true {
-            assert!(
-                Instant::now() < deadline,
-                "{} did not detect the equivocation",
-                peer.name
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until(
+            &format!("{} did not detect the equivocation", peer.name),
+            || origin(&feed_status(&net, peer), alpha)["forked"] == true,
+        );
     }
     for peer in [bravo, charlie] {
         let list: Value =
@@ -343,7 +338,7 @@ async fn publish_many(peer: &PeerInfo, n: u64) {
     for k in 0..SERVICES {
         let peer = peer.clone();
         tasks.push(tokio::spawn(async move {
-            let mut publisher = client(&peer, "e2e-load").await;
+            let mut publisher = bus_client(&peer, "e2e-load", LONG).await;
             for i in (k..n).step_by(SERVICES as usize) {
                 let publish = Publish {
                     name: "load.event".into(),
@@ -359,15 +354,6 @@ async fn publish_many(peer: &PeerInfo, n: u64) {
     for task in tasks {
         task.await.unwrap();
     }
-}
-
-async fn client(peer: &PeerInfo, service: &str) -> Client {
-    let config = ClientConfig {
-        socket: peer.bus_socket.clone(),
-        service: service.into(),
-        reconnect_for: Some(LONG),
-    };
-    Client::connect(config).await.expect("connect")
 }
 
 fn feed_status(net: &Testnet, peer: &PeerInfo) -> Value {

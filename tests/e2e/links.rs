@@ -13,7 +13,9 @@ use center_testnet::{PeerInfo, Testnet};
 use nix::sys::signal::{Signal, kill};
 use serde_json::Value;
 
-use crate::support::{PATIENCE, Tail, ctl, network, ok};
+use crate::support::{
+    PATIENCE, Tail, ctl, network, ok, roster_entry, wait_until, wait_until_drained,
+};
 
 #[test]
 fn peers_that_dial_each_other_at_once_keep_one_connection_and_one_session() {
@@ -107,7 +109,11 @@ fn a_connection_is_kept_alive_and_a_silent_one_is_closed_and_replaced() {
     // more than three keepalive intervals, on the same connection.
     let since = center_proto::Timestamp::now().as_millis();
     let deadline = Instant::now() + PATIENCE;
-    while last_heard(&net, alpha, bravo) < since + 4_000 {
+    while roster_entry(&net, alpha, bravo)["last_heard"]
+        .as_u64()
+        .unwrap_or(0)
+        < since + 4_000
+    {
         assert!(
             Instant::now() < deadline,
             "alpha stopped hearing from bravo"
@@ -195,58 +201,11 @@ fn send(net: &Testnet, from: &PeerInfo, to: &PeerInfo, name: &str) {
     ));
 }
 
-/// Waits until nothing from `from` waits for `to`.
-fn wait_until_drained(net: &Testnet, from: &PeerInfo, to: &PeerInfo) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let list: Value =
-            serde_json::from_str(&ok(ctl(net, from, &["--json", "peer", "list"]))).unwrap();
-        let queued = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["uuid"] == to.uuid.to_string())
-            .and_then(|p| p["queued"].as_u64());
-        if queued == Some(0) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} still has {queued:?} for {}",
-            from.name,
-            to.name
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// When `peer` last heard from `other` (ms since the epoch; 0 if never).
-fn last_heard(net: &Testnet, peer: &PeerInfo, other: &PeerInfo) -> u64 {
-    let list: Value =
-        serde_json::from_str(&ok(ctl(net, peer, &["--json", "peer", "list"]))).unwrap();
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["uuid"] == other.uuid.to_string())
-        .and_then(|p| p["last_heard"].as_u64())
-        .unwrap_or(0)
-}
-
 /// Waits until `log` contains `needle`.
 fn wait_for_log(log: &Path, needle: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `{needle}` in {}:\n{text}",
-            log.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&format!("no `{needle}` in {}", log.display()), || {
+        std::fs::read_to_string(log).is_ok_and(|text| text.contains(needle))
+    });
 }
 
 /// Established TCP connections between the two peers' addresses, counted

@@ -274,3 +274,48 @@ pub fn live_processes_mentioning(needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// A bus client of `peer` speaking for `service`, reconnecting for up to
+/// `patience` if dispatchd goes away.
+pub async fn bus_client(peer: &PeerInfo, service: &str, patience: Duration) -> center_bus::Client {
+    center_bus::Client::connect(center_bus::ClientConfig {
+        socket: peer.bus_socket.clone(),
+        service: service.into(),
+        reconnect_for: Some(patience),
+    })
+    .await
+    .expect("connect")
+}
+
+/// `other` as `peer list --json` on `peer` shows it (null if absent).
+pub fn roster_entry(net: &Testnet, peer: &PeerInfo, other: &PeerInfo) -> Value {
+    let list: Value =
+        serde_json::from_str(&ok(ctl(net, peer, &["--json", "peer", "list"]))).unwrap();
+    list.as_array()
+        .and_then(|peers| {
+            peers
+                .iter()
+                .find(|p| p["uuid"] == other.uuid.to_string())
+                .cloned()
+        })
+        .unwrap_or(Value::Null)
+}
+
+/// Polls `done` until it holds, failing with `what` after [`PATIENCE`]. For
+/// state only a query shows (a peer's outbox, its feeds), not for events,
+/// which the tests receive.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until nothing from `from` waits for `to`.
+pub fn wait_until_drained(net: &Testnet, from: &PeerInfo, to: &PeerInfo) {
+    wait_until(
+        &format!("{}'s outbox for {} did not drain", from.name, to.name),
+        || roster_entry(net, from, to)["queued"] == 0,
+    );
+}

@@ -79,10 +79,28 @@ impl Broker {
             );
             return;
         };
-        state.in_flight = state.in_flight.saturating_sub(1);
-        if let Err(err) = self.links.feeds().advance(&subscriber.key, origin, seq) {
-            tracing::error!(error = %err, "cannot save a feed cursor");
-            return;
+        let advanced = {
+            let mut feeds = self.links.feeds();
+            // Only a position this peer holds: a client cannot make up
+            // origins (each would be a cursor row) or skip ahead.
+            match feeds.frontier() {
+                Ok(heads) if heads.get(&origin).is_some_and(|head| seq <= head.seq) => {
+                    feeds.advance(&subscriber.key, origin, seq).map(|()| true)
+                }
+                Ok(_) => Ok(false),
+                Err(err) => Err(err),
+            }
+        };
+        match advanced {
+            Ok(true) => state.in_flight = state.in_flight.saturating_sub(1),
+            Ok(false) => {
+                tracing::warn!(service = subscriber.service.as_str(), %origin, seq, "feed acknowledgement of an event this peer does not hold; ignored");
+                return;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot save a feed cursor");
+                return;
+            }
         }
         self.refill_feeds(subscriber);
     }

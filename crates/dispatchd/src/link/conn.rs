@@ -609,6 +609,34 @@ pub(super) fn ask_for_session(
     conn.send_control(body)
 }
 
+/// Waits until there is an Olm session with `peer`, asking for one (paced)
+/// while there is not; `within` bounds the wait. Wakes when a session
+/// appears, or to ask again.
+pub(super) async fn wait_for_session(
+    links: &Arc<Links>,
+    peer: PeerId,
+    conn: &ConnHandle,
+    within: Option<Duration>,
+) -> Result<(), String> {
+    let mut appeared = links.signals(peer).session.subscribe();
+    let deadline = within.map(|within| Instant::now() + within);
+    loop {
+        if links.crypto().sessions.has_session(&peer) {
+            return Ok(());
+        }
+        ask_for_session(links, peer, conn, false)?;
+        let retry = Instant::now() + SETUP_PACE;
+        tokio::select! {
+            _ = appeared.changed() => {}
+            () = conn.closed() => return Err("the connection closed before a session was made".to_owned()),
+            () = tokio::time::sleep_until(deadline.map_or(retry, |d| d.min(retry))) => {}
+        }
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err("no olm session with the peer in time".to_owned());
+        }
+    }
+}
+
 /// A signed frame carrying a fresh one-time key of ours: the answer to
 /// `request`, or an offer; `renew` says ours could not open what the
 /// peer's current session sent, so it must start another.

@@ -279,16 +279,13 @@ pub(super) async fn sync(links: Arc<Links>, peer: PeerId, conn: Arc<ConnHandle>)
 }
 
 async fn run_sync(links: &Arc<Links>, peer: PeerId, conn: &ConnHandle) -> Result<(), String> {
-    // Frames are GPG+: wait for a session (the outbound side asks for one).
-    loop {
-        if links.crypto().sessions.has_session(&peer) {
-            break;
-        }
-        super::conn::ask_for_session(links, peer, conn, false)?;
-        tokio::select! {
-            () = conn.closed() => return Ok(()),
-            () = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
+    // Frames are GPG+: wait for a session, however long it takes.
+    if let Err(reason) = super::conn::wait_for_session(links, peer, conn, None).await {
+        return if conn.is_closed() {
+            Ok(())
+        } else {
+            Err(reason)
+        };
     }
     let mut changes = links.feed_changes();
     let mut theirs_rx = conn.frontier.subscribe();

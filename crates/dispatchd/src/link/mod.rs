@@ -69,8 +69,9 @@ struct Signals {
     work: Notify,
     /// The peer acknowledged something.
     acked: Notify,
-    /// An Olm session with the peer appeared.
-    session: Notify,
+    /// Bumped when an Olm session with the peer appears (several tasks
+    /// wait for it: the outbound task and the feed exchange).
+    session: tokio::sync::watch::Sender<u64>,
 }
 
 /// Where starting an Olm session with one peer stands.
@@ -303,7 +304,7 @@ impl Links {
     /// encrypted frame came in).
     fn session_appeared(&self, peer: PeerId) {
         if let Some(signals) = lock(&self.signals).get(&peer) {
-            signals.session.notify_one();
+            signals.session.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 

@@ -85,7 +85,7 @@ async fn deliver(
     if links.store().depth(peer).map_err(|err| err.to_string())? == 0 {
         return Ok(conn);
     }
-    ensure_session(links, peer, &conn, signals).await?;
+    conn::wait_for_session(links, peer, &conn, Some(ANSWER_TIMEOUT)).await?;
     loop {
         let now = Timestamp::now();
         let (batch, dropped) = links
@@ -122,6 +122,7 @@ async fn deliver(
         // Each chunk is one frame (one signature, one encryption, one
         // session save before it leaves), so the peer opens the first chunk
         // while this side seals the next; still one batch, one acknowledgement.
+        let mut sessions = signals.session.subscribe();
         let mut sealed_with = None;
         for chunk in chunks(&envelopes, &sizes) {
             let frame = {
@@ -148,7 +149,7 @@ async fn deliver(
             }
             tokio::select! {
                 () = signals.acked.notified() => {}
-                () = signals.session.notified() => {
+                _ = sessions.changed() => {
                     // The peer could not open what we sealed and a new
                     // session replaced ours: what it dropped goes again.
                     if links.crypto().sessions.current_id(&peer) != sealed_with {
@@ -180,33 +181,6 @@ fn chunks<'a>(envelopes: &'a [Envelope], sizes: &[usize]) -> Vec<&'a [Envelope]>
     }
     out.extend(envelopes.get(start..).filter(|rest| !rest.is_empty()));
     out
-}
-
-/// Waits until there is an Olm session with `peer`, asking for one (paced)
-/// while there is not.
-async fn ensure_session(
-    links: &Arc<Links>,
-    peer: PeerId,
-    conn: &ConnHandle,
-    signals: &Signals,
-) -> Result<(), String> {
-    let deadline = Instant::now() + ANSWER_TIMEOUT;
-    loop {
-        if links.crypto().sessions.has_session(&peer) {
-            return Ok(());
-        }
-        conn::ask_for_session(links, peer, conn, false)?;
-        tokio::select! {
-            () = signals.session.notified() => {}
-            () = conn.closed() => return Err("the connection closed before a session was made".to_owned()),
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "no olm session with the peer within {ANSWER_TIMEOUT:?}"
-            ));
-        }
-    }
 }
 
 /// A session-control envelope (key request, acknowledgement).
