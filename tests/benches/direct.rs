@@ -35,7 +35,7 @@ use std::{
 use anyhow::{Context, bail};
 use center_bus::{Client, ClientConfig, Pattern, PeerId, Publish};
 use center_identity::{Identity, IdentityPaths, PeerKeys};
-use center_testnet::{Options, PeerInfo, Testnet, default_bin_dir};
+use center_testnet::{Formation, Options, PeerInfo, Testnet, default_bin_dir};
 use serde_json::{Value, json};
 
 /// The size of each message's `data`, serialized.
@@ -285,6 +285,7 @@ fn end_to_end(n: usize, publishers: usize, bin_dir: &Path) -> anyhow::Result<End
         dir: dir.path().to_owned(),
         peers: 2,
         bin_dir: bin_dir.to_owned(),
+        formation: Formation::Wired,
     })
     .context("cannot start the test network")?;
     let alpha = net.peer("alpha")?.clone();

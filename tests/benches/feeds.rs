@@ -31,7 +31,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use center_bus::{Client, ClientConfig, Pattern, Publish, Start};
-use center_testnet::{Options, PeerInfo, Testnet, default_bin_dir};
+use center_testnet::{Formation, Options, PeerInfo, Testnet, default_bin_dir};
 use serde_json::{Value, json};
 
 const PEERS: usize = 5;
@@ -72,6 +72,7 @@ fn run() -> anyhow::Result<()> {
         dir: dir.path().to_owned(),
         peers: PEERS,
         bin_dir,
+        formation: Formation::Wired,
     })
     .context("cannot start the test network")?;
     // The rate budget would refuse a benchmark's worth of events per hour.

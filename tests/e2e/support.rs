@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use center_testnet::{Options, PeerInfo, Testnet, default_bin_dir};
+use center_testnet::{Formation, Options, PeerInfo, Testnet, default_bin_dir};
 use serde_json::{Value, json};
 
 /// The deadline for anything a test waits for.
@@ -22,8 +22,14 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 /// A uid no account on the test machine uses; the "other user" of the tests.
 pub const STRANGER: u32 = 60_001;
 
-/// A network of `peers` peers in a fresh temporary directory.
+/// A network of `peers` peers in a fresh temporary directory, wired by
+/// hand (`peer add`), for tests of everything but membership.
 pub fn network(peers: usize) -> (tempfile::TempDir, Testnet) {
+    network_formed(peers, Formation::Wired)
+}
+
+/// A network of `peers` peers formed as `formation` says.
+pub fn network_formed(peers: usize, formation: Formation) -> (tempfile::TempDir, Testnet) {
     require_root();
     let dir = tempfile::Builder::new()
         .prefix("center-e2e-")
@@ -34,6 +40,7 @@ pub fn network(peers: usize) -> (tempfile::TempDir, Testnet) {
         dir: dir.path().to_owned(),
         peers,
         bin_dir,
+        formation,
     })
     .expect("test network up");
     (dir, net)

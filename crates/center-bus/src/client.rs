@@ -84,6 +84,8 @@ pub struct AdminReply {
     pub peers: Vec<PeerEntry>,
     /// Present in the answer to `feed-status` only.
     pub feeds: Option<FeedStatus>,
+    /// The document answering `peer-descriptions` or `dht-record`.
+    pub value: Option<Value>,
 }
 
 /// An event to publish.
@@ -371,11 +373,13 @@ impl Client {
                     grants,
                     peers,
                     feeds,
+                    value,
                 })) if got == id => {
                     return Ok(Attempt::Done(AdminReply {
                         grants: grants.unwrap_or_default(),
                         peers: peers.unwrap_or_default(),
                         feeds,
+                        value,
                     }));
                 }
                 Some(Ok(Reply::Error {

@@ -20,6 +20,7 @@
 pub mod client;
 pub mod frame;
 pub mod fuzz;
+pub mod membership;
 pub mod pattern;
 pub mod wire;
 

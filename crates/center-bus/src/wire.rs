@@ -164,6 +164,31 @@ pub enum AdminOp {
     /// Resolves the fork of an origin frozen by an equivocation: `keep` is
     /// the hash of the event to keep at the conflicting seq (CEP 6).
     FeedResolve { origin: String, keep: String },
+    /// Asks to join the network through the peer at `address` (CEP 7):
+    /// the dispatcher signs the invitation's secret with this peer's key and
+    /// sends `new-peer-server` (`NEW`), and from then on accepts one
+    /// `add-peer-server` (`GPG`) from `uuid` if it is signed by the
+    /// certificate with `fingerprint`.
+    PeerJoin {
+        address: String,
+        uuid: String,
+        fingerprint: String,
+        admin: String,
+        secret_file: String,
+        secret: String,
+    },
+    /// Sends `add-peer-server` (`GPG`) to a peer in the roster: this peer
+    /// approved its join request (CEP 7).
+    PeerWelcome { uuid: String },
+    /// Removes a peer from the roster: this peer stops talking to it and
+    /// refuses its new feed events (CEP 7).
+    PeerRemove { uuid: String },
+    /// The verified descriptions of the roster, for a join's roster
+    /// hand-off (answered in `value`, a list).
+    PeerDescriptions {},
+    /// This peer's current description with a signed address record for
+    /// the DHT (answered in `value`; CEP 7).
+    DhtRecord {},
 }
 
 /// One trusted peer as the roster shows it.
@@ -230,6 +255,10 @@ pub enum Reply {
         peers: Option<Vec<PeerEntry>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         feeds: Option<FeedStatus>,
+        /// The answer of operations that return a document of their own
+        /// (`peer-descriptions`, `dht-record`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<Value>,
     },
     /// An event for this subscriber: an RFC envelope (CEP 2). A direct
     /// message from another peer carries `seq`: it is kept for this

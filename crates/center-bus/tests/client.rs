@@ -71,6 +71,7 @@ impl Broker {
             grants: None,
             peers: None,
             feeds: None,
+            value: None,
         })
         .await;
     }

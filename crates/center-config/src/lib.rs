@@ -27,6 +27,34 @@ pub struct Config {
     pub bus: Bus,
     pub links: Links,
     pub feeds: Feeds,
+    pub membership: Membership,
+}
+
+/// Membership (peerd, CEP 7): joins, the DHT, who is trusted.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    /// The Unix socket `centerctl peer …` talks to peerd on (root only).
+    pub control_socket: PathBuf,
+    /// What to do with a peer another trusted peer announces as joined.
+    pub policy: Policy,
+    /// How long an invitation (`centerctl peer invite`) stays valid.
+    pub invite_ttl: std::time::Duration,
+    /// Where peerd's DHT node listens; `None`: this peer's IP, the
+    /// dispatcher's port + 1.
+    pub dht_listen: Option<std::net::SocketAddr>,
+    /// How often this peer's DHT record is published again.
+    pub dht_republish: std::time::Duration,
+    /// How long a DHT record is kept after it was published.
+    pub dht_record_ttl: std::time::Duration,
+}
+
+/// What peerd does with a peer announced by a trusted peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Trust it at once.
+    Auto,
+    /// Queue it for `centerctl peer approve`.
+    Manual,
 }
 
 /// Filesystem locations. All absolute.
@@ -146,6 +174,32 @@ struct RawConfig {
     links: RawLinks,
     #[serde(default)]
     feeds: RawFeeds,
+    #[serde(default)]
+    membership: RawMembership,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMembership {
+    control_socket: PathBuf,
+    policy: String,
+    invite_hours: u64,
+    dht_listen: Option<String>,
+    dht_republish_seconds: u64,
+    dht_record_ttl_seconds: u64,
+}
+
+impl Default for RawMembership {
+    fn default() -> RawMembership {
+        RawMembership {
+            control_socket: PathBuf::from("/run/center/peerd.sock"),
+            policy: "auto".to_owned(),
+            invite_hours: 168,
+            dht_listen: None,
+            dht_republish_seconds: 3600,
+            dht_record_ttl_seconds: 86_400,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -327,6 +381,7 @@ impl RawConfig {
             usize::try_from(self.links.max_queued_per_peer).unwrap_or(usize::MAX),
             MAX_QUEUED_RANGE,
         )?;
+        let membership = self.membership.validate(&invalid)?;
         Ok(Config {
             source: source.to_owned(),
             paths: Paths {
@@ -350,6 +405,77 @@ impl RawConfig {
                 max_bytes_per_origin: self.feeds.max_bytes_per_origin,
                 retention_days: self.feeds.retention_days,
             },
+            membership,
+        })
+    }
+}
+
+impl RawMembership {
+    fn validate(
+        self,
+        invalid: &dyn Fn(&'static str, String) -> ConfigError,
+    ) -> Result<Membership, ConfigError> {
+        if !self.control_socket.is_absolute() || self.control_socket.as_os_str().len() > 107 {
+            return Err(invalid(
+                "membership.control_socket",
+                format!(
+                    "must be an absolute path of at most 107 bytes, got {}",
+                    self.control_socket.display()
+                ),
+            ));
+        }
+        let policy = match self.policy.as_str() {
+            "auto" => Policy::Auto,
+            "manual" => Policy::Manual,
+            other => {
+                return Err(invalid(
+                    "membership.policy",
+                    format!("must be \"auto\" or \"manual\", got {other:?}"),
+                ));
+            }
+        };
+        if !(1..=24 * 365).contains(&self.invite_hours) {
+            return Err(invalid(
+                "membership.invite_hours",
+                format!("must be between 1 and 8760, got {}", self.invite_hours),
+            ));
+        }
+        let dht_listen = match self.dht_listen {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                invalid(
+                    "membership.dht_listen",
+                    format!("must be an IP:PORT address, got {text:?}"),
+                )
+            })?),
+        };
+        if !(1..=7 * 86_400).contains(&self.dht_republish_seconds) {
+            return Err(invalid(
+                "membership.dht_republish_seconds",
+                format!(
+                    "must be between 1 and 604800, got {}",
+                    self.dht_republish_seconds
+                ),
+            ));
+        }
+        if self.dht_record_ttl_seconds <= self.dht_republish_seconds
+            || self.dht_record_ttl_seconds > 30 * 86_400
+        {
+            return Err(invalid(
+                "membership.dht_record_ttl_seconds",
+                format!(
+                    "must be longer than dht_republish_seconds and at most 30 days, got {}",
+                    self.dht_record_ttl_seconds
+                ),
+            ));
+        }
+        Ok(Membership {
+            control_socket: self.control_socket,
+            policy,
+            invite_ttl: std::time::Duration::from_secs(self.invite_hours * 3600),
+            dht_listen,
+            dht_republish: std::time::Duration::from_secs(self.dht_republish_seconds),
+            dht_record_ttl: std::time::Duration::from_secs(self.dht_record_ttl_seconds),
         })
     }
 }

@@ -28,6 +28,7 @@ pub mod identity;
 pub mod keys;
 mod openpgp;
 pub mod session;
+pub mod statement;
 
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@
 //! Readiness is awaited through `READY=1` on a notify socket, never by
 //! sleeping (see `process`).
 
+mod membership;
 mod process;
 
 use std::{
@@ -26,10 +27,25 @@ use center_proto::PeerId;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
+pub use membership::{Invitation, TEST_ADMIN};
 pub use process::DaemonFiles;
 
 /// The daemons every peer runs, in start order.
-pub const DAEMONS: &[&str] = &["dispatchd"];
+pub const DAEMONS: &[&str] = &["dispatchd", "peerd"];
+
+/// How the peers come to trust each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Formation {
+    /// Every sysadmin adds every other's description by hand (`peer add`):
+    /// quick, for tests of other things.
+    Wired,
+    /// The RFC's join flow: every peer joins through the first one
+    /// (`peer invite`, `peer join`, `peer approve`), the others add it when
+    /// it is announced.
+    Joined,
+    /// Nobody trusts anybody yet; the test forms the network itself.
+    Alone,
+}
 
 /// The dispatcher port; peers differ by address, not port.
 pub const PORT: u16 = 7350;
@@ -43,6 +59,7 @@ pub struct Options {
     pub peers: usize,
     /// Where the daemon binaries are; see [`default_bin_dir`].
     pub bin_dir: PathBuf,
+    pub formation: Formation,
 }
 
 /// One peer as the test network set it up.
@@ -145,7 +162,11 @@ impl Testnet {
         for peer in &net.peers {
             net.start(&peer.name)?;
         }
-        net.wire_rosters()?;
+        match options.formation {
+            Formation::Wired => net.wire_rosters()?,
+            Formation::Joined => net.join_all()?,
+            Formation::Alone => {}
+        }
         Ok(net)
     }
 
@@ -267,6 +288,9 @@ impl Testnet {
         let files = self.daemon_files(peer, daemon);
         if process::running_pid(&files).is_some() {
             return Ok(());
+        }
+        if daemon == "peerd" {
+            self.approve_peerd(peer)?;
         }
         let child = process::spawn_ready(&files)
             .with_context(|| format!("peer {}: {daemon} did not start", peer.name))?;
@@ -420,7 +444,9 @@ fn write_peer(
     let config = format!(
         "# Written by center-testnet for peer {name}.\n\
          [paths]\nstate_dir = {state}\ncenter_root = {center}\n\n\
-         [bus]\nsocket = {socket}\nsocket_mode = \"0666\"\n",
+         [bus]\nsocket = {socket}\nsocket_mode = \"0666\"\n\n\
+         [membership]\ncontrol_socket = {control}\n",
+        control = toml_string(&info.dir.join("run/peerd.sock")),
         state = toml_string(&info.state_dir),
         center = toml_string(&info.center_root),
         socket = toml_string(&info.bus_socket),

@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use center_testnet::{Options, Testnet, default_bin_dir};
+use center_testnet::{Formation, Options, Testnet, default_bin_dir};
 use clap::{Parser, Subcommand};
 
 /// Run a network of center peers on this machine (127.x.y.z addresses).
@@ -25,6 +25,10 @@ enum Cmd {
         /// Where dispatchd and friends are (default: next to this binary).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// Form the network with the RFC's join flow (every peer joins
+        /// through the first) instead of adding descriptions by hand.
+        #[arg(long)]
+        join: bool,
     },
     /// Stop every daemon of one peer (an outage).
     Stop {
@@ -68,6 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             peers,
             dir,
             bin_dir,
+            join,
         } => {
             let bin_dir = match bin_dir {
                 Some(dir) => dir,
@@ -77,6 +82,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dir,
                 peers,
                 bin_dir,
+                formation: if join {
+                    Formation::Joined
+                } else {
+                    Formation::Wired
+                },
             })?;
             println!("{}", serde_json::to_string_pretty(&net.to_json())?);
             net.detach();

@@ -59,6 +59,56 @@ pub enum PeerCommand {
     },
     /// List the peers this peer trusts.
     List,
+    /// Invite a newcomer: write a secret into ADMIN's home here and print what its sysadmin needs.
+    Invite {
+        /// The account (on this peer) of the newcomer's sysadmin, who reads the secret.
+        #[arg(long)]
+        admin: String,
+    },
+    /// Ask to join the network through an existing peer (`peer invite` there printed the values).
+    Join {
+        /// The existing peer's address, HOST:PORT.
+        #[arg(long)]
+        via: String,
+        /// The existing peer's UUID.
+        #[arg(long)]
+        uuid: String,
+        /// The existing peer's OpenPGP fingerprint (pins its key).
+        #[arg(long)]
+        fingerprint: String,
+        /// A copy of the invitation's secret file; its name must stay the same.
+        #[arg(long)]
+        secret_file: std::path::PathBuf,
+        /// Your account on the existing peer, where the secret file is.
+        #[arg(long)]
+        admin: String,
+    },
+    /// List the join requests (and announced peers) waiting for approval.
+    Requests,
+    /// Trust a waiting peer; for a join request, answer it and hand over the roster.
+    Approve { uuid: String },
+    /// Drop a waiting request.
+    Reject { uuid: String },
+    /// Ask a requester to prove itself again with a new secret file (RFC 3's repeated challenge).
+    Challenge { uuid: String },
+    /// Stop trusting a peer: this peer stops talking to it and refuses its new events.
+    Remove {
+        uuid: String,
+        /// Why, for the log.
+        #[arg(long, default_value = "removed by the sysadmin")]
+        reason: String,
+    },
+    /// Announce that this peer retires from the network.
+    Leave {
+        #[arg(long, default_value = "retired by its sysadmin")]
+        reason: String,
+    },
+    /// Expel a peer from the network (every peer removes it); governance decides when.
+    Excommunicate {
+        uuid: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

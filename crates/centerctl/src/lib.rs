@@ -13,6 +13,7 @@ pub mod cli;
 mod bus;
 mod config;
 mod feed;
+mod member;
 mod output;
 mod peer;
 mod service;

@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use center_bus::{AdminOp, PeerEntry};
+use center_bus::{AdminOp, PeerEntry, membership::ControlRequest};
 use center_identity::{Identity, IdentityError, IdentityPaths, PeerDescription};
 
 use crate::{
@@ -139,6 +139,51 @@ pub async fn run(cli: &Cli, command: &PeerCommand) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        PeerCommand::Invite { admin } => crate::member::invite(cli, admin, None).await,
+        PeerCommand::Join {
+            via,
+            uuid,
+            fingerprint,
+            secret_file,
+            admin,
+        } => crate::member::join(cli, via, uuid, fingerprint, secret_file, admin).await,
+        PeerCommand::Requests => crate::member::requests(cli).await,
+        PeerCommand::Challenge { uuid } => crate::member::challenge(cli, uuid).await,
+        PeerCommand::Approve { uuid } => {
+            crate::member::simple(cli, ControlRequest::Approve { uuid: uuid.clone() }).await
+        }
+        PeerCommand::Reject { uuid } => {
+            crate::member::simple(cli, ControlRequest::Reject { uuid: uuid.clone() }).await
+        }
+        PeerCommand::Remove { uuid, reason } => {
+            crate::member::simple(
+                cli,
+                ControlRequest::Remove {
+                    uuid: uuid.clone(),
+                    reason: reason.clone(),
+                },
+            )
+            .await
+        }
+        PeerCommand::Leave { reason } => {
+            crate::member::simple(
+                cli,
+                ControlRequest::Leave {
+                    reason: reason.clone(),
+                },
+            )
+            .await
+        }
+        PeerCommand::Excommunicate { uuid, reason } => {
+            crate::member::simple(
+                cli,
+                ControlRequest::Excommunicate {
+                    uuid: uuid.clone(),
+                    reason: reason.clone(),
+                },
+            )
+            .await
         }
         PeerCommand::List => {
             let mut client = connect(cli, "centerctl", PATIENCE).await?;

@@ -72,7 +72,8 @@ pub async fn run(
     let links = Arc::new(
         Links::new(identity, sessions, roster, store, feeds, config.keepalive)
             .map_err(anyhow::Error::msg)?
-            .with_max_queued(config.max_queued_per_peer),
+            .with_max_queued(config.max_queued_per_peer)
+            .with_joins(link::join::Pending::open(&config.state_dir).map_err(anyhow::Error::msg)?),
     );
     let socket = listener::open(&config.socket, config.socket_mode)?;
     socket

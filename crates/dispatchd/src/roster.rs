@@ -169,6 +169,19 @@ impl Roster {
         Ok((outcome, peer))
     }
 
+    /// Removes a peer; on disk before it returns. `None` if it was not
+    /// in the roster.
+    pub fn remove(&mut self, uuid: &PeerId) -> Result<Option<RosterPeer>, RosterError> {
+        let Some(gone) = self.peers.get(uuid).cloned() else {
+            return Ok(None);
+        };
+        let mut next = self.peers.clone();
+        next.remove(uuid);
+        self.save(&next)?;
+        self.peers = next;
+        Ok(Some(gone))
+    }
+
     /// Every peer, ordered by UUID.
     pub fn list(&self) -> impl Iterator<Item = &RosterPeer> {
         self.peers.values()

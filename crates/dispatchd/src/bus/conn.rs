@@ -238,7 +238,7 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
             let _ = (&mut writer_task).await;
             break;
         }
-        let reply = match dispatch(broker, id, creds, &send, &body) {
+        let reply = match dispatch(broker, id, creds, &send, &body).await {
             // An acknowledgement has no answer.
             Ok(None) => continue,
             Ok(Some(reply)) => reply,
@@ -276,8 +276,10 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
     tracing::debug!(uid = creds.uid, pid = creds.pid, service, "bus client gone");
 }
 
-/// Handles one request frame after hello.
-fn dispatch(
+/// Handles one request frame after hello. The sysadmin operations that
+/// talk to another peer (a join's two messages) are awaited here: the
+/// connection that asked waits for its answer, no other does.
+async fn dispatch(
     broker: &Broker,
     conn: u64,
     creds: Creds,
@@ -295,6 +297,11 @@ fn dispatch(
             broker.feed_ack(conn, &origin, seq);
             return Ok(None);
         }
+        Request::Admin {
+            id,
+            op:
+                op @ (center_bus::AdminOp::PeerJoin { .. } | center_bus::AdminOp::PeerWelcome { .. }),
+        } if creds.uid == 0 => return broker.admin_remote(id, op).await.map(Some),
         _ => {}
     }
     answer(broker, conn, creds, send, request).map(Some)
@@ -328,6 +335,7 @@ fn answer(
                 grants: None,
                 peers: None,
                 feeds: None,
+                value: None,
             })
         }
         Request::Publish {
@@ -359,6 +367,11 @@ fn admin_name(op: &center_bus::AdminOp) -> &'static str {
         center_bus::AdminOp::FeedStatus {} => "feed status refused",
         center_bus::AdminOp::FeedResolve { .. } => "feed resolve refused",
         center_bus::AdminOp::PeerList {} => "peer list refused",
+        center_bus::AdminOp::PeerJoin { .. } => "peer join refused",
+        center_bus::AdminOp::PeerWelcome { .. } => "peer welcome refused",
+        center_bus::AdminOp::PeerRemove { .. } => "peer remove refused",
+        center_bus::AdminOp::PeerDescriptions {} => "peer descriptions refused",
+        center_bus::AdminOp::DhtRecord {} => "dht record refused",
     }
 }
 

@@ -388,6 +388,7 @@ impl Broker {
                     grants: None,
                     peers: None,
                     feeds: None,
+                    value: None,
                 });
             }
             Destination::Peer(peer) => {
@@ -405,6 +406,7 @@ impl Broker {
             grants: None,
             peers: None,
             feeds: None,
+            value: None,
         })
     }
 
@@ -505,6 +507,7 @@ impl Broker {
                     grants: None,
                     peers: None,
                     feeds: Some(self.feed_status()?),
+                    value: None,
                 })
             }
             AdminOp::FeedStatus {} => Ok(Reply::Ok {
@@ -512,12 +515,14 @@ impl Broker {
                 grants: None,
                 peers: None,
                 feeds: Some(self.feed_status()?),
+                value: None,
             }),
             AdminOp::List {} => Ok(Reply::Ok {
                 id,
                 grants: Some(self.grant_store().list()),
                 peers: None,
                 feeds: None,
+                value: None,
             }),
             AdminOp::PeerList {} => Ok(Reply::Ok {
                 id,
@@ -531,6 +536,7 @@ impl Broker {
                         .collect()
                 }),
                 feeds: None,
+                value: None,
             }),
             AdminOp::PeerAdd { description } => {
                 let bytes = serde_json::to_vec(&description)
@@ -543,6 +549,7 @@ impl Broker {
                     }
                     _ => (ErrorCode::BadEvent, err.to_string()),
                 })?;
+                self.links.joined(&peer.description.uuid());
                 self.links.keep_connected(peer.description.uuid());
                 tracing::info!(
                     peer = %peer.description.uuid(),
@@ -557,8 +564,66 @@ impl Broker {
                     grants: None,
                     peers: Some(vec![peer_entry(&self.links, &peer, &self.forked_origins())]),
                     feeds: None,
+                    value: None,
                 })
             }
+            AdminOp::PeerRemove { uuid } => {
+                let uuid = uuid
+                    .parse::<PeerId>()
+                    .map_err(|err| (ErrorCode::BadEvent, format!("bad uuid: {err}")))?;
+                let gone = self.roster().remove(&uuid).map_err(|err| {
+                    tracing::error!(error = %err, "roster change failed");
+                    (ErrorCode::Internal, err.to_string())
+                })?;
+                let Some(gone) = gone else {
+                    return Err((
+                        ErrorCode::NotFound,
+                        format!("peer {uuid} is not in this peer's roster"),
+                    ));
+                };
+                self.links.removed(&uuid);
+                tracing::warn!(
+                    peer = %uuid,
+                    name = gone.description.name(),
+                    "peer removed from the roster: no more frames or new feed events are taken from it"
+                );
+                Ok(Reply::Ok {
+                    id,
+                    grants: None,
+                    peers: None,
+                    feeds: None,
+                    value: None,
+                })
+            }
+            AdminOp::PeerDescriptions {} => Ok(Reply::Ok {
+                id,
+                grants: None,
+                peers: None,
+                feeds: None,
+                value: Some(serde_json::Value::Array(
+                    self.roster()
+                        .list()
+                        .map(|p| p.description.to_json())
+                        .collect(),
+                )),
+            }),
+            AdminOp::DhtRecord {} => {
+                let record = crate::link::join::dht_record(&self.links).map_err(|err| {
+                    tracing::error!(error = err.as_str(), "cannot make the DHT record");
+                    (ErrorCode::Internal, err)
+                })?;
+                Ok(Reply::Ok {
+                    id,
+                    grants: None,
+                    peers: None,
+                    feeds: None,
+                    value: Some(record),
+                })
+            }
+            AdminOp::PeerJoin { .. } | AdminOp::PeerWelcome { .. } => Err((
+                ErrorCode::Internal,
+                "this operation is answered by the connection task".to_owned(),
+            )),
             AdminOp::Approve { grant } => {
                 center_bus::wire::check_service_name(&grant.service)
                     .map_err(|reason| (ErrorCode::Malformed, reason))?;
@@ -579,6 +644,7 @@ impl Broker {
                     grants: Some(vec![grant]),
                     peers: None,
                     feeds: None,
+                    value: None,
                 })
             }
             AdminOp::Revoke { service } => {
@@ -595,9 +661,56 @@ impl Broker {
                     grants: None,
                     peers: None,
                     feeds: None,
+                    value: None,
                 })
             }
         }
+    }
+
+    /// The sysadmin operations that talk to another peer: a join request
+    /// sent, or a join approved (CEP 7). The caller has checked that uid
+    /// is 0.
+    pub async fn admin_remote(&self, id: u64, op: center_bus::AdminOp) -> Answer {
+        use crate::link::join;
+        use center_bus::AdminOp;
+        let bad = |message: String| (ErrorCode::BadEvent, message);
+        let uuid = |text: &str| {
+            text.parse::<PeerId>()
+                .map_err(|err| bad(format!("bad uuid `{text}`: {err}")))
+        };
+        let result = match op {
+            AdminOp::PeerJoin {
+                address,
+                uuid: to,
+                fingerprint,
+                admin,
+                secret_file,
+                secret,
+            } => {
+                let request = join::Request {
+                    address,
+                    uuid: uuid(&to)?,
+                    fingerprint,
+                    admin,
+                    secret_file,
+                    secret,
+                };
+                join::send_request(&self.links, request).await
+            }
+            AdminOp::PeerWelcome { uuid: to } => join::send_welcome(&self.links, uuid(&to)?).await,
+            _ => Err("not an operation that talks to another peer".to_owned()),
+        };
+        result.map_err(|err| {
+            tracing::warn!(error = err.as_str(), "join message not sent");
+            (ErrorCode::Unreachable, err)
+        })?;
+        Ok(Reply::Ok {
+            id,
+            grants: None,
+            peers: None,
+            feeds: None,
+            value: None,
+        })
     }
 
     /// Now, or one millisecond after the last `iat` given out if the clock
@@ -659,6 +772,7 @@ fn ok_reply(id: u64) -> Reply {
         grants: None,
         peers: None,
         feeds: None,
+        value: None,
     }
 }
 

@@ -44,7 +44,7 @@ use super::{
 };
 use crate::peer::{self, Refusal, SaveSessions, Verified, seal_gpg, seal_gpg_plus};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames of data queued for the writer (the sender waits for room).
 const DATA_QUEUE: usize = 64;
 /// Control frames queued for the writer; a peer that lets more pile up is
@@ -689,7 +689,7 @@ fn nonce() -> String {
 
 /// Connects from this peer's own address when it is an IP (so the other side
 /// sees who is calling, as it would between machines), else from any.
-async fn connect(links: &Links, address: &str) -> std::io::Result<TcpStream> {
+pub(super) async fn connect(links: &Links, address: &str) -> std::io::Result<TcpStream> {
     let target = tokio::net::lookup_host(address)
         .await?
         .next()

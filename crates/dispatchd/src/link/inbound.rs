@@ -94,6 +94,9 @@ async fn handle(
         }
         return "NEW frame".to_owned();
     }
+    if let Some(reason) = super::join::accept_welcome(&first, remote, links, broker) {
+        return reason;
+    }
     conn::accepted(links, remote, reader, write, &first).await
 }
 

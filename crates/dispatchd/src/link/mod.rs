@@ -14,6 +14,7 @@
 mod conn;
 mod feeds;
 mod inbound;
+pub mod join;
 mod outbound;
 pub mod store;
 mod wire;
@@ -109,6 +110,8 @@ pub struct Links {
     own_keys: PeerKeys,
     /// Direct messages that may wait for one peer.
     max_queued: u64,
+    /// The `add-peer-server` answers this peer waits for (CEP 7).
+    joins: Mutex<join::Pending>,
 }
 
 /// Why a direct message was not queued.
@@ -160,7 +163,32 @@ impl Links {
             feed_changes: tokio::sync::watch::Sender::new(0),
             own_keys,
             max_queued: u64::MAX,
+            joins: Mutex::new(join::Pending::none()),
         })
+    }
+
+    /// Sets where the join answers this peer waits for are kept.
+    pub fn with_joins(mut self, joins: join::Pending) -> Links {
+        self.joins = Mutex::new(joins);
+        self
+    }
+
+    /// The peer is in the roster now: its join answer is no longer awaited.
+    pub fn joined(&self, peer: &PeerId) {
+        if let Err(err) = lock(&self.joins).forget(peer) {
+            tracing::error!(%peer, error = err.as_str(), "cannot forget a join request");
+        }
+    }
+
+    /// The peer left the roster: its link ends, and what waits for it is
+    /// dropped (it will never be delivered).
+    pub fn removed(&self, peer: &PeerId) {
+        if let Some(conn) = lock(&self.conns).remove(peer) {
+            conn.close();
+        }
+        if let Some(signals) = lock(&self.signals).get(peer) {
+            signals.work.notify_one();
+        }
     }
 
     /// Sets how many direct messages may wait for one peer.

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::{
     BATCH, Crypto, Links, Signals,
     conn::{self, ConnHandle},
+    lock,
 };
 use crate::peer::seal_gpg_plus_batch;
 
@@ -34,9 +35,16 @@ const CONTROL_TTL: Duration = Duration::from_secs(300);
 pub(super) async fn run(links: Arc<Links>, peer: PeerId, signals: Arc<Signals>) {
     let mut backoff = Duration::ZERO;
     loop {
-        if links.roster().get(&peer).is_none() {
-            tracing::info!(%peer, "no longer in the roster; not connecting");
-            return;
+        {
+            // Under the roster lock, so a peer added back meanwhile gets a
+            // task of its own (`Links::signals` finds no entry and spawns).
+            let roster = links.roster();
+            if roster.get(&peer).is_none() {
+                lock(&links.signals).remove(&peer);
+                drop(roster);
+                tracing::info!(%peer, "no longer in the roster; not connecting");
+                return;
+            }
         }
         match deliver(&links, peer, &signals).await {
             Ok(conn) => {

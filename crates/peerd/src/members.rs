@@ -1,0 +1,631 @@
+//! What peerd does with each membership message and each sysadmin command
+//! (CEP 7). Every handler is idempotent: a message delivered again (after
+//! a crash, before its acknowledgement) finds the work done and changes
+//! nothing. A refused message is logged with its reason and changes
+//! nothing.
+
+use std::sync::Mutex;
+
+use center_bus::{
+    AdminOp, BusError, Client, Delivery, Publish,
+    membership::{ControlReply, ControlRequest},
+};
+use center_config::Policy;
+use center_identity::{PeerDescription, PeerKeys, statement};
+use center_proto::{Envelope, PeerId, Timestamp};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    messages::{self, MessageError},
+    state::{self, Departed, Invitation, Joining, Request, State},
+};
+
+/// The membership daemon's shared state.
+pub struct Peerd {
+    config: center_config::Config,
+    me: PeerId,
+    state: Mutex<State>,
+    /// The bus connection for sysadmin operations and publishing (events
+    /// arrive on another).
+    bus: tokio::sync::Mutex<Client>,
+}
+
+fn now_ms() -> u64 {
+    Timestamp::now().as_millis()
+}
+
+impl Peerd {
+    pub fn new(config: center_config::Config, me: PeerId, state: State, bus: Client) -> Peerd {
+        Peerd {
+            config,
+            me,
+            state: Mutex::new(state),
+            bus: tokio::sync::Mutex::new(bus),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn admin(&self, op: AdminOp) -> Result<center_bus::AdminReply, BusError> {
+        self.bus.lock().await.admin(op).await
+    }
+
+    async fn publish(&self, name: &str, data: Value, to: Option<PeerId>) -> Result<(), BusError> {
+        self.bus
+            .lock()
+            .await
+            .publish(Publish {
+                name: name.to_owned(),
+                data,
+                to,
+                ttl: None,
+                local: false,
+            })
+            .await
+    }
+
+    /// Trusts a description (dispatchd verifies it again).
+    async fn trust(&self, description: &PeerDescription, why: &str) -> Result<(), String> {
+        self.admin(AdminOp::PeerAdd {
+            description: description.to_json(),
+        })
+        .await
+        .map_err(|err| err.to_string())?;
+        tracing::info!(
+            peer = %description.uuid(),
+            name = description.name(),
+            address = description.address(),
+            why,
+            "peer trusted"
+        );
+        Ok(())
+    }
+
+    /// Stops trusting a peer (already gone: nothing to do).
+    async fn distrust(&self, peer: PeerId) -> Result<(), String> {
+        match self
+            .admin(AdminOp::PeerRemove {
+                uuid: peer.to_string(),
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(BusError::Refused {
+                code: center_bus::ErrorCode::NotFound,
+                ..
+            }) => Ok(()),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    async fn in_roster(&self, peer: PeerId) -> Result<bool, String> {
+        let list = self
+            .admin(AdminOp::PeerList {})
+            .await
+            .map_err(|err| err.to_string())?;
+        Ok(list.peers.iter().any(|p| p.uuid == peer.to_string()))
+    }
+
+    /// Handles one event from the bus.
+    pub async fn handle(&self, delivery: Delivery) {
+        let envelope = &delivery.envelope;
+        let from = envelope.meta.from;
+        let name = envelope.name.as_str();
+        let result = match name {
+            messages::NEW_PEER_SERVER => self.on_join_request(envelope).await,
+            messages::ADD_PEER_SERVER => self.on_welcome(envelope).await,
+            messages::ROSTER => self.on_roster(envelope).await,
+            messages::JOINED => self.on_joined(envelope).await,
+            messages::LEAVE => self.on_leave(envelope).await,
+            messages::EXCOMMUNICATE => self.on_excommunicate(envelope).await,
+            _ => Ok(()),
+        };
+        if let Err(reason) = result {
+            tracing::warn!(%from, name, reason, "membership message refused");
+        }
+    }
+
+    /// `new-peer-server`: checked, then queued for the sysadmin.
+    async fn on_join_request(&self, envelope: &Envelope) -> Result<(), String> {
+        let from = envelope.meta.from;
+        let digest = envelope
+            .canonical_bytes()
+            .map(|bytes| hex(&Sha256::digest(bytes)))
+            .map_err(|err| err.to_string())?;
+        let request = messages::join_request(&envelope.data).map_err(|e| e.to_string())?;
+        let description = &request.description;
+        if description.uuid() != from {
+            return Err(format!(
+                "the description is of {}, not of the sender",
+                description.uuid()
+            ));
+        }
+        if self.in_roster(from).await? {
+            return Err("it is already in the roster".to_owned());
+        }
+        let now = now_ms();
+        let invitation = {
+            let state = self.state();
+            if state.now.seen.contains_key(&digest) {
+                return Err("a replay of a request already taken".to_owned());
+            }
+            if let Some(departed) = state.now.departed.get(&from.to_string()) {
+                return Err(format!(
+                    "this peer was {} ({}); add it back with `centerctl peer add` if that was a mistake",
+                    departed.how, departed.reason
+                ));
+            }
+            state
+                .now
+                .invitations
+                .iter()
+                .find(|i| {
+                    i.file == request.secret_file && i.admin == request.admin && i.expires > now
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    format!(
+                        "no valid invitation `{}` for `{}` (wrong name, used, or expired)",
+                        request.secret_file, request.admin
+                    )
+                })?
+        };
+        if invitation
+            .for_peer
+            .as_ref()
+            .is_some_and(|p| *p != from.to_string())
+        {
+            return Err(format!(
+                "invitation `{}` is a challenge for another peer",
+                invitation.file
+            ));
+        }
+        let message = statement::join_secret(
+            from,
+            self.me,
+            &request.admin,
+            &request.secret_file,
+            &invitation.secret,
+        )
+        .map_err(|err| err.to_string())?;
+        PeerKeys::from_description(description)
+            .verify(&message, &request.signature)
+            .map_err(|err| {
+                format!(
+                    "the signature does not prove the secret of invitation `{}`: {err}",
+                    invitation.file
+                )
+            })?;
+        let exp = envelope.meta.exp.as_millis();
+        let proofs = self.state().update(|s| {
+            s.seen.insert(digest, exp);
+            s.invitations.retain(|i| i.file != invitation.file);
+            let key = from.to_string();
+            if let Some(known) = s.requests.iter_mut().find(|r| r.uuid == key) {
+                if known.description.get("fingerprint")
+                    != Some(&Value::from(description.fingerprint()))
+                {
+                    return Err(
+                        "a request from this uuid with another key is already waiting".to_owned(),
+                    );
+                }
+                known.proofs.push(invitation.file.clone());
+                return Ok(known.proofs.len());
+            }
+            if s.requests.len() >= state::MAX_REQUESTS {
+                return Err(format!(
+                    "{} requests already wait for the sysadmin",
+                    state::MAX_REQUESTS
+                ));
+            }
+            s.requests.push(Request {
+                uuid: key,
+                description: description.to_json(),
+                source: messages::NEW_PEER_SERVER.to_owned(),
+                admin: Some(request.admin.clone()),
+                proofs: vec![invitation.file.clone()],
+                received: now,
+            });
+            Ok(1)
+        })?;
+        tracing::warn!(
+            peer = %from,
+            name = description.name(),
+            address = description.address(),
+            fingerprint = description.fingerprint(),
+            admin = request.admin,
+            proofs,
+            "join request waiting: `centerctl peer approve {from}` or `reject`",
+        );
+        Ok(())
+    }
+
+    /// `add-peer-server`: the peer this peer asked to join through
+    /// approved; trust it.
+    async fn on_welcome(&self, envelope: &Envelope) -> Result<(), String> {
+        let from = envelope.meta.from;
+        let description = messages::welcome(&envelope.data).map_err(|e| e.to_string())?;
+        if description.uuid() != from {
+            return Err("the description is not the sender's".to_owned());
+        }
+        let joining = self.state().now.joining.get(&from.to_string()).cloned();
+        let Some(joining) = joining else {
+            return Err("this peer did not ask to join through it".to_owned());
+        };
+        if !description
+            .fingerprint()
+            .eq_ignore_ascii_case(&joining.fingerprint)
+        {
+            return Err("it is not signed by the certificate the sysadmin was given".to_owned());
+        }
+        self.trust(&description, "it approved our join request")
+            .await?;
+        self.state().update(|s| {
+            if let Some(j) = s.joining.get_mut(&from.to_string()) {
+                j.welcomed.get_or_insert(now_ms());
+            }
+            Ok(())
+        })?;
+        tracing::info!(peer = %from, name = description.name(), "joined the network through this peer");
+        Ok(())
+    }
+
+    /// `peer.roster`: the hand-off of the peer this peer joined through.
+    async fn on_roster(&self, envelope: &Envelope) -> Result<(), String> {
+        let from = envelope.meta.from;
+        let welcomed = self
+            .state()
+            .now
+            .joining
+            .get(&from.to_string())
+            .is_some_and(|j| j.welcomed.is_some());
+        if !welcomed {
+            return Err("a roster is taken only from the peer this peer joined through".to_owned());
+        }
+        let peers = messages::roster(&envelope.data).map_err(|e| e.to_string())?;
+        let why = format!("in the roster handed over by {from}");
+        for description in peers {
+            let uuid = description.uuid();
+            if uuid == self.me || self.departed(uuid) {
+                continue;
+            }
+            if let Err(reason) = self.trust(&description, &why).await {
+                tracing::warn!(peer = %uuid, reason, "a peer of the roster hand-off was not added");
+            }
+        }
+        Ok(())
+    }
+
+    fn departed(&self, peer: PeerId) -> bool {
+        self.state().now.departed.contains_key(&peer.to_string())
+    }
+
+    /// `peer.joined` on a trusted peer's feed: trust the newcomer too, or
+    /// queue it for the sysadmin, by `[membership] policy`.
+    async fn on_joined(&self, envelope: &Envelope) -> Result<(), String> {
+        let origin = envelope.meta.from;
+        let description = messages::joined(&envelope.data).map_err(|e| e.to_string())?;
+        let uuid = description.uuid();
+        if uuid == self.me || origin == self.me {
+            return Ok(());
+        }
+        if self.departed(uuid) {
+            tracing::info!(peer = %uuid, announced_by = %origin, "announced peer not added: it departed");
+            return Ok(());
+        }
+        if self.in_roster(uuid).await? {
+            return Ok(());
+        }
+        match self.config.membership.policy {
+            Policy::Auto => {
+                self.trust(&description, &format!("announced by {origin}"))
+                    .await
+            }
+            Policy::Manual => {
+                let key = uuid.to_string();
+                self.state().update(|s| {
+                    if s.requests.iter().any(|r| r.uuid == key) {
+                        return Ok(());
+                    }
+                    if s.requests.len() >= state::MAX_REQUESTS {
+                        return Err("too many requests wait for the sysadmin".to_owned());
+                    }
+                    s.requests.push(Request {
+                        uuid: key.clone(),
+                        description: description.to_json(),
+                        source: format!("announced by {origin}"),
+                        admin: None,
+                        proofs: Vec::new(),
+                        received: now_ms(),
+                    });
+                    Ok(())
+                })?;
+                tracing::warn!(peer = %uuid, name = description.name(), announced_by = %origin, "announced peer waiting: `centerctl peer approve {uuid}`");
+                Ok(())
+            }
+        }
+    }
+
+    /// `peer.leave` on a peer's own feed: it retires.
+    async fn on_leave(&self, envelope: &Envelope) -> Result<(), String> {
+        let origin = envelope.meta.from;
+        let reason = messages::leave(&envelope.data).map_err(|e| e.to_string())?;
+        if origin == self.me {
+            return Ok(());
+        }
+        self.depart(origin, "left", &reason).await
+    }
+
+    /// `peer.excommunicate`: a peer is expelled.
+    async fn on_excommunicate(&self, envelope: &Envelope) -> Result<(), String> {
+        let (peer, reason) =
+            messages::excommunicate(&envelope.data).map_err(|e: MessageError| e.to_string())?;
+        if peer == self.me {
+            tracing::error!(by = %envelope.meta.from, reason, "this peer was excommunicated");
+            return Ok(());
+        }
+        self.depart(peer, "excommunicated", &reason).await
+    }
+
+    async fn depart(&self, peer: PeerId, how: &str, reason: &str) -> Result<(), String> {
+        let key = peer.to_string();
+        self.state().update(|s| {
+            s.requests.retain(|r| r.uuid != key);
+            s.departed.entry(key.clone()).or_insert(Departed {
+                how: how.to_owned(),
+                reason: reason.to_owned(),
+                at: now_ms(),
+            });
+            Ok(())
+        })?;
+        self.distrust(peer).await?;
+        tracing::warn!(%peer, how, reason, "peer departed: removed from the roster");
+        Ok(())
+    }
+
+    /// Answers a sysadmin's command.
+    pub async fn control(&self, request: ControlRequest) -> ControlReply {
+        let result = match request {
+            ControlRequest::Invite {
+                admin,
+                file,
+                secret,
+                for_peer,
+            } => self.invite(admin, file, secret, for_peer),
+            ControlRequest::Requests {} => Ok(ControlReply::data(json!(self.state().now.requests))),
+            ControlRequest::Approve { uuid } => self.approve(&uuid).await,
+            ControlRequest::Reject { uuid } => self.reject(&uuid),
+            ControlRequest::Join {
+                via,
+                uuid,
+                fingerprint,
+                admin,
+                secret_file,
+                secret,
+            } => {
+                self.join(via, uuid, fingerprint, admin, secret_file, secret)
+                    .await
+            }
+            ControlRequest::Remove { uuid, reason } => match uuid.parse::<PeerId>() {
+                Err(err) => Err(format!("bad uuid: {err}")),
+                Ok(peer) => self.depart(peer, "removed", &reason).await.map(|()| {
+                    ControlReply::done(format!(
+                        "peer {peer} removed; this peer no longer talks to it"
+                    ))
+                }),
+            },
+            ControlRequest::Leave { reason } => self
+                .publish(messages::LEAVE, json!({ "reason": reason }), None)
+                .await
+                .map(|()| {
+                    ControlReply::done(
+                        "peer.leave published; the other peers remove this peer as they receive it",
+                    )
+                })
+                .map_err(|err| err.to_string()),
+            ControlRequest::Excommunicate { uuid, reason } => match uuid.parse::<PeerId>() {
+                Err(err) => Err(format!("bad uuid: {err}")),
+                Ok(peer) => {
+                    let published = self
+                        .publish(
+                            messages::EXCOMMUNICATE,
+                            json!({ "peer": peer.to_string(), "reason": reason }),
+                            None,
+                        )
+                        .await
+                        .map_err(|err| err.to_string());
+                    match published {
+                        Err(err) => Err(err),
+                        Ok(()) => self
+                            .depart(peer, "excommunicated", &reason)
+                            .await
+                            .map(|()| ControlReply::done(format!("peer {peer} excommunicated"))),
+                    }
+                }
+            },
+            ControlRequest::Status {} => {
+                let state = self.state();
+                Ok(ControlReply::data(json!({
+                    "joining": state.now.joining,
+                    "departed": state.now.departed,
+                    "requests": state.now.requests.len(),
+                    "invitations": state.now.invitations.len(),
+                })))
+            }
+        };
+        result.unwrap_or_else(ControlReply::failed)
+    }
+
+    fn invite(
+        &self,
+        admin: String,
+        file: String,
+        secret: String,
+        for_peer: Option<String>,
+    ) -> Result<ControlReply, String> {
+        messages::check_account(&admin)?;
+        messages::check_file_name(&file)?;
+        if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("the secret must be 64 hexadecimal characters".to_owned());
+        }
+        let now = now_ms();
+        let expires = now.saturating_add(
+            u64::try_from(self.config.membership.invite_ttl.as_millis()).unwrap_or(u64::MAX),
+        );
+        self.state().update(|s| {
+            if s.invitations.len() >= state::MAX_INVITATIONS {
+                return Err(format!(
+                    "{} invitations are already outstanding",
+                    state::MAX_INVITATIONS
+                ));
+            }
+            if s.invitations.iter().any(|i| i.file == file) {
+                return Err(format!("an invitation `{file}` already exists"));
+            }
+            s.invitations.push(Invitation {
+                file: file.clone(),
+                admin: admin.clone(),
+                secret,
+                created: now,
+                expires,
+                for_peer,
+            });
+            Ok(())
+        })?;
+        tracing::info!(admin, file, "invitation recorded");
+        Ok(ControlReply::data(json!({ "expires": expires })))
+    }
+
+    async fn approve(&self, uuid: &str) -> Result<ControlReply, String> {
+        let request = self
+            .state()
+            .now
+            .requests
+            .iter()
+            .find(|r| r.uuid == uuid)
+            .cloned()
+            .ok_or_else(|| format!("no request from {uuid} waits (`centerctl peer requests`)"))?;
+        let bytes = serde_json::to_vec(&request.description).map_err(|err| err.to_string())?;
+        let description = PeerDescription::from_json(&bytes).map_err(|err| err.to_string())?;
+        let peer = description.uuid();
+        self.trust(&description, "the sysadmin approved it").await?;
+        if request.source == messages::NEW_PEER_SERVER {
+            self.admin(AdminOp::PeerWelcome {
+                uuid: peer.to_string(),
+            })
+            .await
+            .map_err(|err| {
+                format!(
+                    "{} is trusted here, but add-peer-server could not be sent ({err}); run `centerctl peer approve {peer}` again once it is reachable",
+                    description.name()
+                )
+            })?;
+            self.hand_over(peer).await?;
+            self.publish(
+                messages::JOINED,
+                json!({ "description": description.to_json() }),
+                None,
+            )
+            .await
+            .map_err(|err| format!("cannot announce the newcomer: {err}"))?;
+        }
+        self.state().update(|s| {
+            s.requests.retain(|r| r.uuid != uuid);
+            Ok(())
+        })?;
+        Ok(ControlReply::done(format!(
+            "peer {} ({peer}) is trusted{}",
+            description.name(),
+            if request.source == messages::NEW_PEER_SERVER {
+                "; add-peer-server sent, the roster handed over and the newcomer announced"
+            } else {
+                ""
+            }
+        )))
+    }
+
+    /// Sends the roster to a newcomer (a direct message, queued until its
+    /// session exists).
+    async fn hand_over(&self, newcomer: PeerId) -> Result<(), String> {
+        let reply = self
+            .admin(AdminOp::PeerDescriptions {})
+            .await
+            .map_err(|err| err.to_string())?;
+        let peers: Vec<Value> = reply
+            .value
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| d.get("uuid").and_then(Value::as_str) != Some(&newcomer.to_string()))
+            .take(messages::MAX_ROSTER)
+            .collect();
+        self.publish(messages::ROSTER, json!({ "peers": peers }), Some(newcomer))
+            .await
+            .map_err(|err| format!("cannot hand the roster over: {err}"))
+    }
+
+    fn reject(&self, uuid: &str) -> Result<ControlReply, String> {
+        let removed = self.state().update(|s| {
+            let before = s.requests.len();
+            s.requests.retain(|r| r.uuid != uuid);
+            Ok(before != s.requests.len())
+        })?;
+        if !removed {
+            return Err(format!("no request from {uuid} waits"));
+        }
+        tracing::info!(peer = uuid, "join request rejected by the sysadmin");
+        Ok(ControlReply::done(format!("request from {uuid} rejected")))
+    }
+
+    async fn join(
+        &self,
+        via: String,
+        uuid: String,
+        fingerprint: String,
+        admin: String,
+        secret_file: String,
+        secret: String,
+    ) -> Result<ControlReply, String> {
+        let peer = uuid
+            .parse::<PeerId>()
+            .map_err(|err| format!("bad uuid: {err}"))?;
+        messages::check_account(&admin)?;
+        messages::check_file_name(&secret_file)?;
+        if fingerprint.len() != 40 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("the fingerprint must be 40 hexadecimal characters".to_owned());
+        }
+        let key = peer.to_string();
+        let joining = Joining {
+            address: via.clone(),
+            fingerprint: fingerprint.to_ascii_uppercase(),
+            asked: now_ms(),
+            welcomed: None,
+        };
+        self.state().update(|s| {
+            s.departed.remove(&key);
+            s.joining.insert(key.clone(), joining);
+            Ok(())
+        })?;
+        self.admin(AdminOp::PeerJoin {
+            address: via.clone(),
+            uuid,
+            fingerprint,
+            admin,
+            secret_file,
+            secret,
+        })
+        .await
+        .map_err(|err| format!("the join request was not sent: {err}"))?;
+        Ok(ControlReply::done(format!(
+            "join request sent to {peer} at {via}; its sysadmin approves it with `centerctl peer approve {}`",
+            self.me
+        )))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
