@@ -6,6 +6,7 @@ mod direct;
 mod feeds;
 mod links;
 mod mallory;
+mod membership;
 mod peer;
 mod support;
 mod testnet;
