@@ -229,6 +229,28 @@ pub struct Grant {
     pub uid: u32,
     pub receive: Vec<Pattern>,
     pub send: Vec<Pattern>,
+    /// May change the roster (the membership operations of CEP 7:
+    /// `peer-add`, `peer-remove`, `peer-list`, `peer-descriptions`,
+    /// `peer-join`, `peer-welcome`, `dht-record`): granted to peerd, which
+    /// does not run as root.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub membership: bool,
+}
+
+impl AdminOp {
+    /// Whether a service granted `membership` may send this operation.
+    pub fn is_membership(&self) -> bool {
+        matches!(
+            self,
+            AdminOp::PeerAdd { .. }
+                | AdminOp::PeerRemove { .. }
+                | AdminOp::PeerList {}
+                | AdminOp::PeerDescriptions {}
+                | AdminOp::PeerJoin { .. }
+                | AdminOp::PeerWelcome { .. }
+                | AdminOp::DhtRecord {}
+        )
+    }
 }
 
 /// A frame from the broker to a client.

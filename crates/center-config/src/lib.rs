@@ -192,7 +192,7 @@ struct RawMembership {
 impl Default for RawMembership {
     fn default() -> RawMembership {
         RawMembership {
-            control_socket: PathBuf::from("/run/center/peerd.sock"),
+            control_socket: PathBuf::from("/run/center-peerd/control.sock"),
             policy: "auto".to_owned(),
             invite_hours: 168,
             dht_listen: None,

@@ -73,7 +73,15 @@ impl Testnet {
     pub(crate) fn approve_peerd(&self, peer: &PeerInfo) -> anyhow::Result<()> {
         let mut command = self.centerctl(peer);
         command
-            .args(["service", "approve", "peerd", "--user", "root", "--receive"])
+            .args([
+                "service",
+                "approve",
+                "peerd",
+                "--user",
+                "root",
+                "--membership",
+                "--receive",
+            ])
             .args(peerd_receive())
             .arg("--send")
             .args(peerd_send());

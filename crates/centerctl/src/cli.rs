@@ -126,6 +126,9 @@ pub enum ServiceCommand {
         /// Event-name patterns it may send.
         #[arg(long, num_args = 1..)]
         send: Vec<String>,
+        /// Also allow it to change the roster (the membership daemon, peerd).
+        #[arg(long)]
+        membership: bool,
         /// Check and show what would change, change nothing.
         #[arg(long)]
         dry_run: bool,

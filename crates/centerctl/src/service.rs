@@ -20,6 +20,7 @@ pub async fn run(cli: &Cli, command: &ServiceCommand) -> anyhow::Result<()> {
             user,
             receive,
             send,
+            membership,
             dry_run,
         } => {
             center_bus::wire::check_service_name(name).map_err(anyhow::Error::msg)?;
@@ -28,6 +29,7 @@ pub async fn run(cli: &Cli, command: &ServiceCommand) -> anyhow::Result<()> {
                 uid: resolve_user(user)?,
                 receive: patterns(receive, "--receive")?,
                 send: patterns(send, "--send")?,
+                membership: *membership,
             };
             if *dry_run {
                 return report(cli, &grant, "would be approved (dry run)");

@@ -15,6 +15,7 @@
 
 pub mod control;
 pub mod dht;
+pub mod fuzz;
 pub mod members;
 pub mod messages;
 pub mod state;
@@ -87,3 +88,6 @@ pub async fn run(
     let _ = std::fs::remove_file(&config.membership.control_socket);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -167,7 +167,8 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
             return;
         }
     };
-    let (service, (receive, send)) = service;
+    let (service, rights) = service;
+    let (receive, send, membership) = (rights.receive, rights.send, rights.membership);
 
     let (queue, queue_rx) = mpsc::channel(limits.queue_depth);
     let (kick, kick_rx) = oneshot::channel();
@@ -238,7 +239,7 @@ async fn handle(stream: UnixStream, id: u64, broker: &Broker) {
             let _ = (&mut writer_task).await;
             break;
         }
-        let reply = match dispatch(broker, id, creds, &send, &body).await {
+        let reply = match dispatch(broker, id, creds, membership, &send, &body).await {
             // An acknowledgement has no answer.
             Ok(None) => continue,
             Ok(Some(reply)) => reply,
@@ -283,6 +284,7 @@ async fn dispatch(
     broker: &Broker,
     conn: u64,
     creds: Creds,
+    membership: bool,
     send: &[center_bus::Pattern],
     body: &[u8],
 ) -> Result<Option<Reply>, (ErrorCode, String)> {
@@ -301,10 +303,10 @@ async fn dispatch(
             id,
             op:
                 op @ (center_bus::AdminOp::PeerJoin { .. } | center_bus::AdminOp::PeerWelcome { .. }),
-        } if creds.uid == 0 => return broker.admin_remote(id, op).await.map(Some),
+        } if creds.uid == 0 || membership => return broker.admin_remote(id, op).await.map(Some),
         _ => {}
     }
-    answer(broker, conn, creds, send, request).map(Some)
+    answer(broker, conn, creds, membership, send, request).map(Some)
 }
 
 /// Handles a request that is answered.
@@ -312,6 +314,7 @@ fn answer(
     broker: &Broker,
     conn: u64,
     creds: Creds,
+    membership: bool,
     send: &[center_bus::Pattern],
     request: Request,
 ) -> Answer {
@@ -346,14 +349,16 @@ fn answer(
             ttl_ms,
             local,
         } => broker.publish(send, id, &name, data, to.as_deref(), ttl_ms, local),
-        Request::Admin { op, .. } if creds.uid != 0 => Err((
-            ErrorCode::NotRoot,
-            format!(
-                "only root may manage grants and the roster (this is uid {}); {}",
-                creds.uid,
-                admin_name(&op)
-            ),
-        )),
+        Request::Admin { op, .. } if creds.uid != 0 && !(membership && op.is_membership()) => {
+            Err((
+                ErrorCode::NotRoot,
+                format!(
+                    "only root may manage grants and the roster (this is uid {}); {}",
+                    creds.uid,
+                    admin_name(&op)
+                ),
+            ))
+        }
         Request::Admin { id, op } => broker.admin(conn, id, op),
     }
 }

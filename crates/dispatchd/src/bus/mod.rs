@@ -96,6 +96,14 @@ pub struct Broker {
 /// The result of handling one request: the reply to send back.
 type Answer = Result<Reply, (ErrorCode, String)>;
 
+/// What a connection may do, from its service's grant (root: anything).
+pub(crate) struct Rights {
+    pub receive: Vec<Pattern>,
+    pub send: Vec<Pattern>,
+    /// May use the membership operations (CEP 7).
+    pub membership: bool,
+}
+
 impl Broker {
     pub fn new(limits: BusLimits, grants: GrantStore, links: Arc<Links>) -> Broker {
         Broker {
@@ -130,20 +138,24 @@ impl Broker {
     }
 
     /// The rights of `service` spoken by `uid`, or why it is refused.
-    fn rights(
-        &self,
-        uid: u32,
-        service: &str,
-    ) -> Result<(Vec<Pattern>, Vec<Pattern>), (ErrorCode, String)> {
+    fn rights(&self, uid: u32, service: &str) -> Result<Rights, (ErrorCode, String)> {
         center_bus::wire::check_service_name(service)
             .map_err(|reason| (ErrorCode::Malformed, reason))?;
         if uid == 0 {
             let all =
                 vec![Pattern::parse("*").map_err(|err| (ErrorCode::Internal, err.to_string()))?];
-            return Ok((all.clone(), all));
+            return Ok(Rights {
+                receive: all.clone(),
+                send: all,
+                membership: true,
+            });
         }
         match self.grant_store().get(service) {
-            Some(grant) if grant.uid == uid => Ok((grant.receive.clone(), grant.send.clone())),
+            Some(grant) if grant.uid == uid => Ok(Rights {
+                receive: grant.receive.clone(),
+                send: grant.send.clone(),
+                membership: grant.membership,
+            }),
             Some(grant) => Err((
                 ErrorCode::NotApproved,
                 format!(
