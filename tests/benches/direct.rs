@@ -285,6 +285,7 @@ fn end_to_end(n: usize, publishers: usize, bin_dir: &Path) -> anyhow::Result<End
         dir: dir.path().to_owned(),
         peers: 2,
         bin_dir: bin_dir.to_owned(),
+        ldap: None,
     })
     .context("cannot start the test network")?;
     let alpha = net.peer("alpha")?.clone();

@@ -72,6 +72,7 @@ fn run() -> anyhow::Result<()> {
         dir: dir.path().to_owned(),
         peers: PEERS,
         bin_dir,
+        ldap: None,
     })
     .context("cannot start the test network")?;
     // The rate budget would refuse a benchmark's worth of events per hour.

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use center_testnet::{Options, PeerInfo, Testnet, default_bin_dir};
+use center_testnet::{LdapOptions, Options, PeerInfo, Testnet, default_bin_dir};
 use serde_json::{Value, json};
 
 /// The deadline for anything a test waits for.
@@ -24,6 +24,11 @@ pub const STRANGER: u32 = 60_001;
 
 /// A network of `peers` peers in a fresh temporary directory.
 pub fn network(peers: usize) -> (tempfile::TempDir, Testnet) {
+    network_with(peers, None)
+}
+
+/// The same, with one slapd per peer when `ldap` is given.
+pub fn network_with(peers: usize, ldap: Option<LdapOptions>) -> (tempfile::TempDir, Testnet) {
     require_root();
     let dir = tempfile::Builder::new()
         .prefix("center-e2e-")
@@ -34,6 +39,7 @@ pub fn network(peers: usize) -> (tempfile::TempDir, Testnet) {
         dir: dir.path().to_owned(),
         peers,
         bin_dir,
+        ldap,
     })
     .expect("test network up");
     (dir, net)
