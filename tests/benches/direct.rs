@@ -286,6 +286,7 @@ fn end_to_end(n: usize, publishers: usize, bin_dir: &Path) -> anyhow::Result<End
         peers: 2,
         bin_dir: bin_dir.to_owned(),
         formation: Formation::Wired,
+        ldap: None,
     })
     .context("cannot start the test network")?;
     let alpha = net.peer("alpha")?.clone();

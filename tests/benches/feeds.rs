@@ -73,6 +73,7 @@ fn run() -> anyhow::Result<()> {
         peers: PEERS,
         bin_dir,
         formation: Formation::Wired,
+        ldap: None,
     })
     .context("cannot start the test network")?;
     // The rate budget would refuse a benchmark's worth of events per hour.

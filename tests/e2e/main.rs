@@ -4,6 +4,7 @@
 mod bus;
 mod direct;
 mod feeds;
+mod ldap;
 mod links;
 mod mallory;
 mod membership;

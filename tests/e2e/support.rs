@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use center_testnet::{Formation, Options, PeerInfo, Testnet, default_bin_dir};
+use center_testnet::{Formation, LdapOptions, Options, PeerInfo, Testnet, default_bin_dir};
 use serde_json::{Value, json};
 
 /// The deadline for anything a test waits for.
@@ -25,11 +25,21 @@ pub const STRANGER: u32 = 60_001;
 /// A network of `peers` peers in a fresh temporary directory, wired by
 /// hand (`peer add`), for tests of everything but membership.
 pub fn network(peers: usize) -> (tempfile::TempDir, Testnet) {
-    network_formed(peers, Formation::Wired)
+    network_with(peers, Formation::Wired, None)
 }
 
 /// A network of `peers` peers formed as `formation` says.
 pub fn network_formed(peers: usize, formation: Formation) -> (tempfile::TempDir, Testnet) {
+    network_with(peers, formation, None)
+}
+
+/// A network formed as `formation` says, with one slapd per peer when
+/// `ldap` is given.
+pub fn network_with(
+    peers: usize,
+    formation: Formation,
+    ldap: Option<LdapOptions>,
+) -> (tempfile::TempDir, Testnet) {
     require_root();
     let dir = tempfile::Builder::new()
         .prefix("center-e2e-")
@@ -41,6 +51,7 @@ pub fn network_formed(peers: usize, formation: Formation) -> (tempfile::TempDir,
         peers,
         bin_dir,
         formation,
+        ldap,
     })
     .expect("test network up");
     (dir, net)

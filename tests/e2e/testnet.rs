@@ -45,8 +45,8 @@ fn cli_up_stop_start_down() {
     let net = center_testnet::Testnet::open(dir.path()).unwrap();
     assert_eq!(
         live_processes_mentioning(dir_arg).len(),
-        3,
-        "one dispatchd per peer"
+        6,
+        "one dispatchd and one peerd per peer"
     );
 
     // An outage of bravo leaves the others working.

@@ -27,6 +27,7 @@ pub struct Config {
     pub bus: Bus,
     pub links: Links,
     pub feeds: Feeds,
+    pub ldap: Ldap,
     pub membership: Membership,
 }
 
@@ -126,6 +127,21 @@ pub struct Feeds {
     pub retention_days: u32,
 }
 
+/// This peer's own OpenLDAP directory (slapd), as `scripts/ldap-init` set it
+/// up. Only where it is and how to trust it; what lives inside is CEP 8's.
+#[derive(Debug, Clone)]
+pub struct Ldap {
+    /// The TLS listener (`ldap_uri`), always `ldaps://HOST:PORT/`.
+    pub uri: String,
+    /// The directory suffix (`ldap_base`), e.g. `dc=tilde,dc=test`; users
+    /// live at `uid=NAME,ou=people,<base>`.
+    pub base: String,
+    /// The CA certificate that verifies this slapd (`ldap_ca`); absolute.
+    pub ca: PathBuf,
+    /// The local socket for SASL EXTERNAL management (`ldapi`); absolute.
+    pub ldapi: PathBuf,
+}
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -175,6 +191,8 @@ struct RawConfig {
     #[serde(default)]
     feeds: RawFeeds,
     #[serde(default)]
+    ldap: RawLdap,
+    #[serde(default)]
     membership: RawMembership,
 }
 
@@ -199,6 +217,94 @@ impl Default for RawMembership {
             dht_republish_seconds: 3600,
             dht_record_ttl_seconds: 86_400,
         }
+    }
+}
+
+/// The defaults match `scripts/ldap-init --dir /var/lib/center/ldap`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLdap {
+    ldap_uri: String,
+    ldap_base: String,
+    ldap_ca: PathBuf,
+    ldapi: PathBuf,
+}
+
+impl Default for RawLdap {
+    fn default() -> RawLdap {
+        RawLdap {
+            ldap_uri: "ldaps://127.0.0.1:636/".to_owned(),
+            ldap_base: "dc=center".to_owned(),
+            ldap_ca: PathBuf::from("/var/lib/center/ldap/tls/ca.crt"),
+            ldapi: PathBuf::from("/var/lib/center/ldap/run/ldapi"),
+        }
+    }
+}
+
+impl RawLdap {
+    fn validate(
+        self,
+        invalid: impl Fn(&'static str, String) -> ConfigError,
+    ) -> Result<Ldap, ConfigError> {
+        let authority = self
+            .ldap_uri
+            .strip_prefix("ldaps://")
+            .ok_or_else(|| {
+                invalid(
+                    "ldap.ldap_uri",
+                    format!(
+                        "must be an ldaps:// URL (TLS only), got {:?}",
+                        self.ldap_uri
+                    ),
+                )
+            })?
+            .trim_end_matches('/');
+        let port_ok = authority.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !port_ok || authority.contains('/') {
+            return Err(invalid(
+                "ldap.ldap_uri",
+                format!("must be ldaps://HOST:PORT/, got {:?}", self.ldap_uri),
+            ));
+        }
+        let dn_ok = !self.ldap_base.is_empty()
+            && self.ldap_base.split(',').all(|rdn| {
+                rdn.split_once('=').is_some_and(|(attr, value)| {
+                    !value.is_empty()
+                        && !attr.is_empty()
+                        && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+            });
+        if !dn_ok {
+            return Err(invalid(
+                "ldap.ldap_base",
+                format!(
+                    "must be a DN such as \"dc=tilde,dc=test\", got {:?}",
+                    self.ldap_base
+                ),
+            ));
+        }
+        for (field, path) in [("ldap.ldap_ca", &self.ldap_ca), ("ldap.ldapi", &self.ldapi)] {
+            if !path.is_absolute() {
+                return Err(invalid(
+                    field,
+                    format!("must be an absolute path, got {}", path.display()),
+                ));
+            }
+        }
+        if self.ldapi.as_os_str().len() > 107 {
+            return Err(invalid(
+                "ldap.ldapi",
+                "is longer than the 107 bytes a Unix socket path may have".to_owned(),
+            ));
+        }
+        Ok(Ldap {
+            uri: self.ldap_uri,
+            base: self.ldap_base,
+            ca: self.ldap_ca,
+            ldapi: self.ldapi,
+        })
     }
 }
 
@@ -382,6 +488,7 @@ impl RawConfig {
             MAX_QUEUED_RANGE,
         )?;
         let membership = self.membership.validate(&invalid)?;
+        let ldap = self.ldap.validate(invalid)?;
         Ok(Config {
             source: source.to_owned(),
             paths: Paths {
@@ -405,6 +512,7 @@ impl RawConfig {
                 max_bytes_per_origin: self.feeds.max_bytes_per_origin,
                 retention_days: self.feeds.retention_days,
             },
+            ldap,
             membership,
         })
     }

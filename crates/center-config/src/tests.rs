@@ -121,7 +121,7 @@ fn identity_is_not_configuration() {
               |
             1 | [peer]
               |  ^^^^
-            unknown field `peer`, expected one of `paths`, `bus`, `links`, `feeds`, `membership`"#]],
+            unknown field `peer`, expected one of `paths`, `bus`, `links`, `feeds`, `membership`, `ldap`"#]],
     );
 }
 
@@ -135,6 +135,13 @@ fn the_shipped_example_is_valid() {
     assert_eq!(config.feeds.max_events_per_hour, 20_000);
     assert_eq!(config.feeds.max_bytes_per_origin, 1 << 30);
     assert_eq!(config.feeds.retention_days, 0);
+    assert_eq!(config.ldap.base, "dc=center");
+    assert_eq!(config.ldap.uri, "ldaps://127.0.0.1:636/");
+    assert_eq!(config.membership.policy, center_config::Policy::Auto);
+    assert_eq!(
+        config.membership.control_socket,
+        Path::new("/run/center-peerd/control.sock")
+    );
 }
 
 #[test]
@@ -144,5 +151,73 @@ fn links_section_overrides() {
         expect![
             "ok /var/lib/center socket=/run/center/bus.sock mode=666 frame=1048576 queue=1024 conns=512 keepalive=2s"
         ],
+    );
+}
+
+fn check_ldap(section: &str, expect: Expect) {
+    let text = format!("{GOOD}\n[ldap]\n{section}");
+    let actual = match Config::parse(&text, Path::new("/etc/center/center.toml")) {
+        Ok(config) => format!(
+            "ok uri={} base={} ca={} ldapi={}",
+            config.ldap.uri,
+            config.ldap.base,
+            config.ldap.ca.display(),
+            config.ldap.ldapi.display()
+        ),
+        Err(err) => err.to_string(),
+    };
+    expect.assert_eq(&actual);
+}
+
+#[test]
+fn ldap_section_defaults_and_overrides() {
+    check_ldap(
+        "",
+        expect![
+            "ok uri=ldaps://127.0.0.1:636/ base=dc=center ca=/var/lib/center/ldap/tls/ca.crt ldapi=/var/lib/center/ldap/run/ldapi"
+        ],
+    );
+    check_ldap(
+        "ldap_uri = \"ldaps://127.1.2.3:16360/\"\nldap_base = \"dc=tilde,dc=test\"\nldap_ca = \"/tmp/a/ca.crt\"\nldapi = \"/tmp/a/ldapi\"\n",
+        expect![
+            "ok uri=ldaps://127.1.2.3:16360/ base=dc=tilde,dc=test ca=/tmp/a/ca.crt ldapi=/tmp/a/ldapi"
+        ],
+    );
+}
+
+#[test]
+fn ldap_section_is_validated() {
+    check_ldap(
+        "ldap_uri = \"ldap://127.0.0.1:389/\"\n",
+        expect![[
+            r#"config /etc/center/center.toml: `ldap.ldap_uri` must be an ldaps:// URL (TLS only), got "ldap://127.0.0.1:389/""#
+        ]],
+    );
+    check_ldap(
+        "ldap_uri = \"ldaps://127.0.0.1/\"\n",
+        expect![[
+            r#"config /etc/center/center.toml: `ldap.ldap_uri` must be ldaps://HOST:PORT/, got "ldaps://127.0.0.1/""#
+        ]],
+    );
+    check_ldap(
+        "ldap_base = \"tilde\"\n",
+        expect![[
+            r#"config /etc/center/center.toml: `ldap.ldap_base` must be a DN such as "dc=tilde,dc=test", got "tilde""#
+        ]],
+    );
+    check_ldap(
+        "ldap_ca = \"ca.crt\"\n",
+        expect![[
+            r#"config /etc/center/center.toml: `ldap.ldap_ca` must be an absolute path, got ca.crt"#
+        ]],
+    );
+    check_ldap(
+        "ldap_url = \"ldaps://x:1/\"\n",
+        expect![[r#"
+            config /etc/center/center.toml is not valid: TOML parse error at line 7, column 1
+              |
+            7 | ldap_url = "ldaps://x:1/"
+              | ^^^^^^^^
+            unknown field `ldap_url`, expected one of `ldap_uri`, `ldap_base`, `ldap_ca`, `ldapi`"#]],
     );
 }

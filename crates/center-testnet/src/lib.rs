@@ -10,6 +10,7 @@
 //! Readiness is awaited through `READY=1` on a notify socket, never by
 //! sleeping (see `process`).
 
+mod ldap;
 mod membership;
 mod process;
 
@@ -27,6 +28,7 @@ use center_proto::PeerId;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
+pub use ldap::{LDAP_BASE, LDAP_PORT, LdapOptions, PeerLdap};
 pub use membership::{Invitation, TEST_ADMIN};
 pub use process::DaemonFiles;
 
@@ -60,6 +62,8 @@ pub struct Options {
     /// Where the daemon binaries are; see [`default_bin_dir`].
     pub bin_dir: PathBuf,
     pub formation: Formation,
+    /// One slapd per peer, set up as an installer would (see `ldap`).
+    pub ldap: Option<LdapOptions>,
 }
 
 /// One peer as the test network set it up.
@@ -83,6 +87,8 @@ pub struct Testnet {
     dir: PathBuf,
     bin_dir: PathBuf,
     peers: Vec<PeerInfo>,
+    /// One slapd per peer, or none; see `ldap`.
+    ldap: Vec<PeerLdap>,
     /// Daemons started by this process, kept so they are reaped when they
     /// exit. Empty after [`Testnet::detach`] or in a network opened with
     /// [`Testnet::open`]; those are found through pid files.
@@ -148,10 +154,15 @@ impl Testnet {
             let addr = SocketAddr::from((Ipv4Addr::new(127, x, y, host), PORT));
             peers.push(write_peer(&dir, &name, addr, &options.bin_dir)?);
         }
+        let ldap = match &options.ldap {
+            Some(ldap_options) => ldap::init_all(&peers, ldap_options)?,
+            None => Vec::new(),
+        };
         let net = Testnet {
             dir,
             bin_dir: options.bin_dir.clone(),
             peers,
+            ldap,
             children: Mutex::new(Vec::new()),
             owned: true,
         };
@@ -159,6 +170,9 @@ impl Testnet {
             net.dir.join("testnet.json"),
             serde_json::to_vec_pretty(&net.to_json())?,
         )?;
+        for ldap in &net.ldap {
+            ldap::start(ldap)?;
+        }
         for peer in &net.peers {
             net.start(&peer.name)?;
         }
@@ -224,10 +238,12 @@ impl Testnet {
             let info = peer_info(&dir, &name, text("uuid")?.parse()?, text("addr")?.parse()?);
             peers.push(info);
         }
+        let ldap = ldap::from_doc(&doc)?;
         Ok(Testnet {
             dir,
             bin_dir,
             peers,
+            ldap,
             children: Mutex::new(Vec::new()),
             owned: false,
         })
@@ -335,6 +351,11 @@ impl Testnet {
                 first_error.get_or_insert(err);
             }
         }
+        for ldap in &self.ldap {
+            if let Err(err) = ldap::stop(ldap) {
+                first_error.get_or_insert(err);
+            }
+        }
         if let Some(err) = first_error {
             return Err(err);
         }
@@ -356,7 +377,7 @@ impl Testnet {
 
     /// The document `center-testnet up` prints.
     pub fn to_json(&self) -> Value {
-        let peers: Vec<Value> = self
+        let mut peers: Vec<Value> = self
             .peers
             .iter()
             .map(|p| {
@@ -373,6 +394,7 @@ impl Testnet {
                 })
             })
             .collect();
+        ldap::annotate(&mut peers, &self.ldap);
         json!({ "dir": self.dir, "bin_dir": self.bin_dir, "peers": peers })
     }
 

@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use center_testnet::{Formation, Options, Testnet, default_bin_dir};
+use center_testnet::{Formation, LdapOptions, Options, Testnet, default_bin_dir};
 use clap::{Parser, Subcommand};
 
 /// Run a network of center peers on this machine (127.x.y.z addresses).
@@ -29,6 +29,16 @@ enum Cmd {
         /// through the first) instead of adding descriptions by hand.
         #[arg(long)]
         join: bool,
+        /// Also run one slapd per peer (scripts/ldap-init); its `ldap_*`
+        /// keys appear in the JSON and in each peer's center.toml.
+        #[arg(long)]
+        ldap: bool,
+        /// With --ldap: failed binds that lock an account.
+        #[arg(long, default_value_t = 5, requires = "ldap")]
+        ldap_max_failure: u32,
+        /// With --ldap: how long such a lock lasts.
+        #[arg(long, default_value_t = 300, requires = "ldap")]
+        ldap_lockout_seconds: u32,
     },
     /// Stop every daemon of one peer (an outage).
     Stop {
@@ -73,6 +83,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dir,
             bin_dir,
             join,
+            ldap,
+            ldap_max_failure,
+            ldap_lockout_seconds,
         } => {
             let bin_dir = match bin_dir {
                 Some(dir) => dir,
@@ -87,6 +100,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     Formation::Wired
                 },
+                ldap: ldap.then_some(LdapOptions {
+                    max_failure: ldap_max_failure,
+                    lockout_seconds: ldap_lockout_seconds,
+                }),
             })?;
             println!("{}", serde_json::to_string_pretty(&net.to_json())?);
             net.detach();
