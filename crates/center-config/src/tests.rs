@@ -137,7 +137,7 @@ fn the_shipped_example_is_valid() {
     assert_eq!(config.feeds.retention_days, 0);
     assert_eq!(config.ldap.base, "dc=center");
     assert_eq!(config.ldap.uri, "ldaps://127.0.0.1:636/");
-    assert_eq!(config.membership.policy, center_config::Policy::Auto);
+    assert_eq!(config.membership.policy, crate::Policy::Auto);
     assert_eq!(
         config.membership.control_socket,
         Path::new("/run/center-peerd/control.sock")
