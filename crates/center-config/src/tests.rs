@@ -121,7 +121,7 @@ fn identity_is_not_configuration() {
               |
             1 | [peer]
               |  ^^^^
-            unknown field `peer`, expected one of `paths`, `bus`, `links`, `feeds`, `membership`, `ldap`"#]],
+            unknown field `peer`, expected one of `paths`, `bus`, `links`, `feeds`, `ldap`, `membership`"#]],
     );
 }
 
