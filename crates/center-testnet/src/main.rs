@@ -27,8 +27,12 @@ enum Cmd {
         bin_dir: Option<PathBuf>,
         /// Form the network with the RFC's join flow (every peer joins
         /// through the first) instead of adding descriptions by hand.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "alone")]
         join: bool,
+        /// Start the peers trusting nobody: form the network yourself
+        /// (`centerctl peer invite|join|approve`).
+        #[arg(long)]
+        alone: bool,
         /// Also run one slapd per peer (scripts/ldap-init); its `ldap_*`
         /// keys appear in the JSON and in each peer's center.toml.
         #[arg(long)]
@@ -83,6 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dir,
             bin_dir,
             join,
+            alone,
             ldap,
             ldap_max_failure,
             ldap_lockout_seconds,
@@ -97,6 +102,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bin_dir,
                 formation: if join {
                     Formation::Joined
+                } else if alone {
+                    Formation::Alone
                 } else {
                     Formation::Wired
                 },
