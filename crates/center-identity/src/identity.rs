@@ -379,7 +379,7 @@ fn session_creation_error(e: vodozemac::olm::SessionCreationError) -> SessionErr
 }
 
 /// Takes the creation lock of `paths.dir`, released when the file is dropped.
-fn lock(paths: &IdentityPaths) -> Result<File, IdentityError> {
+pub(crate) fn lock(paths: &IdentityPaths) -> Result<File, IdentityError> {
     let path = paths.dir.join(".lock");
     let file = OpenOptions::new()
         .write(true)

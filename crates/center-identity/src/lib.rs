@@ -21,6 +21,7 @@
 //! description, a signature, a ciphertext, a pickle) can make this crate
 //! panic, and no secret is logged or shown by `Debug`.
 
+pub mod address;
 pub mod description;
 pub mod files;
 pub mod fuzz;

@@ -59,6 +59,11 @@ pub enum PeerCommand {
     },
     /// List the peers this peer trusts.
     List,
+    /// Move this peer to another address (dispatchd stopped); other peers find it through the DHT.
+    SetAddress {
+        /// The new HOST:PORT other peers reach this peer's dispatcher at.
+        address: String,
+    },
     /// Invite a newcomer: write a secret into ADMIN's home here and print what its sysadmin needs.
     Invite {
         /// The account (on this peer) of the newcomer's sysadmin, who reads the secret.

@@ -41,17 +41,7 @@ pub fn init(cli: &Cli, name: &str, address: &str) -> anyhow::Result<()> {
         }
         other => other?,
     };
-    let description = identity.describe()?;
-    let text = format!(
-        "{}\n",
-        serde_json::to_string_pretty(&description.to_json())?
-    );
-    let target = config.paths.description_file();
-    let tmp = target.with_extension("tmp");
-    fs::write(&tmp, text)?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
-    fs::rename(&tmp, &target)?;
-    give_to_state_owner(&state, &paths.dir, &target)?;
+    let description = write_description(&config, &identity)?;
     if cli.json {
         output::json(&description.to_json())?;
     } else {
@@ -62,6 +52,49 @@ pub fn init(cli: &Cli, name: &str, address: &str) -> anyhow::Result<()> {
             identity.fingerprint()
         );
         println!("give other sysadmins the output of `centerctl peer whoami --json`");
+    }
+    Ok(())
+}
+
+/// Writes this peer's public description next to its identity, readable
+/// by every local user, and gives it (and the identity) to the owner of
+/// dispatchd's state directory.
+fn write_description(
+    config: &center_config::Config,
+    identity: &Identity,
+) -> anyhow::Result<PeerDescription> {
+    let description = identity.describe()?;
+    let text = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&description.to_json())?
+    );
+    let target = config.paths.description_file();
+    let tmp = target.with_extension("tmp");
+    fs::write(&tmp, text)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+    fs::rename(&tmp, &target)?;
+    let state = config.paths.daemon_state("dispatchd");
+    give_to_state_owner(&state, &config.paths.identity_dir(), &target)?;
+    Ok(description)
+}
+
+/// `peer set-address`: while dispatchd is stopped (it holds the identity).
+pub fn set_address(cli: &Cli, address: &str) -> anyhow::Result<()> {
+    let config = center_config::Config::load(&cli.config)?;
+    let paths = IdentityPaths::new(config.paths.identity_dir());
+    center_identity::address::set_address(&paths, address).with_context(|| {
+        "cannot change the address (stop dispatchd first: it holds the identity)"
+    })?;
+    let identity = Identity::load(&paths)?;
+    let description = write_description(&config, &identity)?;
+    if cli.json {
+        output::json(&description.to_json())?;
+    } else {
+        println!(
+            "peer/{} now at {}; start dispatchd and peerd again: the other peers find it through the DHT",
+            description.name(),
+            description.address()
+        );
     }
     Ok(())
 }
@@ -140,6 +173,7 @@ pub async fn run(cli: &Cli, command: &PeerCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        PeerCommand::SetAddress { address } => set_address(cli, address),
         PeerCommand::Invite { admin } => crate::member::invite(cli, admin, None).await,
         PeerCommand::Join {
             via,

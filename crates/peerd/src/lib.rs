@@ -16,6 +16,7 @@
 pub mod control;
 pub mod dht;
 pub mod fuzz;
+pub mod locate;
 pub mod members;
 pub mod messages;
 pub mod state;
@@ -65,6 +66,7 @@ pub async fn run(
     let me = admin.welcome().peer;
     let state = state::State::open(&config.paths.daemon_state("peerd"))?;
     let peerd = Arc::new(Peerd::new(config.clone(), me, state, admin));
+    start_dht(&peerd, &config).await?;
     let listener = control::bind(&config.membership.control_socket)?;
     tracing::info!(peer = %me, control = %config.membership.control_socket.display(), "peerd up");
     ready();
@@ -86,6 +88,79 @@ pub async fn run(
     }
     control.abort();
     let _ = std::fs::remove_file(&config.membership.control_socket);
+    Ok(())
+}
+
+/// Starts the DHT node (CEP 7): on `[membership] dht_listen`, or this
+/// peer's IP and the dispatcher's port + 1; bootstraps from the contacts
+/// other peers announced, announces its own, publishes this peer's record,
+/// and then, every republish interval, publishes it again and looks up
+/// every peer of the roster.
+async fn start_dht(peerd: &Arc<Peerd>, config: &center_config::Config) -> anyhow::Result<()> {
+    let record = peerd
+        .admin_op(center_bus::AdminOp::DhtRecord {})
+        .await
+        .map_err(anyhow::Error::msg)?
+        .value
+        .context("dispatchd made no DHT record")?;
+    let description = dht::Record::parse(&record)
+        .map_err(anyhow::Error::msg)
+        .context("dispatchd's DHT record")?
+        .description;
+    let own = description.fingerprint().to_owned();
+    let listen = match config.membership.dht_listen {
+        Some(listen) => listen,
+        None => {
+            let address: std::net::SocketAddr = description.address().parse().with_context(|| {
+                format!(
+                    "this peer's address {} is not IP:PORT; set [membership] dht_listen",
+                    description.address()
+                )
+            })?;
+            std::net::SocketAddr::new(address.ip(), address.port().wrapping_add(1))
+        }
+    };
+    let trusted = locate::Trusted::default();
+    let locator = locate::Locator::start(
+        listen,
+        &config.paths.daemon_state("peerd"),
+        &config.membership,
+        trusted,
+    )
+    .await?;
+    let contact = locator.contact().to_string();
+    let _ = peerd.dht.set(locator);
+    let _ = peerd.own_fingerprint.set(own);
+    peerd.refresh_trusted().await.map_err(anyhow::Error::msg)?;
+    let Some(locator) = peerd.dht.get() else {
+        return Ok(());
+    };
+    locator.add_contacts(&peerd.saved_contacts()).await;
+    if let Err(err) = peerd.announce_contact(&contact).await {
+        tracing::warn!(error = err.as_str(), "DHT contact not announced");
+    }
+    let every = config.membership.dht_republish;
+    let peerd = peerd.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Some(locator) = peerd.dht.get() {
+                match peerd.refresh_trusted().await {
+                    Ok(peers) => {
+                        if let Err(err) = locator.publish_own(&peerd).await {
+                            tracing::warn!(error = err.as_str(), "address record not published");
+                        }
+                        for peer in peers {
+                            if let Err(err) = locator.find(&peerd, peer).await {
+                                tracing::warn!(%peer, error = err.as_str(), "DHT lookup failed");
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = err.as_str(), "cannot read the roster"),
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
     Ok(())
 }
 

@@ -29,6 +29,10 @@ pub struct Peerd {
     /// The bus connection for sysadmin operations and publishing (events
     /// arrive on another).
     bus: tokio::sync::Mutex<Client>,
+    /// The DHT node, once started.
+    pub(crate) dht: std::sync::OnceLock<crate::locate::Locator>,
+    /// This peer's OpenPGP fingerprint, once the DHT knows it.
+    pub(crate) own_fingerprint: std::sync::OnceLock<String>,
 }
 
 fn now_ms() -> u64 {
@@ -42,7 +46,71 @@ impl Peerd {
             me,
             state: Mutex::new(state),
             bus: tokio::sync::Mutex::new(bus),
+            dht: std::sync::OnceLock::new(),
+            own_fingerprint: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn me(&self) -> PeerId {
+        self.me
+    }
+
+    /// A roster operation, its error as text.
+    pub(crate) async fn admin_op(&self, op: AdminOp) -> Result<center_bus::AdminReply, String> {
+        self.admin(op).await.map_err(|err| err.to_string())
+    }
+
+    /// The address the roster holds for `peer`.
+    pub(crate) async fn roster_address(&self, peer: PeerId) -> Result<Option<String>, String> {
+        let list = self.admin_op(AdminOp::PeerList {}).await?;
+        Ok(list
+            .peers
+            .into_iter()
+            .find(|p| p.uuid == peer.to_string())
+            .map(|p| p.address))
+    }
+
+    /// Tells the DHT which key each roster uuid must be signed with;
+    /// returns the roster's uuids.
+    pub(crate) async fn refresh_trusted(&self) -> Result<Vec<PeerId>, String> {
+        let list = self.admin_op(AdminOp::PeerList {}).await?;
+        let mut trusted: std::collections::HashMap<PeerId, String> = list
+            .peers
+            .iter()
+            .filter_map(|p| Some((p.uuid.parse().ok()?, p.fingerprint.clone())))
+            .collect();
+        let peers = trusted.keys().copied().collect();
+        if let Some(own) = self.own_fingerprint.get() {
+            trusted.insert(self.me, own.clone());
+        }
+        if let Some(dht) = self.dht.get() {
+            dht.trusted().replace(trusted);
+        }
+        Ok(peers)
+    }
+
+    /// Announces this peer's DHT contact on its feed if it changed.
+    pub(crate) async fn announce_contact(&self, contact: &str) -> Result<(), String> {
+        if self.state().now.announced_contact.as_deref() == Some(contact) {
+            return Ok(());
+        }
+        self.publish(messages::DHT_CONTACT, json!({ "contact": contact }), None)
+            .await
+            .map_err(|err| err.to_string())?;
+        self.state().update(|s| {
+            s.announced_contact = Some(contact.to_owned());
+            Ok(())
+        })
+    }
+
+    /// The DHT contacts remembered from other peers' announcements.
+    pub(crate) fn saved_contacts(&self) -> Vec<center_dht::Contact> {
+        self.state()
+            .now
+            .contacts
+            .values()
+            .filter_map(|c| center_dht::Contact::parse(c).ok())
+            .collect()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -81,6 +149,9 @@ impl Peerd {
             why,
             "peer trusted"
         );
+        if let Err(err) = self.refresh_trusted().await {
+            tracing::warn!(error = err.as_str(), "the DHT's list of trusted keys is stale");
+        }
         Ok(())
     }
 
@@ -98,7 +169,11 @@ impl Peerd {
                 ..
             }) => Ok(()),
             Err(err) => Err(err.to_string()),
+        }?;
+        if let Err(err) = self.refresh_trusted().await {
+            tracing::warn!(error = err.as_str(), "the DHT's list of trusted keys is stale");
         }
+        Ok(())
     }
 
     async fn in_roster(&self, peer: PeerId) -> Result<bool, String> {
@@ -114,13 +189,32 @@ impl Peerd {
         let envelope = &delivery.envelope;
         let from = envelope.meta.from;
         let name = envelope.name.as_str();
+        // Announcements count only on a feed (signed into their origin's
+        // log); the join messages and the hand-off only as direct messages.
+        let on_feed = delivery.feed.is_some();
+        let direct = !on_feed && from != self.me;
         let result = match name {
-            messages::NEW_PEER_SERVER => self.on_join_request(envelope).await,
-            messages::ADD_PEER_SERVER => self.on_welcome(envelope).await,
-            messages::ROSTER => self.on_roster(envelope).await,
-            messages::JOINED => self.on_joined(envelope).await,
-            messages::LEAVE => self.on_leave(envelope).await,
-            messages::EXCOMMUNICATE => self.on_excommunicate(envelope).await,
+            messages::NEW_PEER_SERVER if direct => self.on_join_request(envelope).await,
+            messages::ADD_PEER_SERVER if direct => self.on_welcome(envelope).await,
+            messages::ROSTER if direct => self.on_roster(envelope).await,
+            messages::JOINED if on_feed => self.on_joined(envelope).await,
+            messages::LEAVE if on_feed => self.on_leave(envelope).await,
+            messages::EXCOMMUNICATE if on_feed => self.on_excommunicate(envelope).await,
+            messages::UNREACHABLE if !on_feed && from == self.me => {
+                self.on_unreachable(envelope).await
+            }
+            messages::DHT_CONTACT if on_feed => self.on_dht_contact(envelope).await,
+            messages::NEW_PEER_SERVER
+            | messages::ADD_PEER_SERVER
+            | messages::ROSTER
+            | messages::JOINED
+            | messages::LEAVE
+            | messages::EXCOMMUNICATE
+            | messages::UNREACHABLE
+            | messages::DHT_CONTACT => Err(format!(
+                "`{name}` is not taken {}",
+                if on_feed { "on a feed" } else { "outside a feed" }
+            )),
             _ => Ok(()),
         };
         if let Err(reason) = result {
@@ -347,6 +441,41 @@ impl Peerd {
                 Ok(())
             }
         }
+    }
+
+    /// `peer.unreachable`, raised by this peer's dispatcher: look for a
+    /// newer address in the DHT (CEP 7).
+    async fn on_unreachable(&self, envelope: &Envelope) -> Result<(), String> {
+        let peer = envelope
+            .data
+            .get("peer")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|p| p.parse::<PeerId>().ok())
+            .ok_or("`peer.unreachable` names no peer")?;
+        match self.dht.get() {
+            Some(dht) => dht.find(self, peer).await,
+            None => Ok(()),
+        }
+    }
+
+    /// `peer.dht-contact` on a peer's feed: its DHT node moved (or is new);
+    /// bootstrap from it and look the peer up.
+    async fn on_dht_contact(&self, envelope: &Envelope) -> Result<(), String> {
+        let origin = envelope.meta.from;
+        if origin == self.me {
+            return Ok(());
+        }
+        let text = messages::dht_contact(&envelope.data).map_err(|e| e.to_string())?;
+        let contact = center_dht::Contact::parse(&text).map_err(|e| e.to_string())?;
+        self.state().update(|s| {
+            s.contacts.insert(origin.to_string(), text.clone());
+            Ok(())
+        })?;
+        if let Some(dht) = self.dht.get() {
+            dht.add_contacts(&[contact]).await;
+            dht.find(self, origin).await?;
+        }
+        Ok(())
     }
 
     /// `peer.leave` on a peer's own feed: it retires.

@@ -15,6 +15,11 @@ pub const ROSTER: &str = "peer.roster";
 pub const JOINED: &str = "peer.joined";
 pub const LEAVE: &str = "peer.leave";
 pub const EXCOMMUNICATE: &str = "peer.excommunicate";
+/// Raised by this peer's own dispatcher on its bus: a peer cannot be
+/// reached at its address.
+pub const UNREACHABLE: &str = "peer.unreachable";
+/// A peer's DHT node: how to reach it (on its own feed).
+pub const DHT_CONTACT: &str = "peer.dht-contact";
 
 /// Most descriptions in one roster hand-off.
 pub const MAX_ROSTER: usize = 1000;
@@ -117,6 +122,13 @@ pub fn excommunicate(data: &Value) -> Result<(PeerId, String), MessageError> {
     Ok((peer, text(object, "reason", MAX_TEXT)?.to_owned()))
 }
 
+/// `peer.dht-contact`: how to reach the origin's DHT node, in libp2p's
+/// text form (checked by `center_dht::Contact::parse`).
+pub fn dht_contact(data: &Value) -> Result<String, MessageError> {
+    let object = members(data, &["contact"])?;
+    Ok(text(object, "contact", 512)?.to_owned())
+}
+
 /// The object's members, exactly `allowed` (all required).
 fn members<'a>(
     data: &'a Value,
@@ -214,5 +226,8 @@ pub fn read_any(data: &Value) {
     let _ = joined(data);
     let _ = leave(data);
     let _ = excommunicate(data);
+    if let Ok(contact) = dht_contact(data) {
+        let _ = center_dht::Contact::parse(&contact);
+    }
     let _ = crate::dht::Record::parse(data);
 }

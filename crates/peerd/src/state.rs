@@ -99,6 +99,13 @@ pub struct Membership {
     pub departed: BTreeMap<String, Departed>,
     #[serde(default)]
     pub joining: BTreeMap<String, Joining>,
+    /// Other peers' DHT nodes (`peer.dht-contact`), by uuid, to bootstrap
+    /// from after a restart.
+    #[serde(default)]
+    pub contacts: BTreeMap<String, String>,
+    /// This peer's own DHT contact as last announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced_contact: Option<String>,
 }
 
 /// The state and its file.

@@ -152,29 +152,35 @@ impl Broker {
     /// Tells local subscribers that `origin` equivocated (seen from `relay`):
     /// a local `feed-equivocation` event, kept nowhere.
     pub(crate) fn raise_equivocation(&self, origin: PeerId, seq: u64, relay: PeerId) {
+        self.raise_local(
+            "feed-equivocation",
+            json!({
+                "origin": origin.to_string(),
+                "seq": seq,
+                "relay": relay.to_string(),
+            }),
+        );
+    }
+
+    /// Tells local subscribers something only this dispatcher knows: an
+    /// event from this peer to its own bus, kept nowhere.
+    pub(crate) fn raise_local(&self, name: &str, data: serde_json::Value) {
         let iat = self.next_iat();
-        let Ok(name) = center_proto::EventName::parse("feed-equivocation") else {
+        let Ok(event_name) = center_proto::EventName::parse(name) else {
             return;
         };
         let envelope = Envelope {
-            name,
+            name: event_name,
             meta: Meta {
                 from: self.peer,
                 to: Destination::Broadcast,
                 iat,
                 exp: iat.saturating_add(super::DEFAULT_TTL),
             },
-            data: json!({
-                "origin": origin.to_string(),
-                "seq": seq,
-                "relay": relay.to_string(),
-            }),
+            data,
         };
         if let Err((_, err)) = self.fan_out(&envelope) {
-            tracing::error!(
-                error = err.as_str(),
-                "cannot raise feed-equivocation on the bus"
-            );
+            tracing::error!(name, error = err.as_str(), "cannot raise a local event on the bus");
         }
     }
 }

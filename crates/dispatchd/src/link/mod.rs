@@ -180,6 +180,21 @@ impl Links {
         }
     }
 
+    /// The peer could not be reached at its address: a local
+    /// `peer.unreachable` event, for peerd to look for a newer one.
+    pub fn unreachable(&self, peer: PeerId, reason: &str) {
+        let address = self
+            .roster()
+            .get(&peer)
+            .map(|p| p.description.address().to_owned());
+        if let (Some(broker), Some(address)) = (self.broker(), address) {
+            broker.raise_local(
+                "peer.unreachable",
+                serde_json::json!({ "peer": peer.to_string(), "address": address, "reason": reason }),
+            );
+        }
+    }
+
     /// The peer left the roster: its link ends, and what waits for it is
     /// dropped (it will never be delivered).
     pub fn removed(&self, peer: &PeerId) {

@@ -25,6 +25,8 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// How long the peer may take to answer a key request or a batch.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The backoff from which a failure raises `peer.unreachable` on the bus.
+const UNREACHABLE_AFTER: Duration = Duration::from_secs(4);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Lifetime of the session-setup and acknowledgement envelopes.
 const CONTROL_TTL: Duration = Duration::from_secs(300);
@@ -61,6 +63,11 @@ pub(super) async fn run(links: Arc<Links>, peer: PeerId, signals: Arc<Signals>) 
                 let delay = backoff.mul_f64(rand::random_range(0.8..1.4));
                 tracing::warn!(%peer, reason, retry_in = ?delay, "cannot reach peer");
                 links.set_status(peer, false, backoff);
+                // After a few failures, peerd may know a newer address
+                // (the DHT, CEP 7): tell it.
+                if backoff >= UNREACHABLE_AFTER {
+                    links.unreachable(peer, &reason);
+                }
                 let until = Instant::now() + delay;
                 loop {
                     tokio::select! {
