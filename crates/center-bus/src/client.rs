@@ -36,6 +36,7 @@ use tokio::{
 
 use crate::{
     AdminOp, ErrorCode, FeedPosition, FeedStatus, Grant, Pattern, PeerEntry, Reply, Request, Start,
+    StatusReport,
     frame::{FrameError, encode_frame, read_frame},
     wire::PROTOCOL_VERSION,
 };
@@ -84,6 +85,8 @@ pub struct AdminReply {
     pub peers: Vec<PeerEntry>,
     /// Present in the answer to `feed-status` only.
     pub feeds: Option<FeedStatus>,
+    /// Present in the answer to `status` only.
+    pub status: Option<StatusReport>,
 }
 
 /// An event to publish.
@@ -371,11 +374,13 @@ impl Client {
                     grants,
                     peers,
                     feeds,
+                    status,
                 })) if got == id => {
                     return Ok(Attempt::Done(AdminReply {
                         grants: grants.unwrap_or_default(),
                         peers: peers.unwrap_or_default(),
                         feeds,
+                        status: status.map(|status| *status),
                     }));
                 }
                 Some(Ok(Reply::Error {

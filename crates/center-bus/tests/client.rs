@@ -71,6 +71,7 @@ impl Broker {
             grants: None,
             peers: None,
             feeds: None,
+            status: None,
         })
         .await;
     }

@@ -328,6 +328,7 @@ fn answer(
                 grants: None,
                 peers: None,
                 feeds: None,
+                status: None,
             })
         }
         Request::Publish {
@@ -359,6 +360,7 @@ fn admin_name(op: &center_bus::AdminOp) -> &'static str {
         center_bus::AdminOp::FeedStatus {} => "feed status refused",
         center_bus::AdminOp::FeedResolve { .. } => "feed resolve refused",
         center_bus::AdminOp::PeerList {} => "peer list refused",
+        center_bus::AdminOp::Status {} => "status refused",
     }
 }
 

@@ -16,6 +16,7 @@
 mod conn;
 mod feeds;
 mod inbox;
+mod status;
 
 use std::{
     collections::HashMap,
@@ -23,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use center_bus::{ErrorCode, Pattern, PeerEntry, Reply, frame::encode_frame, pattern::any_matches};
+use center_bus::{ErrorCode, Pattern, Reply, frame::encode_frame, pattern::any_matches};
 use center_proto::{Destination, Envelope, EventName, Limits, Meta, PeerId, Timestamp};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -91,6 +92,8 @@ pub struct Broker {
     /// Live connections by connection number. Lock held only to look up or
     /// push frames with `try_send`, never across an await.
     subscribers: Mutex<HashMap<u64, Subscriber>>,
+    /// When the broker was made (dispatchd's start), for `status`.
+    started: (Timestamp, std::time::Instant),
 }
 
 /// The result of handling one request: the reply to send back.
@@ -105,6 +108,7 @@ impl Broker {
             links,
             last_iat: Mutex::new(0),
             subscribers: Mutex::new(HashMap::new()),
+            started: (Timestamp::now(), std::time::Instant::now()),
         }
     }
 
@@ -388,6 +392,7 @@ impl Broker {
                     grants: None,
                     peers: None,
                     feeds: None,
+                    status: None,
                 });
             }
             Destination::Peer(peer) => {
@@ -405,6 +410,7 @@ impl Broker {
             grants: None,
             peers: None,
             feeds: None,
+            status: None,
         })
     }
 
@@ -505,6 +511,7 @@ impl Broker {
                     grants: None,
                     peers: None,
                     feeds: Some(self.feed_status()?),
+                    status: None,
                 })
             }
             AdminOp::FeedStatus {} => Ok(Reply::Ok {
@@ -512,25 +519,31 @@ impl Broker {
                 grants: None,
                 peers: None,
                 feeds: Some(self.feed_status()?),
+                status: None,
             }),
             AdminOp::List {} => Ok(Reply::Ok {
                 id,
                 grants: Some(self.grant_store().list()),
                 peers: None,
                 feeds: None,
+                status: None,
             }),
-            AdminOp::PeerList {} => Ok(Reply::Ok {
+            AdminOp::PeerList {} => {
+                let peers: Vec<RosterPeer> = self.roster().list().cloned().collect();
+                Ok(Reply::Ok {
+                    id,
+                    grants: None,
+                    peers: Some(self.peer_entries(&peers)?),
+                    feeds: None,
+                    status: None,
+                })
+            }
+            AdminOp::Status {} => Ok(Reply::Ok {
                 id,
                 grants: None,
-                peers: Some({
-                    let peers: Vec<RosterPeer> = self.roster().list().cloned().collect();
-                    let forked = self.forked_origins();
-                    peers
-                        .iter()
-                        .map(|p| peer_entry(&self.links, p, &forked))
-                        .collect()
-                }),
+                peers: None,
                 feeds: None,
+                status: Some(Box::new(self.status_report()?)),
             }),
             AdminOp::PeerAdd { description } => {
                 let bytes = serde_json::to_vec(&description)
@@ -555,8 +568,9 @@ impl Broker {
                 Ok(Reply::Ok {
                     id,
                     grants: None,
-                    peers: Some(vec![peer_entry(&self.links, &peer, &self.forked_origins())]),
+                    peers: Some(self.peer_entries(std::slice::from_ref(&peer))?),
                     feeds: None,
+                    status: None,
                 })
             }
             AdminOp::Approve { grant } => {
@@ -579,6 +593,7 @@ impl Broker {
                     grants: Some(vec![grant]),
                     peers: None,
                     feeds: None,
+                    status: None,
                 })
             }
             AdminOp::Revoke { service } => {
@@ -595,6 +610,7 @@ impl Broker {
                     grants: None,
                     peers: None,
                     feeds: None,
+                    status: None,
                 })
             }
         }
@@ -640,42 +656,13 @@ impl Broker {
     }
 }
 
-impl Broker {
-    /// Origins whose feed is frozen by an equivocation.
-    fn forked_origins(&self) -> Vec<PeerId> {
-        match self.links.feeds().forked() {
-            Ok(origins) => origins,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot read the feeds");
-                Vec::new()
-            }
-        }
-    }
-}
-
 fn ok_reply(id: u64) -> Reply {
     Reply::Ok {
         id,
         grants: None,
         peers: None,
         feeds: None,
-    }
-}
-
-fn peer_entry(links: &Links, peer: &RosterPeer, forked: &[PeerId]) -> PeerEntry {
-    let uuid = peer.description.uuid();
-    let (status, queued) = links.status(uuid);
-    PeerEntry {
-        uuid: uuid.to_string(),
-        name: peer.description.name().to_owned(),
-        address: peer.description.address().to_owned(),
-        fingerprint: peer.description.fingerprint().to_owned(),
-        added: peer.added.as_millis(),
-        reachable: status.reachable,
-        last_heard: status.last_heard.map(Timestamp::as_millis),
-        queued,
-        backoff_ms: u64::try_from(status.backoff.as_millis()).unwrap_or(u64::MAX),
-        equivocated: forked.contains(&uuid),
+        status: None,
     }
 }
 
