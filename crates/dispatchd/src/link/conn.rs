@@ -76,7 +76,7 @@ pub(super) struct ConnHandle {
     closed: watch::Sender<bool>,
     /// The feeds the peer last said it holds (CEP 6).
     pub frontier: watch::Sender<Option<super::feeds::TheirFrontier>>,
-    /// Feed pages received on this connection.
+    /// Feed pages received and accepted on this connection.
     pages: AtomicU64,
     /// Heartbeats sent and not yet answered: (nonce, when sent), oldest
     /// first. Written by the writer task, read by the reader task.
@@ -109,7 +109,7 @@ impl ConnHandle {
         }
     }
 
-    /// Feed pages received on this connection so far.
+    /// Feed pages received and handled on this connection so far.
     pub fn pages_received(&self) -> u64 {
         self.pages.load(Ordering::Relaxed)
     }
@@ -365,10 +365,14 @@ async fn read_loop(
                 Err(err) => return err,
             };
             if let Some(page) = page {
-                let pages = conn.pages.fetch_add(1, Ordering::Relaxed) + 1;
+                // Counted once the page is stored, so that no frontier (the
+                // periodic one included) claims a page its heads do not yet
+                // reflect. Only this task writes the count.
+                let pages = conn.pages_received() + 1;
                 if let Err(err) = super::feeds::accept_page(links, peer, conn, &page, pages).await {
                     return err;
                 }
+                conn.pages.store(pages, Ordering::Relaxed);
             }
         }
         // Keep what arrived together in one commit, once the frames already
