@@ -36,6 +36,7 @@ use tokio::{
 
 use crate::{
     AdminOp, ErrorCode, FeedPosition, FeedStatus, Grant, Pattern, PeerEntry, Reply, Request, Start,
+    StatusReport,
     frame::{FrameError, encode_frame, read_frame},
     wire::PROTOCOL_VERSION,
 };
@@ -86,6 +87,8 @@ pub struct AdminReply {
     pub feeds: Option<FeedStatus>,
     /// The document answering `peer-descriptions` or `dht-record`.
     pub value: Option<Value>,
+    /// Present in the answer to `status` only.
+    pub status: Option<StatusReport>,
 }
 
 /// An event to publish.
@@ -374,12 +377,14 @@ impl Client {
                     peers,
                     feeds,
                     value,
+                    status,
                 })) if got == id => {
                     return Ok(Attempt::Done(AdminReply {
                         grants: grants.unwrap_or_default(),
                         peers: peers.unwrap_or_default(),
                         feeds,
                         value,
+                        status: status.map(|status| *status),
                     }));
                 }
                 Some(Ok(Reply::Error {

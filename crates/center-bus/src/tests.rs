@@ -235,7 +235,7 @@ fn feed_status_and_equivocated_peers() {
     check_reply(
         r#"{"type":"ok","id":5,"feeds":{"origins":[{"origin":"o","name":"this peer","head_seq":3,"head_hash":"ab","oldest_seq":1,"events":3,"bytes":900,"forked":false,"peers":[{"peer":"p","seq":2,"lag":1,"updated":1795309571000}]}]}}"#,
         expect![[r#"
-            Ok { id: 5, grants: None, peers: None, feeds: Some(FeedStatus { origins: [OriginEntry { origin: "o", name: Some("this peer"), head_seq: 3, head_hash: "ab", oldest_seq: 1, events: 3, bytes: 900, forked: false, peers: [PeerAck { peer: "p", name: None, seq: 2, lag: 1, updated: 1795309571000 }], conflicts: [] }] }), value: None }
+            Ok { id: 5, grants: None, peers: None, feeds: Some(FeedStatus { origins: [OriginEntry { origin: "o", name: Some("this peer"), head_seq: 3, head_hash: "ab", oldest_seq: 1, events: 3, bytes: 900, forked: false, peers: [PeerAck { peer: "p", name: None, seq: 2, lag: 1, updated: 1795309571000 }], conflicts: [] }] }), value: None, status: None }
             {"type":"ok","id":5,"feeds":{"origins":[{"origin":"o","name":"this peer","head_seq":3,"head_hash":"ab","oldest_seq":1,"events":3,"bytes":900,"forked":false,"peers":[{"peer":"p","seq":2,"lag":1,"updated":1795309571000}]}]}}"#]],
     );
     check_reply(
@@ -250,14 +250,14 @@ fn feed_status_and_equivocated_peers() {
     check_reply(
         &format!(r#"{{"type":"ok","id":6,"peers":[{peer},"equivocated":true}}]}}"#),
         expect![[r#"
-            Ok { id: 6, grants: None, peers: Some([PeerEntry { uuid: "u", name: "bravo", address: "a:1", fingerprint: "F", added: 1, reachable: None, last_heard: None, queued: 0, backoff_ms: 0, equivocated: true }]), feeds: None, value: None }
-            {"type":"ok","id":6,"peers":[{"uuid":"u","name":"bravo","address":"a:1","fingerprint":"F","added":1,"queued":0,"backoff_ms":0,"equivocated":true}]}"#]],
+            Ok { id: 6, grants: None, peers: Some([PeerEntry { uuid: "u", name: "bravo", address: "a:1", fingerprint: "F", added: 1, reachable: None, last_heard: None, state: Down, rtt_ms: None, feed_lag: 0, feed_ahead: 0, queued: 0, backoff_ms: 0, equivocated: true }]), feeds: None, value: None, status: None }
+            {"type":"ok","id":6,"peers":[{"uuid":"u","name":"bravo","address":"a:1","fingerprint":"F","added":1,"last_heard":null,"state":"down","feed_lag":0,"feed_ahead":0,"queued":0,"backoff_ms":0,"equivocated":true}]}"#]],
     );
     check_reply(
         &format!(r#"{{"type":"ok","id":6,"peers":[{peer},"equivocated":false}}]}}"#),
         expect![[r#"
-            Ok { id: 6, grants: None, peers: Some([PeerEntry { uuid: "u", name: "bravo", address: "a:1", fingerprint: "F", added: 1, reachable: None, last_heard: None, queued: 0, backoff_ms: 0, equivocated: false }]), feeds: None, value: None }
-            {"type":"ok","id":6,"peers":[{"uuid":"u","name":"bravo","address":"a:1","fingerprint":"F","added":1,"queued":0,"backoff_ms":0}]}"#]],
+            Ok { id: 6, grants: None, peers: Some([PeerEntry { uuid: "u", name: "bravo", address: "a:1", fingerprint: "F", added: 1, reachable: None, last_heard: None, state: Down, rtt_ms: None, feed_lag: 0, feed_ahead: 0, queued: 0, backoff_ms: 0, equivocated: false }]), feeds: None, value: None, status: None }
+            {"type":"ok","id":6,"peers":[{"uuid":"u","name":"bravo","address":"a:1","fingerprint":"F","added":1,"last_heard":null,"state":"down","feed_lag":0,"feed_ahead":0,"queued":0,"backoff_ms":0}]}"#]],
     );
 }
 
@@ -336,7 +336,7 @@ fn cep4_vectors() {
         .assert_eq(&types.into_iter().collect::<Vec<_>>().join(", "));
     expect![[r#"bad-event, grant-changed, internal, malformed, not-approved, not-found, not-root, out-of-grant, oversize, protocol, queue-full, timeout, too-many-connections, unreachable"#]]
         .assert_eq(&codes.into_iter().collect::<Vec<_>>().join(", "));
-    expect!["approve, dht-record, feed-resolve, feed-status, list, peer-add, peer-descriptions, peer-join, peer-list, peer-remove, peer-welcome, revoke"]
+    expect!["approve, dht-record, feed-resolve, feed-status, list, peer-add, peer-descriptions, peer-join, peer-list, peer-remove, peer-welcome, revoke, status"]
         .assert_eq(&ops.into_iter().collect::<Vec<_>>().join(", "));
 }
 

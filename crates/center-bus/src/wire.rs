@@ -189,6 +189,36 @@ pub enum AdminOp {
     /// This peer's current description with a signed address record for
     /// the DHT (answered in `value`; CEP 7).
     DhtRecord {},
+    /// This peer's health on one screen: who it is, whether it is a
+    /// member or still syncing the feeds, its peers by state, its feeds,
+    /// its bus clients and uptime (CEP 7, "Heartbeats and peer state").
+    Status {},
+}
+
+/// How a roster peer is doing, as this peer sees it (CEP 7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerState {
+    /// Connected, heard from within three keepalive intervals, and neither
+    /// side lacks feed events the other holds.
+    Up,
+    /// Connected and heard from, but the feeds differ (or its frontier has
+    /// not come yet on this connection).
+    Syncing,
+    /// Not connected, or silent for three keepalive intervals.
+    #[default]
+    Down,
+}
+
+impl PeerState {
+    /// The name on the wire and in tables: `up`, `syncing` or `down`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Up => "up",
+            PeerState::Syncing => "syncing",
+            PeerState::Down => "down",
+        }
+    }
 }
 
 /// One trusted peer as the roster shows it.
@@ -205,9 +235,24 @@ pub struct PeerEntry {
     /// Whether the last delivery attempt got through (absent: none yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reachable: Option<bool>,
-    /// When an authenticated frame last came from it, in ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When an authenticated frame last came from it, in ms (null: never
+    /// since dispatchd started).
+    #[serde(default)]
     pub last_heard: Option<u64>,
+    /// Up, syncing or down (CEP 7).
+    #[serde(default)]
+    pub state: PeerState,
+    /// The round-trip time of the last answered heartbeat, in ms rounded
+    /// up (absent: none answered yet on this connection's peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<u64>,
+    /// Feed events this peer holds that it lacks, by the last frontier it
+    /// sent (summed over origins, in sequence numbers).
+    #[serde(default)]
+    pub feed_lag: u64,
+    /// Feed events it holds that this peer lacks, by the same frontier.
+    #[serde(default)]
+    pub feed_ahead: u64,
     /// Direct messages waiting for it.
     #[serde(default)]
     pub queued: u64,
@@ -218,6 +263,96 @@ pub struct PeerEntry {
     /// number (equivocation, CEP 6); its feed is frozen here.
     #[serde(default, skip_serializing_if = "is_false")]
     pub equivocated: bool,
+}
+
+/// This peer's health (`centerctl status`, CEP 7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusReport {
+    pub uuid: String,
+    pub name: String,
+    pub address: String,
+    /// The OpenPGP fingerprint of its certificate.
+    pub fingerprint: String,
+    pub membership: Membership,
+    pub peers: PeerCounts,
+    pub feeds: FeedSummary,
+    /// Connections on the local bus now, this one included.
+    pub bus_clients: u64,
+    /// When dispatchd started, in ms since the Unix epoch.
+    pub started: u64,
+    pub uptime_ms: u64,
+}
+
+/// Whether this peer holds every feed event it knows of (CEP 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MembershipState {
+    /// Every roster peer's frontier came since dispatchd started, and this
+    /// peer holds all they hold.
+    Member,
+    /// Still catching up, or still waiting for a peer's frontier.
+    Syncing,
+}
+
+impl MembershipState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MembershipState::Member => "member",
+            MembershipState::Syncing => "syncing",
+        }
+    }
+}
+
+/// This peer's place in the feeds: what it holds against what its peers'
+/// frontiers say exists, in sequence numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Membership {
+    pub state: MembershipState,
+    /// Summed over the origins below.
+    pub held: u64,
+    pub known: u64,
+    /// Per origin, ordered by origin (frozen origins left out).
+    pub origins: Vec<OriginProgress>,
+    /// Roster peers (UUIDs) whose frontier has not come since dispatchd
+    /// started; while any is listed the state is `syncing`.
+    pub waiting_for: Vec<String>,
+}
+
+/// One origin: the head this peer holds and the highest any peer holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginProgress {
+    pub origin: String,
+    /// The roster's name for it (or "this peer"), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub held: u64,
+    pub known: u64,
+}
+
+/// Roster peers by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerCounts {
+    pub total: u64,
+    pub up: u64,
+    pub syncing: u64,
+    pub down: u64,
+}
+
+/// The feeds in a few numbers (`feed-status` has the detail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSummary {
+    pub origins: u64,
+    pub events: u64,
+    pub bytes: u64,
+    /// Origins frozen by an equivocation.
+    pub forked: u64,
+    /// Evidence of equivocations the sysadmin has not resolved.
+    pub conflicts: u64,
 }
 
 /// What one service may do: which Unix account may speak for it, which event
@@ -281,6 +416,9 @@ pub enum Reply {
         /// (`peer-descriptions`, `dht-record`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         value: Option<Value>,
+        /// Boxed: it is large, and other replies are many.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<Box<StatusReport>>,
     },
     /// An event for this subscriber: an RFC envelope (CEP 2). A direct
     /// message from another peer carries `seq`: it is kept for this

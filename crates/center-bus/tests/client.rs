@@ -72,6 +72,7 @@ impl Broker {
             peers: None,
             feeds: None,
             value: None,
+            status: None,
         })
         .await;
     }

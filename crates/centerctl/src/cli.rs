@@ -42,6 +42,8 @@ pub enum Command {
     /// The signed feeds this peer holds and how far other peers have them.
     #[command(subcommand)]
     Feed(FeedCommand),
+    /// This peer's health on one screen: membership, peers, feeds, uptime (root only).
+    Status,
     /// Check the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -57,7 +59,7 @@ pub enum PeerCommand {
         #[arg(long)]
         from: std::path::PathBuf,
     },
-    /// List the peers this peer trusts.
+    /// List the peers this peer trusts, each up, syncing or down (root only).
     List,
     /// Move this peer to another address (dispatchd stopped); other peers find it through the DHT.
     SetAddress {

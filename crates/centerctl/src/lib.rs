@@ -4,8 +4,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the grammar.
-//! - `peer` (with `init`), `service`, `bus`, `feed`, `config`: one module
-//!   per noun.
+//! - `peer` (with `init`), `service`, `bus`, `feed`, `status`, `config`:
+//!   one module per noun.
 //! - `output`: tables and JSON.
 
 pub mod cli;
@@ -17,6 +17,7 @@ mod member;
 mod output;
 mod peer;
 mod service;
+mod status;
 
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Service(command) => service::run(&cli, command).await,
         Command::Bus(command) => bus::run(&cli, command).await,
         Command::Feed(command) => feed::run(&cli, command).await,
+        Command::Status => status::run(&cli).await,
     }
 }
 

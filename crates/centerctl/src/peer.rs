@@ -82,9 +82,9 @@ fn write_description(
 pub fn set_address(cli: &Cli, address: &str) -> anyhow::Result<()> {
     let config = center_config::Config::load(&cli.config)?;
     let paths = IdentityPaths::new(config.paths.identity_dir());
-    center_identity::address::set_address(&paths, address).with_context(|| {
-        "cannot change the address (stop dispatchd first: it holds the identity)"
-    })?;
+    center_identity::address::set_address(&paths, address).with_context(
+        || "cannot change the address (stop dispatchd first: it holds the identity)",
+    )?;
     let identity = Identity::load(&paths)?;
     let description = write_description(&config, &identity)?;
     if cli.json {
@@ -225,49 +225,51 @@ pub async fn run(cli: &Cli, command: &PeerCommand) -> anyhow::Result<()> {
             if cli.json {
                 output::json(&serde_json::to_value(&peers)?)?;
             } else {
-                let rows: Vec<Vec<String>> = peers.iter().map(row).collect();
-                output::table(
-                    &[
-                        "NAME",
-                        "UUID",
-                        "ADDRESS",
-                        "STATE",
-                        "QUEUED",
-                        "HEARD",
-                        "BACKOFF",
-                        "FEED",
-                        "FINGERPRINT",
-                    ],
-                    &rows,
-                )?;
+                output::text(&render_list(&peers, output::now_ms()))?;
             }
             Ok(())
         }
     }
 }
 
-fn row(peer: &PeerEntry) -> Vec<String> {
-    let state = match peer.reachable {
-        Some(true) => "up",
-        Some(false) => "down",
-        None => "-",
-    };
-    let heard = peer.last_heard.map_or_else(
-        || "never".to_owned(),
-        |ms| output::ago(output::now_ms(), ms),
-    );
+/// The roster as a table (`now` in ms, for how long ago each was heard).
+pub(crate) fn render_list(peers: &[PeerEntry], now: u64) -> String {
+    let rows: Vec<Vec<String>> = peers.iter().map(|peer| row(peer, now)).collect();
+    output::render_table(
+        &[
+            "NAME",
+            "UUID",
+            "STATE",
+            "LAST HEARD",
+            "RTT",
+            "LAG",
+            "AHEAD",
+            "QUEUED",
+            "FEED",
+        ],
+        &rows,
+    )
+}
+
+fn row(peer: &PeerEntry, now: u64) -> Vec<String> {
+    let heard = peer
+        .last_heard
+        .map_or_else(|| "never".to_owned(), |ms| output::ago(now, ms));
+    let rtt = peer
+        .rtt_ms
+        .map_or_else(|| "-".to_owned(), |ms| format!("{ms}ms"));
     // It signed two events for one place in its feed (CEP 6): its feed is
     // frozen here until the sysadmin resolves the fork.
     let feed = if peer.equivocated { "EQUIVOCATED" } else { "-" };
     vec![
         peer.name.clone(),
         peer.uuid.clone(),
-        peer.address.clone(),
-        state.to_owned(),
-        peer.queued.to_string(),
+        peer.state.as_str().to_owned(),
         heard,
-        format!("{}s", peer.backoff_ms / 1000),
+        rtt,
+        peer.feed_lag.to_string(),
+        peer.feed_ahead.to_string(),
+        peer.queued.to_string(),
         feed.to_owned(),
-        peer.fingerprint.clone(),
     ]
 }

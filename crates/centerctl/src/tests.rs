@@ -1,8 +1,11 @@
 //! Unit tests, as data: what the command line parses to (or why it is
-//! refused), and how events and feed status print for humans and scripts.
+//! refused), and how events, feed status, the roster and this peer's status
+//! print for humans and scripts.
 
 use center_bus::{
-    Delivery, Envelope, FeedConflict, FeedPosition, FeedStatus, OriginEntry, PeerAck,
+    Delivery, Envelope, FeedConflict, FeedPosition, FeedStatus, FeedSummary, Membership,
+    MembershipState, OriginEntry, OriginProgress, PeerAck, PeerCounts, PeerEntry, PeerState,
+    StatusReport,
 };
 use clap::Parser;
 use expect_test::{Expect, expect};
@@ -176,4 +179,133 @@ fn feed_status_for_humans() {
         },
         0,
     ));
+}
+
+#[test]
+fn status_parses() {
+    check_cli(&["status"], expect!["Status"]);
+    check_cli(&["--json", "status"], expect!["Status"]);
+}
+
+fn peer(name: &str, state: PeerState, heard: Option<u64>, rtt: Option<u64>, lag: u64) -> PeerEntry {
+    PeerEntry {
+        uuid: UUID.to_owned(),
+        name: name.to_owned(),
+        address: "127.0.0.2:7350".to_owned(),
+        fingerprint: "AB".repeat(20),
+        added: 0,
+        reachable: Some(state != PeerState::Down),
+        last_heard: heard,
+        state,
+        rtt_ms: rtt,
+        feed_lag: lag,
+        feed_ahead: 0,
+        queued: 0,
+        backoff_ms: 0,
+        equivocated: false,
+    }
+}
+
+#[test]
+fn peer_list_for_humans() {
+    let peers = [
+        peer("bravo", PeerState::Up, Some(999_000), Some(2), 0),
+        peer("charlie", PeerState::Syncing, Some(1_000_000), Some(14), 7),
+        peer("delta", PeerState::Down, None, None, 3),
+    ];
+    expect![[r#"
+        NAME     UUID                                  STATE    LAST HEARD  RTT   LAG  AHEAD  QUEUED  FEED
+        bravo    9762e948-070f-41b0-ab51-70fc4820064c  up       1s ago      2ms   0    0      0       -
+        charlie  9762e948-070f-41b0-ab51-70fc4820064c  syncing  0s ago      14ms  7    0      0       -
+        delta    9762e948-070f-41b0-ab51-70fc4820064c  down     never       -     3    0      0       -
+    "#]]
+    .assert_eq(&crate::peer::render_list(&peers, 1_000_000));
+}
+
+fn report(state: MembershipState, held: u64, waiting_for: Vec<String>) -> StatusReport {
+    StatusReport {
+        uuid: "03b5cf1b-24be-4cc5-a6a5-7b40ad2c0f8c".to_owned(),
+        name: "alpha".to_owned(),
+        address: "127.0.0.1:7350".to_owned(),
+        fingerprint: "AB".repeat(20),
+        membership: Membership {
+            state,
+            held: held + 4,
+            known: 14,
+            origins: vec![
+                OriginProgress {
+                    origin: "03b5cf1b-24be-4cc5-a6a5-7b40ad2c0f8c".to_owned(),
+                    name: Some("this peer".to_owned()),
+                    held: 4,
+                    known: 4,
+                },
+                OriginProgress {
+                    origin: UUID.to_owned(),
+                    name: Some("bravo".to_owned()),
+                    held,
+                    known: 10,
+                },
+            ],
+            waiting_for,
+        },
+        peers: PeerCounts {
+            total: 3,
+            up: 1,
+            syncing: 1,
+            down: 1,
+        },
+        feeds: FeedSummary {
+            origins: 2,
+            events: held + 4,
+            bytes: 4096,
+            forked: 0,
+            conflicts: 0,
+        },
+        bus_clients: 2,
+        started: 0,
+        uptime_ms: 93_784_000,
+    }
+}
+
+#[test]
+fn status_for_humans() {
+    expect![[r#"
+        alpha (03b5cf1b-24be-4cc5-a6a5-7b40ad2c0f8c)
+          address      127.0.0.1:7350
+          fingerprint  ABABABABABABABABABABABABABABABABABABABAB
+          membership   member: holds 14 of 14 feed events known to exist
+          peers        3 in the roster: 1 up, 1 syncing, 1 down
+          feeds        2 origins, 14 events, 4096 bytes
+          bus          2 clients connected
+          uptime       1d 2h 3m 4s
+    "#]]
+    .assert_eq(&crate::status::render(&report(
+        MembershipState::Member,
+        10,
+        Vec::new(),
+    )));
+    expect![[r#"
+        alpha (03b5cf1b-24be-4cc5-a6a5-7b40ad2c0f8c)
+          address      127.0.0.1:7350
+          fingerprint  ABABABABABABABABABABABABABABABABABABABAB
+          membership   syncing: holds 7 of 14 feed events known to exist (50%)
+          waiting for  the feed frontier of 7c9e6679-7425-40de-944b-e07fc1f90ae7
+          peers        3 in the roster: 1 up, 1 syncing, 1 down
+          feeds        2 origins, 7 events, 4096 bytes
+          bus          2 clients connected
+          uptime       1d 2h 3m 4s
+
+          ORIGIN  HELD  KNOWN
+          bravo   3     10
+    "#]]
+    .assert_eq(&crate::status::render(&report(
+        MembershipState::Syncing,
+        3,
+        vec!["7c9e6679-7425-40de-944b-e07fc1f90ae7".to_owned()],
+    )));
+    expect!["0s, 59s, 1m 0s, 1h 0m 1s"].assert_eq(
+        &[0, 59_999, 60_000, 3_601_000]
+            .map(crate::status::duration)
+            .join(", "),
+    );
 }

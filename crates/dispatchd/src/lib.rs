@@ -15,12 +15,15 @@
 //!   sessions, the receive checks in order, replay protection.
 //! - [`link`]: direct messages to and from other peers: the durable outbox,
 //!   one outbound task per peer, the TCP listener.
+//! - [`health`]: the rules for peer states and this peer's membership
+//!   (CEP 7).
 //! - [`bus`]: the broker and its connections.
 
 pub mod bus;
 pub mod config;
 mod durable;
 pub mod grants;
+pub mod health;
 pub mod link;
 pub mod listener;
 pub mod peer;

@@ -84,7 +84,10 @@ fn main() -> anyhow::Result<()> {
     });
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../CEPS/vectors/0007-membership.json");
-    std::fs::write(&path, format!("{}\n", serde_json::to_string_pretty(&vectors)?))?;
+    std::fs::write(
+        &path,
+        format!("{}\n", serde_json::to_string_pretty(&vectors)?),
+    )?;
     println!("wrote {}", path.display());
     Ok(())
 }

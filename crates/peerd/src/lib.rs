@@ -111,12 +111,13 @@ async fn start_dht(peerd: &Arc<Peerd>, config: &center_config::Config) -> anyhow
     let listen = match config.membership.dht_listen {
         Some(listen) => listen,
         None => {
-            let address: std::net::SocketAddr = description.address().parse().with_context(|| {
-                format!(
-                    "this peer's address {} is not IP:PORT; set [membership] dht_listen",
-                    description.address()
-                )
-            })?;
+            let address: std::net::SocketAddr =
+                description.address().parse().with_context(|| {
+                    format!(
+                        "this peer's address {} is not IP:PORT; set [membership] dht_listen",
+                        description.address()
+                    )
+                })?;
             std::net::SocketAddr::new(address.ip(), address.port().wrapping_add(1))
         }
     };

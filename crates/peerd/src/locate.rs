@@ -150,7 +150,9 @@ impl Locator {
     pub async fn find(&self, peerd: &Peerd, peer: PeerId) -> Result<(), String> {
         let newest_used = {
             let mut looked = self.looked.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = looked.entry(peer).or_insert((Instant::now() - LOOKUP_PACE * 2, 0));
+            let entry = looked
+                .entry(peer)
+                .or_insert((Instant::now() - LOOKUP_PACE * 2, 0));
             if entry.0.elapsed() < LOOKUP_PACE {
                 return Ok(());
             }

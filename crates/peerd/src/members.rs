@@ -150,7 +150,10 @@ impl Peerd {
             "peer trusted"
         );
         if let Err(err) = self.refresh_trusted().await {
-            tracing::warn!(error = err.as_str(), "the DHT's list of trusted keys is stale");
+            tracing::warn!(
+                error = err.as_str(),
+                "the DHT's list of trusted keys is stale"
+            );
         }
         Ok(())
     }
@@ -171,7 +174,10 @@ impl Peerd {
             Err(err) => Err(err.to_string()),
         }?;
         if let Err(err) = self.refresh_trusted().await {
-            tracing::warn!(error = err.as_str(), "the DHT's list of trusted keys is stale");
+            tracing::warn!(
+                error = err.as_str(),
+                "the DHT's list of trusted keys is stale"
+            );
         }
         Ok(())
     }
@@ -213,7 +219,11 @@ impl Peerd {
             | messages::UNREACHABLE
             | messages::DHT_CONTACT => Err(format!(
                 "`{name}` is not taken {}",
-                if on_feed { "on a feed" } else { "outside a feed" }
+                if on_feed {
+                    "on a feed"
+                } else {
+                    "outside a feed"
+                }
             )),
             _ => Ok(()),
         };

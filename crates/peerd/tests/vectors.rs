@@ -35,12 +35,19 @@ fn join_request_vector() {
         .unwrap()
     };
     let secret = v["secret"].as_str().unwrap();
-    assert_eq!(statement_for(secret), v["statement"].as_str().unwrap().as_bytes());
+    assert_eq!(
+        statement_for(secret),
+        v["statement"].as_str().unwrap().as_bytes()
+    );
     let keys = PeerKeys::from_description(&request.description);
-    keys.verify(&statement_for(secret), &request.signature).unwrap();
+    keys.verify(&statement_for(secret), &request.signature)
+        .unwrap();
     assert!(
-        keys.verify(&statement_for(v["wrong_secret"].as_str().unwrap()), &request.signature)
-            .is_err()
+        keys.verify(
+            &statement_for(v["wrong_secret"].as_str().unwrap()),
+            &request.signature
+        )
+        .is_err()
     );
 }
 
@@ -49,7 +56,9 @@ fn dht_record_vector() {
     let v = &vectors()["dht_record"];
     let record = Record::parse(&v["record"]).unwrap();
     let uuid = v["uuid"].as_str().unwrap().parse().unwrap();
-    record.verify(uuid, v["fingerprint"].as_str().unwrap()).unwrap();
+    record
+        .verify(uuid, v["fingerprint"].as_str().unwrap())
+        .unwrap();
     assert!(record.verify(uuid, &"0".repeat(40)).is_err());
     let expected = statement::dht_record(uuid, &v["record"]["description"], record.issued).unwrap();
     assert_eq!(expected, v["statement"].as_str().unwrap().as_bytes());

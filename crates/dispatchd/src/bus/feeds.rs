@@ -180,7 +180,11 @@ impl Broker {
             data,
         };
         if let Err((_, err)) = self.fan_out(&envelope) {
-            tracing::error!(name, error = err.as_str(), "cannot raise a local event on the bus");
+            tracing::error!(
+                name,
+                error = err.as_str(),
+                "cannot raise a local event on the bus"
+            );
         }
     }
 }

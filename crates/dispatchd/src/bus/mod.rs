@@ -16,6 +16,7 @@
 mod conn;
 mod feeds;
 mod inbox;
+mod status;
 
 use std::{
     collections::HashMap,
@@ -23,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use center_bus::{ErrorCode, Pattern, PeerEntry, Reply, frame::encode_frame, pattern::any_matches};
+use center_bus::{ErrorCode, Pattern, Reply, frame::encode_frame, pattern::any_matches};
 use center_proto::{Destination, Envelope, EventName, Limits, Meta, PeerId, Timestamp};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -91,6 +92,8 @@ pub struct Broker {
     /// Live connections by connection number. Lock held only to look up or
     /// push frames with `try_send`, never across an await.
     subscribers: Mutex<HashMap<u64, Subscriber>>,
+    /// When the broker was made (dispatchd's start), for `status`.
+    started: (Timestamp, std::time::Instant),
 }
 
 /// The result of handling one request: the reply to send back.
@@ -113,6 +116,7 @@ impl Broker {
             links,
             last_iat: Mutex::new(0),
             subscribers: Mutex::new(HashMap::new()),
+            started: (Timestamp::now(), std::time::Instant::now()),
         }
     }
 
@@ -401,6 +405,7 @@ impl Broker {
                     peers: None,
                     feeds: None,
                     value: None,
+                    status: None,
                 });
             }
             Destination::Peer(peer) => {
@@ -419,6 +424,7 @@ impl Broker {
             peers: None,
             feeds: None,
             value: None,
+            status: None,
         })
     }
 
@@ -520,6 +526,7 @@ impl Broker {
                     peers: None,
                     feeds: Some(self.feed_status()?),
                     value: None,
+                    status: None,
                 })
             }
             AdminOp::FeedStatus {} => Ok(Reply::Ok {
@@ -528,6 +535,7 @@ impl Broker {
                 peers: None,
                 feeds: Some(self.feed_status()?),
                 value: None,
+                status: None,
             }),
             AdminOp::List {} => Ok(Reply::Ok {
                 id,
@@ -535,20 +543,26 @@ impl Broker {
                 peers: None,
                 feeds: None,
                 value: None,
+                status: None,
             }),
-            AdminOp::PeerList {} => Ok(Reply::Ok {
+            AdminOp::PeerList {} => {
+                let peers: Vec<RosterPeer> = self.roster().list().cloned().collect();
+                Ok(Reply::Ok {
+                    id,
+                    grants: None,
+                    peers: Some(self.peer_entries(&peers)?),
+                    feeds: None,
+                    status: None,
+                    value: None,
+                })
+            }
+            AdminOp::Status {} => Ok(Reply::Ok {
                 id,
                 grants: None,
-                peers: Some({
-                    let peers: Vec<RosterPeer> = self.roster().list().cloned().collect();
-                    let forked = self.forked_origins();
-                    peers
-                        .iter()
-                        .map(|p| peer_entry(&self.links, p, &forked))
-                        .collect()
-                }),
+                peers: None,
                 feeds: None,
                 value: None,
+                status: Some(Box::new(self.status_report()?)),
             }),
             AdminOp::PeerAdd { description } => {
                 let bytes = serde_json::to_vec(&description)
@@ -574,9 +588,10 @@ impl Broker {
                 Ok(Reply::Ok {
                     id,
                     grants: None,
-                    peers: Some(vec![peer_entry(&self.links, &peer, &self.forked_origins())]),
+                    peers: Some(self.peer_entries(std::slice::from_ref(&peer))?),
                     feeds: None,
                     value: None,
+                    status: None,
                 })
             }
             AdminOp::PeerRemove { uuid } => {
@@ -605,6 +620,7 @@ impl Broker {
                     peers: None,
                     feeds: None,
                     value: None,
+                    status: None,
                 })
             }
             AdminOp::PeerDescriptions {} => Ok(Reply::Ok {
@@ -618,6 +634,7 @@ impl Broker {
                         .map(|p| p.description.to_json())
                         .collect(),
                 )),
+                status: None,
             }),
             AdminOp::DhtRecord {} => {
                 let record = crate::link::join::dht_record(&self.links).map_err(|err| {
@@ -630,6 +647,7 @@ impl Broker {
                     peers: None,
                     feeds: None,
                     value: Some(record),
+                    status: None,
                 })
             }
             AdminOp::PeerJoin { .. } | AdminOp::PeerWelcome { .. } => Err((
@@ -657,6 +675,7 @@ impl Broker {
                     peers: None,
                     feeds: None,
                     value: None,
+                    status: None,
                 })
             }
             AdminOp::Revoke { service } => {
@@ -674,6 +693,7 @@ impl Broker {
                     peers: None,
                     feeds: None,
                     value: None,
+                    status: None,
                 })
             }
         }
@@ -722,6 +742,7 @@ impl Broker {
             peers: None,
             feeds: None,
             value: None,
+            status: None,
         })
     }
 
@@ -765,19 +786,6 @@ impl Broker {
     }
 }
 
-impl Broker {
-    /// Origins whose feed is frozen by an equivocation.
-    fn forked_origins(&self) -> Vec<PeerId> {
-        match self.links.feeds().forked() {
-            Ok(origins) => origins,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot read the feeds");
-                Vec::new()
-            }
-        }
-    }
-}
-
 fn ok_reply(id: u64) -> Reply {
     Reply::Ok {
         id,
@@ -785,23 +793,7 @@ fn ok_reply(id: u64) -> Reply {
         peers: None,
         feeds: None,
         value: None,
-    }
-}
-
-fn peer_entry(links: &Links, peer: &RosterPeer, forked: &[PeerId]) -> PeerEntry {
-    let uuid = peer.description.uuid();
-    let (status, queued) = links.status(uuid);
-    PeerEntry {
-        uuid: uuid.to_string(),
-        name: peer.description.name().to_owned(),
-        address: peer.description.address().to_owned(),
-        fingerprint: peer.description.fingerprint().to_owned(),
-        added: peer.added.as_millis(),
-        reachable: status.reachable,
-        last_heard: status.last_heard.map(Timestamp::as_millis),
-        queued,
-        backoff_ms: u64::try_from(status.backoff.as_millis()).unwrap_or(u64::MAX),
-        equivocated: forked.contains(&uuid),
+        status: None,
     }
 }
 

@@ -4,11 +4,13 @@
 //! `session.hello`; then the connection is registered (one per peer pair,
 //! see [`Links::register`]) and two tasks serve it: the writer sends what
 //! the rest of dispatchd queues on the [`ConnHandle`] (control frames first)
-//! and a signed `session.ping` after a keepalive interval of silence; the
-//! reader opens every frame and acts on it: acknowledgements, key requests
-//! and answers, and direct messages, which it hands to the bus once each and
-//! acknowledges. A connection that stays silent for three keepalive
-//! intervals is half-open or dead and is closed.
+//! and a signed `session.ping` every keepalive interval, whatever else
+//! flows (CEP 7); the reader opens every frame and acts on it: heartbeats
+//! (a ping is answered with a `session.pong` echoing its nonce, a pong gives
+//! the round-trip time), acknowledgements, key requests and answers, and
+//! direct messages, which it hands to the bus once each and acknowledges. A
+//! connection that stays silent for three keepalive intervals is half-open
+//! or dead and is closed.
 //!
 //! Olm sessions are only ever started by the peer with the lower UUID, from
 //! a one-time key of the other: asked for with `session.key-request`, or
@@ -16,10 +18,10 @@
 //! that need a session at the same moment still make one.
 
 use std::{
-    collections::HashSet,
+    collections::{HashSet, VecDeque},
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -33,7 +35,7 @@ use tokio::{
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
     sync::{mpsc, watch},
-    time::Instant,
+    time::{Instant, MissedTickBehavior},
 };
 
 use super::{
@@ -55,6 +57,12 @@ const SETUP_PACE: Duration = Duration::from_secs(5);
 /// How long a session we started may go unanswered before an offer from
 /// the peer counts as a sign that it lost it.
 const SETUP_GRACE: Duration = Duration::from_secs(30);
+/// Heartbeats awaiting their answer, at most; an older one is forgotten.
+const PINGS_OUT: usize = 4;
+/// How often, at most, we answer a ping (each answer costs a signature).
+const PONG_PACE: Duration = Duration::from_millis(250);
+/// The longest nonce a heartbeat may carry (ours are 32 hex digits).
+const MAX_NONCE: usize = 64;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -68,8 +76,13 @@ pub(super) struct ConnHandle {
     closed: watch::Sender<bool>,
     /// The feeds the peer last said it holds (CEP 6).
     pub frontier: watch::Sender<Option<super::feeds::TheirFrontier>>,
-    /// Feed pages received on this connection.
+    /// Feed pages received and accepted on this connection.
     pages: AtomicU64,
+    /// Heartbeats sent and not yet answered: (nonce, when sent), oldest
+    /// first. Written by the writer task, read by the reader task.
+    pings: Mutex<VecDeque<(String, Instant)>>,
+    /// When the reader last answered a ping, to pace answers.
+    last_pong: Mutex<Option<Instant>>,
 }
 
 impl ConnHandle {
@@ -96,9 +109,32 @@ impl ConnHandle {
         }
     }
 
-    /// Feed pages received on this connection so far.
+    /// Feed pages received and handled on this connection so far.
     pub fn pages_received(&self) -> u64 {
         self.pages.load(Ordering::Relaxed)
+    }
+
+    /// Whether the peer's frontier has arrived on this connection.
+    pub fn has_frontier(&self) -> bool {
+        self.frontier.borrow().is_some()
+    }
+
+    /// Remembers a heartbeat just sealed, to time its answer.
+    fn ping_sent(&self, nonce: String) {
+        let mut pings = lock(&self.pings);
+        if pings.len() >= PINGS_OUT {
+            pings.pop_front();
+        }
+        pings.push_back((nonce, Instant::now()));
+    }
+
+    /// The round-trip time of the heartbeat `nonce` answers, if we sent it
+    /// and it is not answered yet; it and older ones are forgotten.
+    fn pong_received(&self, nonce: &str) -> Option<Duration> {
+        let mut pings = lock(&self.pings);
+        let at = pings.iter().position(|(sent, _)| sent == nonce)?;
+        let (_, sent) = pings.drain(..=at).next_back()?;
+        Some(sent.elapsed())
     }
 
     /// Queues a control frame (acknowledgement, key, ping) without waiting.
@@ -205,6 +241,8 @@ fn start(
         closed: watch::Sender::new(false),
         frontier: watch::Sender::new(None),
         pages: AtomicU64::new(0),
+        pings: Mutex::new(VecDeque::new()),
+        last_pong: Mutex::new(None),
     });
     reader.set_idle(links.keepalive * 3);
     if links.register(peer, &conn) {
@@ -229,7 +267,8 @@ fn start(
     conn
 }
 
-/// Sends what is queued, control first, and a ping after a silence.
+/// Sends what is queued, control first, and a heartbeat every keepalive
+/// interval (the first at once, so the round-trip time is known early).
 async fn write_loop(
     links: Arc<Links>,
     peer: PeerId,
@@ -239,19 +278,26 @@ async fn write_loop(
     mut control: mpsc::Receiver<Vec<u8>>,
 ) {
     let mut closed = conn.closed.subscribe();
+    let mut heartbeat = tokio::time::interval(links.keepalive);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
+        // The heartbeat comes before queued frames: it is due once per
+        // interval, so it cannot starve them, and traffic cannot delay it.
         let body = tokio::select! {
             biased;
             _ = closed.wait_for(|closed| *closed) => break,
-            Some(body) = control.recv() => body,
-            Some(body) = data.recv() => body,
-            () = tokio::time::sleep(links.keepalive) => match ping(&links, peer) {
-                Ok(body) => body,
+            _ = heartbeat.tick() => match ping(&links, peer) {
+                Ok((nonce, body)) => {
+                    conn.ping_sent(nonce);
+                    body
+                }
                 Err(err) => {
-                    tracing::error!(%peer, error = err.as_str(), "cannot seal a keepalive");
+                    tracing::error!(%peer, error = err.as_str(), "cannot seal a heartbeat");
                     break;
                 }
             },
+            Some(body) = control.recv() => body,
+            Some(body) = data.recv() => body,
         };
         if let Err(err) = write_frame(&mut write, &body).await {
             tracing::warn!(%peer, error = %err, "cannot write to the peer");
@@ -319,10 +365,14 @@ async fn read_loop(
                 Err(err) => return err,
             };
             if let Some(page) = page {
-                let pages = conn.pages.fetch_add(1, Ordering::Relaxed) + 1;
+                // Counted once the page is stored, so that no frontier (the
+                // periodic one included) claims a page its heads do not yet
+                // reflect. Only this task writes the count.
+                let pages = conn.pages_received() + 1;
                 if let Err(err) = super::feeds::accept_page(links, peer, conn, &page, pages).await {
                     return err;
                 }
+                conn.pages.store(pages, Ordering::Relaxed);
             }
         }
         // Keep what arrived together in one commit, once the frames already
@@ -355,7 +405,12 @@ fn handle(
     incoming: &mut Vec<(String, Envelope)>,
 ) -> Result<Option<Envelope>, String> {
     match envelope.name.as_str() {
-        peer::HELLO | peer::PING => {}
+        peer::HELLO => {}
+        peer::PING => answer_ping(links, peer, conn, &envelope.data)?,
+        peer::PONG => match heartbeat_nonce(&envelope.data).and_then(|n| conn.pong_received(n)) {
+            Some(rtt) => links.record_rtt(peer, rtt),
+            None => tracing::debug!(%peer, "answer to no heartbeat of ours; ignored"),
+        },
         peer::EVENTS => return Ok(Some(envelope)),
         peer::FRONTIER => {
             let Some(frontier) = super::feeds::parse_frontier(&envelope.data) else {
@@ -369,6 +424,7 @@ fn handle(
             if let Err(err) = recorded {
                 tracing::error!(%peer, error = %err, "cannot record a peer's frontier");
             }
+            links.frontier_heard(peer);
             conn.frontier.send_replace(Some(frontier));
         }
         peer::KEY_REQUEST => answer_key_request(links, peer, conn, &envelope.data)?,
@@ -475,6 +531,36 @@ fn acknowledge(
     }
     unacked.clear();
     Ok(())
+}
+
+/// The nonce of a heartbeat's data, if it has a sane one.
+fn heartbeat_nonce(data: &Value) -> Option<&str> {
+    data.get("nonce")
+        .and_then(Value::as_str)
+        .filter(|nonce| !nonce.is_empty() && nonce.len() <= MAX_NONCE)
+}
+
+/// Answers a heartbeat with a signed pong echoing its nonce, at most once
+/// per [`PONG_PACE`] (a peer that pings faster gets fewer answers, not our
+/// signing time).
+fn answer_ping(links: &Links, peer: PeerId, conn: &ConnHandle, data: &Value) -> Result<(), String> {
+    let Some(nonce) = heartbeat_nonce(data) else {
+        tracing::debug!(%peer, "heartbeat without a usable nonce; not answered");
+        return Ok(());
+    };
+    {
+        let mut last = lock(&conn.last_pong);
+        if last.is_some_and(|last| last.elapsed() < PONG_PACE) {
+            tracing::debug!(%peer, "heartbeats too close together; this one not answered");
+            return Ok(());
+        }
+        *last = Some(Instant::now());
+    }
+    let pong = control(peer::PONG, links.me(), peer, json!({ "nonce": nonce }))?;
+    let body = seal_gpg(&links.crypto().identity, peer, &pong)
+        .map_err(|err| err.to_string())?
+        .to_body();
+    conn.send_control(body)
 }
 
 /// Answers a key request with a fresh one-time key.
@@ -666,17 +752,25 @@ fn offer(
 }
 
 fn hello(links: &Links, peer: PeerId) -> Result<Vec<u8>, String> {
-    signed_control(links, peer::HELLO, peer)
+    signed_control(links, peer::HELLO, peer, nonce())
 }
 
-fn ping(links: &Links, peer: PeerId) -> Result<Vec<u8>, String> {
-    signed_control(links, peer::PING, peer)
+/// A heartbeat and its nonce.
+fn ping(links: &Links, peer: PeerId) -> Result<(String, Vec<u8>), String> {
+    let nonce = nonce();
+    let body = signed_control(links, peer::PING, peer, nonce.clone())?;
+    Ok((nonce, body))
 }
 
 /// A `GPG` frame of a control envelope with a fresh nonce (so no two are
 /// alike and none trips the replay check).
-fn signed_control(links: &Links, name: &str, peer: PeerId) -> Result<Vec<u8>, String> {
-    let envelope = control(name, links.me(), peer, json!({ "nonce": nonce() }))?;
+fn signed_control(
+    links: &Links,
+    name: &str,
+    peer: PeerId,
+    nonce: String,
+) -> Result<Vec<u8>, String> {
+    let envelope = control(name, links.me(), peer, json!({ "nonce": nonce }))?;
     Ok(seal_gpg(&links.crypto().identity, peer, &envelope)
         .map_err(|err| err.to_string())?
         .to_body())

@@ -51,15 +51,42 @@ pub struct Crypto {
     pub replay: ReplayCache,
 }
 
-/// How the link to one peer is doing, for `centerctl peer list`.
+/// How the link to one peer is doing, for `centerctl peer list`. Kept in
+/// memory: it starts empty each time dispatchd starts.
 #[derive(Debug, Clone, Default)]
 pub struct LinkStatus {
     /// Whether the last attempt to deliver got through.
     pub reachable: Option<bool>,
     /// When an authenticated frame last came from that peer.
     pub last_heard: Option<Timestamp>,
+    /// The same, on the monotonic clock (for how long it has been silent).
+    pub heard_at: Option<tokio::time::Instant>,
+    /// The round-trip time of the last answered heartbeat (CEP 7).
+    pub rtt: Option<Duration>,
+    /// Its feed frontier has come since dispatchd started.
+    pub frontier_heard: bool,
     /// The current retry delay after failures.
     pub backoff: Duration,
+}
+
+/// One roster peer as the links see it now (for the peer states of CEP 7).
+#[derive(Debug, Clone)]
+pub struct LinkView {
+    pub status: LinkStatus,
+    /// Direct messages waiting for it.
+    pub queued: u64,
+    /// A connection to it is open.
+    pub connected: bool,
+    /// Its frontier has arrived on that connection.
+    pub frontier_on_connection: bool,
+}
+
+/// Who this peer is, for `centerctl status`.
+#[derive(Debug, Clone)]
+pub struct Whoami {
+    pub name: String,
+    pub address: String,
+    pub fingerprint: String,
 }
 
 /// What wakes a peer's outbound task. Each has one waiter (that task), so
@@ -225,6 +252,21 @@ impl Links {
         self.me
     }
 
+    /// This peer's name, address and fingerprint.
+    pub fn whoami(&self) -> Whoami {
+        let crypto = self.crypto();
+        Whoami {
+            name: crypto.identity.name().to_owned(),
+            address: crypto.identity.address().to_owned(),
+            fingerprint: crypto.identity.fingerprint().to_string(),
+        }
+    }
+
+    /// The heartbeat interval (`[links] keepalive_seconds`).
+    pub fn keepalive(&self) -> Duration {
+        self.keepalive
+    }
+
     /// The IP of this peer's own address, if it is one (not a host name).
     pub fn local_ip(&self) -> Option<std::net::IpAddr> {
         let crypto = self.crypto();
@@ -329,11 +371,22 @@ impl Links {
             let mut status = lock(&self.status);
             let entry = status.entry(peer).or_default();
             entry.last_heard = Some(Timestamp::now());
+            entry.heard_at = Some(tokio::time::Instant::now());
             entry.backoff = Duration::ZERO;
         }
         if let Some(signals) = lock(&self.signals).get(&peer) {
             signals.work.notify_one();
         }
+    }
+
+    /// A heartbeat to `peer` was answered after `rtt`.
+    fn record_rtt(&self, peer: PeerId, rtt: Duration) {
+        lock(&self.status).entry(peer).or_default().rtt = Some(rtt);
+    }
+
+    /// `peer` told us its feed frontier.
+    fn frontier_heard(&self, peer: PeerId) {
+        lock(&self.status).entry(peer).or_default().frontier_heard = true;
     }
 
     /// The peer acknowledged something: its outbound task looks again.
@@ -356,6 +409,18 @@ impl Links {
         let status = lock(&self.status).get(&peer).cloned().unwrap_or_default();
         let depth = self.store().depth(peer).unwrap_or(0);
         (status, depth)
+    }
+
+    /// The link to `peer` as it is now: its status, queue and connection.
+    pub fn view(&self, peer: PeerId) -> LinkView {
+        let (status, queued) = self.status(peer);
+        let conn = self.connection(peer);
+        LinkView {
+            status,
+            queued,
+            connected: conn.is_some(),
+            frontier_on_connection: conn.is_some_and(|conn| conn.has_frontier()),
+        }
     }
 
     /// The peer's signals, spawning its outbound task the first time.

@@ -35,9 +35,13 @@ pub const KEY_ANSWER: &str = "session.key";
 /// Opens every connection, both ways: `{"nonce": HEX}`. The dialer sends it
 /// first; the listener answers with its own.
 pub const HELLO: &str = "session.hello";
-/// Keeps a connection alive: `{"nonce": HEX}`; also the first message on a
+/// The heartbeat, sent every keepalive interval whatever else flows:
+/// `{"nonce": HEX}`; answered with [`PONG`]. Also the first message on a
 /// new Olm session, so the other side learns the session at once.
 pub const PING: &str = "session.ping";
+/// Answers a [`PING`], echoing its nonce: `{"nonce": HEX}`, so the pinger
+/// measures the round-trip time (CEP 7).
+pub const PONG: &str = "session.pong";
 /// What a peer holds of the feeds (CEP 6): `{"heads": {ORIGIN: SEQ, ...},
 /// "pages": N}`, N the `session.events` pages it received on this
 /// connection.
@@ -278,7 +282,9 @@ pub fn open(
     for envelope in &envelopes {
         let name = envelope.name.as_str();
         let allowed = match prefix {
-            Prefix::Gpg => [HELLO, PING, KEY_REQUEST, KEY_ANSWER, ADD_PEER_SERVER].contains(&name),
+            Prefix::Gpg => {
+                [HELLO, PING, PONG, KEY_REQUEST, KEY_ANSWER, ADD_PEER_SERVER].contains(&name)
+            }
             Prefix::GpgPlus => name != NEW_PEER_SERVER,
             Prefix::New => false,
         };

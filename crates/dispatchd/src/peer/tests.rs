@@ -11,8 +11,8 @@ use center_proto::{
 use serde_json::json;
 
 use super::{
-    KEY_ANSWER, KEY_REQUEST, Receiver, Refusal, ReplayCache, Sessions, Verified, open, seal_gpg,
-    seal_gpg_plus,
+    KEY_ANSWER, KEY_REQUEST, PING, PONG, Receiver, Refusal, ReplayCache, Sessions, Verified, open,
+    seal_gpg, seal_gpg_plus,
 };
 
 struct Party {
@@ -338,6 +338,23 @@ fn envelopes_that_do_not_match_their_frame_are_refused() {
     ));
     // The session survived all of it.
     assert!(b.open(&direct(&mut a, b.uuid(), "demo.fine", 2)).is_ok());
+}
+
+#[test]
+fn heartbeats_travel_signed_without_a_session() {
+    // C has no session with A: its ping and A's pong are GPG frames (CEP 7).
+    let (mut a, _b, c) = network();
+    for name in [PING, PONG] {
+        let frame = seal_gpg(
+            &c.identity,
+            a.uuid(),
+            &envelope(name, c.uuid(), a.uuid(), json!({"nonce": "00ff"})),
+        )
+        .unwrap();
+        let opened = a.open(&frame).unwrap();
+        assert_eq!(opened.envelope.name.as_str(), name);
+        assert_eq!(opened.envelope.data["nonce"], "00ff");
+    }
 }
 
 #[test]
