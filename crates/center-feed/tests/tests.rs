@@ -9,5 +9,6 @@ mod event;
 mod fork;
 mod hostile;
 mod prune;
+mod rotation;
 mod support;
 mod vectors;
