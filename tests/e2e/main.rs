@@ -7,6 +7,7 @@ mod feeds;
 mod links;
 mod mallory;
 mod peer;
+mod rotate;
 mod support;
 mod testnet;
 mod tidy;

@@ -164,6 +164,10 @@ pub enum AdminOp {
     /// Resolves the fork of an origin frozen by an equivocation: `keep` is
     /// the hash of the event to keep at the conflicting seq (CEP 6).
     FeedResolve { origin: String, keep: String },
+    /// Rotates this peer's keys (CEP 7): a new OpenPGP certificate and Olm
+    /// account, announced by a `peer.rotate` event in this peer's feed
+    /// signed by the old key. Answers once the new keys are in use.
+    RotateKeys {},
 }
 
 /// One trusted peer as the roster shows it.

@@ -145,7 +145,11 @@ fn the_old_key_after_the_rotation_is_refused_even_in_the_same_page() {
     .expect("history");
     let outcomes = s
         .store
-        .accept(&bytes(&[r.next.clone()]), only(id, history), NOW)
+        .accept(
+            &bytes(std::slice::from_ref(&r.next)),
+            only(id, history),
+            NOW,
+        )
         .expect("accept");
     assert!(
         matches!(outcomes[0], Outcome::Stored { seq: 4, .. }),
@@ -175,7 +179,7 @@ fn a_history_verifies_each_seq_with_its_own_key() {
     let outcomes = s
         .store
         .accept(
-            &bytes(&[&r.before[..], &[r.early.clone()]].concat()),
+            &bytes(&[&r.before[..], std::slice::from_ref(&r.early)].concat()),
             only(id, history.clone()),
             NOW,
         )

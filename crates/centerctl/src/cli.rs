@@ -59,6 +59,9 @@ pub enum PeerCommand {
     },
     /// List the peers this peer trusts.
     List,
+    /// Replace this peer's OpenPGP and Olm keys (when they may be exposed);
+    /// other peers switch when they receive the announcement (CEP 7).
+    RotateKeys,
 }
 
 #[derive(Subcommand, Debug)]

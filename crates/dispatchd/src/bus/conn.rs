@@ -359,6 +359,7 @@ fn admin_name(op: &center_bus::AdminOp) -> &'static str {
         center_bus::AdminOp::FeedStatus {} => "feed status refused",
         center_bus::AdminOp::FeedResolve { .. } => "feed resolve refused",
         center_bus::AdminOp::PeerList {} => "peer list refused",
+        center_bus::AdminOp::RotateKeys {} => "rotate keys refused",
     }
 }
 

@@ -507,6 +507,19 @@ impl Broker {
                     feeds: Some(self.feed_status()?),
                 })
             }
+            AdminOp::RotateKeys {} => {
+                let rotated = self.links.rotate_keys().map_err(|err| {
+                    tracing::error!(error = err, "key rotation failed");
+                    (ErrorCode::Internal, err)
+                })?;
+                tracing::info!(seq = rotated.seq, "the sysadmin rotated this peer's keys");
+                Ok(Reply::Ok {
+                    id,
+                    grants: None,
+                    peers: None,
+                    feeds: None,
+                })
+            }
             AdminOp::FeedStatus {} => Ok(Reply::Ok {
                 id,
                 grants: None,

@@ -105,12 +105,13 @@ impl Links {
         self.feed_changes.subscribe()
     }
 
-    /// The keys that sign an origin's events: a roster peer's, or ours.
-    fn origin_keys(&self, origin: &PeerId) -> Option<center_identity::PeerKeys> {
+    /// The keys that sign an origin's events, by seq: a roster peer's, or
+    /// ours.
+    fn origin_keys(&self, origin: &PeerId) -> Option<center_feed::OriginKeys> {
         if *origin == self.me {
-            return Some(self.own_keys.clone());
+            return Some(lock(&self.own_keys).clone());
         }
-        self.keys(origin)
+        self.roster().history(origin)
     }
 }
 
@@ -207,15 +208,17 @@ pub(super) async fn accept_page(
         }
     }
     let worker = links.clone();
-    let outcomes = tokio::task::spawn_blocking(move || {
+    let (events, outcomes) = tokio::task::spawn_blocking(move || {
         let now = Timestamp::now();
         let mut feeds = worker.feeds();
-        feeds.accept(&events, |origin| worker.origin_keys(origin), now)
+        let outcomes = feeds.accept(&events, |origin| worker.origin_keys(origin), now);
+        (events, outcomes)
     })
     .await
-    .map_err(|err| format!("feed page check failed: {err}"))?
-    .map_err(|err| format!("cannot store feed events: {err}"))?;
+    .map_err(|err| format!("feed page check failed: {err}"))?;
+    let outcomes = outcomes.map_err(|err| format!("cannot store feed events: {err}"))?;
     report(links, peer, &outcomes);
+    links.rotations_stored(&events, &outcomes);
     if outcomes
         .iter()
         .any(|o| matches!(o, Outcome::Stored { .. } | Outcome::Equivocation { .. }))

@@ -1,0 +1,377 @@
+//! Key rotation (CEP 7): this peer changing its own keys, and the switch to
+//! a peer's new keys when its `peer.rotate` event arrives.
+//!
+//! **Own rotation** ([`Links::rotate_keys`]), under the feed and crypto
+//! locks so nothing is signed or sealed in between, in this order:
+//!
+//! 1. new certificate and Olm account written aside (`*.next`, fsynced);
+//!    a crash here leaves the old identity in use, and the next start
+//!    discards the unannounced keys;
+//! 2. the `peer.rotate` event appended to our feed, signed by the old key
+//!    (committed with `synchronous=FULL`): from here on the rotation *is*
+//!    announced, and a start completes it (step 3 and 4 again) from the
+//!    event, the one record that decides;
+//! 3. every Olm session dropped (they belong to the old account);
+//! 4. the new files renamed over the old ones; the old secret key is gone.
+//!
+//! Then every connection is closed, so each is opened again with hellos
+//! signed by the new key; each hello carries our rotation events, so a peer
+//! that has not yet received them through the feeds can check them (signed
+//! by the key it knows) and switch before it checks the hello.
+//!
+//! **A peer's rotation**, learnt from a stored feed event or a hello: its
+//! sessions are dropped, its roster entry switches (the old description
+//! kept with `last_seq`), its connection is closed and dialled again, and
+//! the outbox resends what it had not acknowledged on the new session.
+
+use std::sync::Arc;
+
+use center_feed::{FeedEvent, FeedLimits, OriginKeys, Outcome, Rotation, rotation_data};
+use center_proto::{EventName, PeerId, Timestamp, canonical::to_canonical, peer_frame};
+use serde_json::Value;
+
+use super::{Links, lock};
+use crate::roster::Rotated;
+
+/// Rotation events a hello carries at most (the latest ones).
+pub(super) const HELLO_ROTATIONS: usize = 8;
+
+/// What `rotate-keys` did.
+#[derive(Debug, Clone)]
+pub struct RotatedKeys {
+    /// The seq of the `peer.rotate` event in our feed.
+    pub seq: u64,
+    pub old_fingerprint: String,
+    pub new_fingerprint: String,
+}
+
+impl Links {
+    /// Rotates this peer's keys (the sysadmin's `centerctl peer
+    /// rotate-keys`); see the module comment for the order of the steps.
+    pub fn rotate_keys(self: &Arc<Self>) -> Result<RotatedKeys, String> {
+        let rotated = {
+            let mut feeds = self.feeds();
+            let mut crypto = self.crypto();
+            let prepared = crypto
+                .identity
+                .prepare_rotation()
+                .map_err(|err| format!("cannot make the new keys: {err}"))?;
+            let old_fingerprint = crypto.identity.fingerprint();
+            let data = rotation_data(prepared.description(), &old_fingerprint);
+            let name = EventName::parse(center_feed::ROTATE_EVENT).map_err(|e| e.to_string())?;
+            let appended = feeds.append_local(
+                |input| crypto.identity.sign(input),
+                self.me,
+                name,
+                data,
+                Timestamp::now(),
+            );
+            let appended = match appended {
+                Ok(appended) => appended,
+                Err(err) => {
+                    if let Err(err) = crypto.identity.discard_prepared_rotation() {
+                        tracing::warn!(error = %err, "cannot remove the unused new keys");
+                    }
+                    return Err(format!("cannot announce the rotation: {err}"));
+                }
+            };
+            let announced = feeds
+                .rotations(self.me, appended.seq - 1)
+                .map_err(|err| err.to_string())?;
+            let description = prepared.description().clone();
+            // Announced: from here on a failure is completed by a restart.
+            let incomplete = |err: String| {
+                tracing::error!(
+                    error = err,
+                    "the key rotation is announced but not complete; restart dispatchd to complete it"
+                );
+                format!(
+                    "the rotation is announced but not complete ({err}); restart dispatchd to complete it"
+                )
+            };
+            crypto.sessions.forget_all().map_err(incomplete)?;
+            crypto
+                .identity
+                .commit_rotation(prepared)
+                .map_err(|err| incomplete(err.to_string()))?;
+            let new = center_identity::PeerKeys::from_description(&description);
+            lock(&self.own_keys).rotate(new, appended.seq);
+            self.remember_own_rotations(&announced);
+            self.write_description(&description);
+            RotatedKeys {
+                seq: appended.seq,
+                old_fingerprint,
+                new_fingerprint: description.fingerprint().to_owned(),
+            }
+        };
+        tracing::warn!(
+            seq = rotated.seq,
+            old = rotated.old_fingerprint,
+            new = rotated.new_fingerprint,
+            "this peer rotated its keys at seq {}",
+            rotated.seq
+        );
+        self.feed_changed();
+        self.reconnect_all();
+        Ok(rotated)
+    }
+
+    /// Keeps our latest rotation events for hellos.
+    fn remember_own_rotations(&self, events: &[FeedEvent]) {
+        let mut own = lock(&self.own_rotations);
+        own.extend(events.iter().filter_map(event_value));
+        let excess = own.len().saturating_sub(HELLO_ROTATIONS);
+        own.drain(..excess);
+    }
+
+    /// Our rotation events a hello carries, oldest first.
+    pub(super) fn own_rotations(&self) -> Vec<Value> {
+        lock(&self.own_rotations).clone()
+    }
+
+    /// Rewrites `description.json` (what `centerctl peer whoami` prints).
+    fn write_description(&self, description: &center_identity::PeerDescription) {
+        let Some(path) = &self.description_file else {
+            return;
+        };
+        let written = serde_json::to_string_pretty(&description.to_json())
+            .map_err(std::io::Error::other)
+            .and_then(|text| {
+                crate::durable::replace_file(path, format!("{text}\n").as_bytes(), 0o644)
+            });
+        if let Err(err) = written {
+            tracing::error!(path = %path.display(), error = %err, "cannot write this peer's description");
+        }
+    }
+
+    /// Closes every connection and drops every session setup, so each peer
+    /// is dialled again (with hellos signed by the new keys).
+    fn reconnect_all(self: &Arc<Self>) {
+        let conns: Vec<_> = lock(&self.conns).drain().collect();
+        lock(&self.setup).clear();
+        for (peer, conn) in conns {
+            conn.close();
+            self.keep_connected(peer);
+        }
+    }
+
+    /// Switches `origin` to the keys of its rotation at `seq` (verified by
+    /// the caller with the key `origin` had at `seq`).
+    pub(super) fn apply_rotation(
+        self: &Arc<Self>,
+        origin: PeerId,
+        rotation: &Rotation,
+        seq: u64,
+    ) -> Result<Rotated, String> {
+        {
+            let mut crypto = self.crypto();
+            if self.roster().history(&origin).and_then(|h| h.rotated_at()) >= Some(seq) {
+                return Ok(Rotated::Known);
+            }
+            // Sessions first: a crash after leaves the old keys and no
+            // session, which the next rotation event repairs.
+            crypto.sessions.forget(origin)?;
+            let rotated = self
+                .roster()
+                .rotate(origin, rotation, seq)
+                .map_err(|err| err.to_string())?;
+            if rotated == Rotated::Known {
+                return Ok(rotated);
+            }
+        }
+        tracing::warn!(
+            peer = %origin,
+            seq,
+            old = rotation.old_fingerprint(),
+            new = rotation.description().fingerprint(),
+            "peer {origin} rotated its keys at seq {seq}"
+        );
+        lock(&self.setup).remove(&origin);
+        if let Some(conn) = lock(&self.conns).remove(&origin) {
+            conn.close();
+        }
+        self.keep_connected(origin);
+        Ok(Rotated::Switched)
+    }
+
+    /// Applies the rotations among the events of a page the store took
+    /// (`outcomes` answer `events` one for one).
+    pub(super) fn rotations_stored(self: &Arc<Self>, events: &[Vec<u8>], outcomes: &[Outcome]) {
+        let limits = FeedLimits::DEFAULT;
+        for (bytes, outcome) in events.iter().zip(outcomes) {
+            let Outcome::Stored { origin, seq, .. } = outcome else {
+                continue;
+            };
+            if *origin == self.me {
+                continue;
+            }
+            let Ok(event) = FeedEvent::parse(bytes, &limits) else {
+                continue;
+            };
+            let Some(Ok(rotation)) = Rotation::from_event(&event) else {
+                continue;
+            };
+            if let Err(err) = self.apply_rotation(*origin, &rotation, *seq) {
+                tracing::error!(peer = %origin, seq, error = err, "cannot apply a stored key rotation");
+            }
+        }
+    }
+
+    /// The rotation events a hello from a roster peer carries, checked
+    /// and applied before the hello itself is verified: the hello of a
+    /// peer that rotated is signed by its new key, which we learn only from
+    /// these events, each signed by the key we know for its seq. Returns
+    /// whether a rotation was applied (the caller then verifies again).
+    pub(super) fn rotations_in_hello(self: &Arc<Self>, body: &[u8]) -> bool {
+        let Ok(frame) = peer_frame::PeerFrame::parse(body) else {
+            return false;
+        };
+        let from = frame.from();
+        if frame.prefix() != peer_frame::Prefix::Gpg
+            || frame.to() != self.me
+            || self.roster().get(&from).is_none()
+        {
+            return false;
+        }
+        let opened = peer_frame::open_envelope(
+            from,
+            self.me,
+            frame.payload(),
+            Timestamp::now(),
+            &center_proto::Limits::DEFAULT,
+        );
+        let Ok(envelope) = opened else {
+            return false;
+        };
+        if envelope.name.as_str() != crate::peer::HELLO {
+            return false;
+        }
+        let Some(Value::Array(events)) = envelope.data.get("rotations") else {
+            return false;
+        };
+        let mut applied = false;
+        for value in events.iter().take(HELLO_ROTATIONS) {
+            match self.check_rotation(from, value) {
+                Ok(Some((rotation, seq))) => match self.apply_rotation(from, &rotation, seq) {
+                    Ok(Rotated::Switched) => applied = true,
+                    Ok(Rotated::Known) => {}
+                    Err(err) => {
+                        tracing::warn!(peer = %from, seq, error = err, "a key rotation in a hello is refused");
+                        return applied;
+                    }
+                },
+                Ok(None) => {}
+                Err(reason) => {
+                    tracing::warn!(peer = %from, reason, "a key rotation in a hello is refused");
+                    return applied;
+                }
+            }
+        }
+        applied
+    }
+
+    /// Checks one rotation event a hello from `from` carries: `None` if it
+    /// is one we applied already.
+    fn check_rotation(
+        &self,
+        from: PeerId,
+        value: &Value,
+    ) -> Result<Option<(Rotation, u64)>, String> {
+        let bytes = to_canonical(value).map_err(|err| err.to_string())?;
+        let event =
+            FeedEvent::parse(&bytes, &FeedLimits::DEFAULT).map_err(|err| err.to_string())?;
+        if event.origin() != from {
+            return Err("it is another origin's".to_owned());
+        }
+        let rotation = Rotation::from_event(&event)
+            .ok_or_else(|| "it is not a rotation event".to_owned())?
+            .map_err(|err| err.to_string())?;
+        let history: OriginKeys = self
+            .roster()
+            .history(&from)
+            .ok_or_else(|| "the peer is not in the roster".to_owned())?;
+        let seq = event.seq();
+        if history.rotated_at().is_some_and(|at| at >= seq) {
+            return Ok(None);
+        }
+        let signer = history.for_seq(seq);
+        event.verify(signer).map_err(|err| err.to_string())?;
+        rotation
+            .check_signer(signer)
+            .map_err(|err| err.to_string())?;
+        Ok(Some((rotation, seq)))
+    }
+}
+
+/// A stored event as the JSON a hello carries.
+pub(super) fn event_value(event: &FeedEvent) -> Option<Value> {
+    serde_json::from_slice(event.as_bytes()).ok()
+}
+
+/// At start, before anything is signed: completes our own rotation if one
+/// was announced but not committed, discards new keys never announced, and
+/// applies to the roster the peers' rotations the feed store holds but the
+/// roster missed (a crash between the two). Returns our rotation events.
+pub fn reconcile(
+    identity: &mut center_identity::Identity,
+    sessions: &mut crate::peer::Sessions,
+    roster: &mut crate::roster::Roster,
+    feeds: &center_feed::FeedStore,
+) -> anyhow::Result<Vec<FeedEvent>> {
+    use anyhow::Context;
+    let me = identity.uuid();
+    let own = feeds
+        .rotations(me, 0)
+        .context("cannot read this peer's rotations")?;
+    if let Some(last) = own.last()
+        && let Some(Ok(rotation)) = Rotation::from_event(last)
+    {
+        let expected = rotation.description();
+        if identity.fingerprint() != expected.fingerprint()
+            || identity.olm_curve25519() != expected.olm_curve25519()
+        {
+            sessions
+                .forget_all()
+                .map_err(anyhow::Error::msg)
+                .context("cannot drop the old sessions")?;
+            identity
+                .resume_rotation(expected)
+                .context("cannot complete the key rotation announced in this peer's feed")?;
+            tracing::warn!(
+                seq = last.seq(),
+                fingerprint = expected.fingerprint(),
+                "completed a key rotation cut short"
+            );
+        }
+    }
+    identity
+        .discard_prepared_rotation()
+        .context("cannot remove unannounced new keys")?;
+    let peers: Vec<(PeerId, u64)> = roster
+        .list()
+        .map(|p| {
+            let at = p.retired.last().map_or(0, |r| r.last_seq);
+            (p.description.uuid(), at)
+        })
+        .collect();
+    for (peer, after) in peers {
+        for event in feeds
+            .rotations(peer, after)
+            .context("cannot read a peer's rotations")?
+        {
+            let Some(Ok(rotation)) = Rotation::from_event(&event) else {
+                continue;
+            };
+            match roster.rotate(peer, &rotation, event.seq()) {
+                Ok(_) => {
+                    sessions.forget(peer).map_err(anyhow::Error::msg)?;
+                    tracing::warn!(%peer, seq = event.seq(), "peer {peer} rotated its keys at seq {}", event.seq());
+                }
+                Err(err) => {
+                    tracing::error!(%peer, error = %err, "cannot apply a stored key rotation")
+                }
+            }
+        }
+    }
+    Ok(own)
+}
