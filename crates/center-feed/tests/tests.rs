@@ -10,5 +10,6 @@ mod fork;
 mod hostile;
 mod prune;
 mod rotation;
+mod rotation_vectors;
 mod support;
 mod vectors;

@@ -434,3 +434,86 @@ fn read_entry(entry: &Value, added: Timestamp) -> Result<RosterPeer, String> {
         retired,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Rotation in the roster: the switch, its history on disk, and the
+    //! hand-over of an entry with its history.
+
+    use center_feed::{Rotation, rotation_data};
+    use center_identity::{Identity, IdentityPaths};
+    use center_proto::PeerId;
+
+    use super::{Added, Roster, RosterError, Rotated};
+
+    fn identity(dir: &tempfile::TempDir, name: &str) -> Identity {
+        let paths = IdentityPaths::new(dir.path().join(name));
+        Identity::create(&paths, name, "127.0.0.1:7350").unwrap()
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_old_key_for_the_seqs_it_signed_on_disk_and_in_an_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bravo = identity(&dir, "bravo");
+        let old = bravo.describe().unwrap();
+        let me = PeerId::new_random();
+        let mut roster = Roster::open(dir.path(), me).unwrap();
+        roster.add(old.to_json().to_string().as_bytes()).unwrap();
+
+        let prepared = bravo.prepare_rotation().unwrap();
+        let data = rotation_data(prepared.description(), old.fingerprint());
+        let rotation = Rotation::from_data(bravo.uuid(), &data).unwrap();
+        let new = prepared.description().clone();
+        bravo.commit_rotation(prepared).unwrap();
+        // Naming another certificate as the old one: refused.
+        let wrong = rotation_data(&new, &new.fingerprint().replace('A', "B"));
+        let wrong = Rotation::from_data(bravo.uuid(), &wrong).unwrap();
+        assert!(matches!(
+            roster.rotate(bravo.uuid(), &wrong, 3),
+            Err(RosterError::Rotation { .. })
+        ));
+        assert_eq!(
+            roster.rotate(bravo.uuid(), &rotation, 3).unwrap(),
+            Rotated::Switched
+        );
+        assert_eq!(
+            roster.rotate(bravo.uuid(), &rotation, 3).unwrap(),
+            Rotated::Known
+        );
+        let check = |roster: &Roster| {
+            let history = roster.history(&bravo.uuid()).unwrap();
+            assert_eq!(history.for_seq(3).fingerprint(), old.fingerprint());
+            assert_eq!(history.for_seq(4).fingerprint(), new.fingerprint());
+            assert_eq!(
+                roster.get(&bravo.uuid()).unwrap().description.fingerprint(),
+                new.fingerprint()
+            );
+        };
+        check(&roster);
+        let reopened = Roster::open(dir.path(), me).unwrap();
+        check(&reopened);
+
+        // A newcomer imports the entry with its history.
+        let entry = roster.export_entry(&bravo.uuid()).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let mut newcomer = Roster::open(elsewhere.path(), PeerId::new_random()).unwrap();
+        assert_eq!(newcomer.import_entry(&entry).unwrap().0, Added::New);
+        check(&newcomer);
+        assert_eq!(newcomer.import_entry(&entry).unwrap().0, Added::Unchanged);
+        // A peer known with other keys is not changed by an import.
+        let third = tempfile::tempdir().unwrap();
+        let mut other = Roster::open(third.path(), me).unwrap();
+        other.add(old.to_json().to_string().as_bytes()).unwrap();
+        assert!(matches!(
+            other.import_entry(&entry),
+            Err(RosterError::KeyChanged { .. })
+        ));
+        // A retired description is verified like the current one.
+        let mut tampered = entry;
+        tampered["retired"][0]["description"]["name"] = "mallory".into();
+        assert!(matches!(
+            newcomer.import_entry(&tampered),
+            Err(RosterError::Entry(_))
+        ));
+    }
+}
