@@ -177,3 +177,27 @@ fn after_rotate_keys_peers_take_the_new_keys_and_refuse_the_old() {
     let good = sign(&owner, 6, e5.hash());
     assert_eq!(relay.send_events(&[good.as_bytes().to_vec()])[&bravo_id], 6);
 }
+
+#[test]
+fn a_peer_that_was_down_learns_the_new_keys_from_the_hello() {
+    // Two peers: alpha can hear of bravo's rotation only from bravo, whose
+    // frames are all signed with its new key by then.
+    let (_dir, net) = network(2);
+    let (alpha, bravo) = (net.peer("alpha").unwrap(), net.peer("bravo").unwrap());
+    publish(&net, bravo, 1);
+    wait_for_head(&net, alpha, bravo, 1, PATIENCE);
+    net.stop("alpha").unwrap();
+    ok(ctl(&net, bravo, &["peer", "rotate-keys"]));
+    let new_fingerprint = whoami_fingerprint(&net, bravo);
+    publish(&net, bravo, 2);
+    net.start("alpha").unwrap();
+    // Seq 2 is the rotation, 3 the event after it.
+    wait_for_head(&net, alpha, bravo, 3, PATIENCE);
+    assert_eq!(
+        roster_entry(&net, alpha, bravo)["fingerprint"],
+        new_fingerprint.as_str()
+    );
+    assert!(log(alpha).contains(&format!("peer {} rotated its keys at seq 2", bravo.uuid)));
+    direct(&net, alpha, bravo, 1);
+    direct(&net, bravo, alpha, 2);
+}

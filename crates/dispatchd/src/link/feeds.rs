@@ -107,7 +107,7 @@ impl Links {
 
     /// The keys that sign an origin's events, by seq: a roster peer's, or
     /// ours.
-    fn origin_keys(&self, origin: &PeerId) -> Option<center_feed::OriginKeys> {
+    pub(super) fn origin_keys(&self, origin: &PeerId) -> Option<center_feed::OriginKeys> {
         if *origin == self.me {
             return Some(lock(&self.own_keys).clone());
         }
@@ -208,17 +208,21 @@ pub(super) async fn accept_page(
         }
     }
     let worker = links.clone();
-    let (events, outcomes) = tokio::task::spawn_blocking(move || {
+    let outcomes = tokio::task::spawn_blocking(move || {
         let now = Timestamp::now();
         let mut feeds = worker.feeds();
         let outcomes = feeds.accept(&events, |origin| worker.origin_keys(origin), now);
-        (events, outcomes)
+        // Key rotations reach the roster before the next page is checked
+        // (still under the feed lock, which comes before crypto and roster).
+        if let Ok(outcomes) = &outcomes {
+            worker.rotations_stored(&events, outcomes);
+        }
+        outcomes
     })
     .await
-    .map_err(|err| format!("feed page check failed: {err}"))?;
-    let outcomes = outcomes.map_err(|err| format!("cannot store feed events: {err}"))?;
+    .map_err(|err| format!("feed page check failed: {err}"))?
+    .map_err(|err| format!("cannot store feed events: {err}"))?;
     report(links, peer, &outcomes);
-    links.rotations_stored(&events, &outcomes);
     if outcomes
         .iter()
         .any(|o| matches!(o, Outcome::Stored { .. } | Outcome::Equivocation { .. }))

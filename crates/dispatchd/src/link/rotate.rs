@@ -251,18 +251,50 @@ impl Links {
         };
         let mut applied = false;
         for value in events.iter().take(HELLO_ROTATIONS) {
-            match self.check_rotation(from, value) {
-                Ok(Some((rotation, seq))) => match self.apply_rotation(from, &rotation, seq) {
-                    Ok(Rotated::Switched) => applied = true,
-                    Ok(Rotated::Known) => {}
-                    Err(err) => {
-                        tracing::warn!(peer = %from, seq, error = err, "a key rotation in a hello is refused");
-                        return applied;
-                    }
-                },
-                Ok(None) => {}
+            let (rotation, event) = match self.check_rotation(from, value) {
+                Ok(Some(checked)) => checked,
+                Ok(None) => continue,
                 Err(reason) => {
                     tracing::warn!(peer = %from, reason, "a key rotation in a hello is refused");
+                    return applied;
+                }
+            };
+            let seq = event.seq();
+            // Through the feed's own checks first, so that a rotation that
+            // contradicts the feed is evidence, not a switch.
+            let outcome = self
+                .feeds()
+                .accept(
+                    &[event.as_bytes()],
+                    |o| self.origin_keys(o),
+                    Timestamp::now(),
+                )
+                .map_err(|err| err.to_string())
+                .and_then(|outcomes| {
+                    outcomes
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| "no outcome".to_owned())
+                });
+            match outcome {
+                Ok(Outcome::Stored { .. }) => self.feed_changed(),
+                // Already held, or ahead of what we hold of the feed (then
+                // the hello is the only way to hear from the peer again).
+                Ok(Outcome::Duplicate { .. } | Outcome::Gap { .. }) => {}
+                Ok(other) => {
+                    tracing::warn!(peer = %from, seq, outcome = ?other, "a key rotation in a hello is not taken by the feed");
+                    return applied;
+                }
+                Err(err) => {
+                    tracing::error!(peer = %from, seq, error = err, "cannot check a key rotation in a hello");
+                    return applied;
+                }
+            }
+            match self.apply_rotation(from, &rotation, seq) {
+                Ok(Rotated::Switched) => applied = true,
+                Ok(Rotated::Known) => {}
+                Err(err) => {
+                    tracing::warn!(peer = %from, seq, error = err, "a key rotation in a hello is refused");
                     return applied;
                 }
             }
@@ -276,7 +308,7 @@ impl Links {
         &self,
         from: PeerId,
         value: &Value,
-    ) -> Result<Option<(Rotation, u64)>, String> {
+    ) -> Result<Option<(Rotation, FeedEvent)>, String> {
         let bytes = to_canonical(value).map_err(|err| err.to_string())?;
         let event =
             FeedEvent::parse(&bytes, &FeedLimits::DEFAULT).map_err(|err| err.to_string())?;
@@ -299,7 +331,7 @@ impl Links {
         rotation
             .check_signer(signer)
             .map_err(|err| err.to_string())?;
-        Ok(Some((rotation, seq)))
+        Ok(Some((rotation, event)))
     }
 }
 
