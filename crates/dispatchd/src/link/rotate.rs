@@ -407,3 +407,118 @@ pub fn reconcile(
     }
     Ok(own)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The start after a crash in the middle of a rotation: announced, it
+    //! is completed; not announced, the new keys are discarded.
+
+    use center_feed::{FeedConfig, FeedStore, rotation_data};
+    use center_identity::{Identity, IdentityPaths};
+    use center_proto::{EventName, Timestamp};
+
+    use super::reconcile;
+    use crate::{peer::Sessions, roster::Roster};
+
+    struct Peer {
+        _dir: tempfile::TempDir,
+        paths: IdentityPaths,
+        identity: Identity,
+        sessions: Sessions,
+        roster: Roster,
+        feeds: FeedStore,
+    }
+
+    fn peer() -> Peer {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = IdentityPaths::new(dir.path().join("identity"));
+        let identity = Identity::create(&paths, "bravo", "127.0.0.1:7350").unwrap();
+        let sessions = Sessions::open(dir.path().join("sessions"), *identity.pickle_key()).unwrap();
+        let roster = Roster::open(dir.path(), identity.uuid()).unwrap();
+        let feeds =
+            FeedStore::open(&dir.path().join("feeds.sqlite3"), FeedConfig::default()).unwrap();
+        Peer {
+            _dir: dir,
+            paths,
+            identity,
+            sessions,
+            roster,
+            feeds,
+        }
+    }
+
+    #[test]
+    fn an_announced_rotation_is_completed_at_start_and_an_unannounced_one_discarded() {
+        let mut p = peer();
+        let old = p.identity.fingerprint();
+        // Crash after step 1: nothing announced.
+        p.identity.prepare_rotation().unwrap();
+        let mut loaded = Identity::load(&p.paths).unwrap();
+        reconcile(&mut loaded, &mut p.sessions, &mut p.roster, &p.feeds).unwrap();
+        assert_eq!(loaded.fingerprint(), old);
+        assert!(!p.paths.cert_next().exists());
+
+        // Crash after step 2: announced in the feed, files not renamed.
+        let prepared = p.identity.prepare_rotation().unwrap();
+        let new = prepared.description().clone();
+        let data = rotation_data(&new, &old);
+        let name = EventName::parse(center_feed::ROTATE_EVENT).unwrap();
+        let uuid = p.identity.uuid();
+        p.feeds
+            .append_local(|m| p.identity.sign(m), uuid, name, data, Timestamp::now())
+            .unwrap();
+        let mut loaded = Identity::load(&p.paths).unwrap();
+        assert_eq!(loaded.fingerprint(), old);
+        let own = reconcile(&mut loaded, &mut p.sessions, &mut p.roster, &p.feeds).unwrap();
+        assert_eq!(own.len(), 1);
+        assert_eq!(loaded.fingerprint(), new.fingerprint());
+        assert_eq!(loaded.olm_curve25519(), new.olm_curve25519());
+        // And it stays so.
+        let mut again = Identity::load(&p.paths).unwrap();
+        reconcile(&mut again, &mut p.sessions, &mut p.roster, &p.feeds).unwrap();
+        assert_eq!(again.fingerprint(), new.fingerprint());
+    }
+
+    #[test]
+    fn a_peer_rotation_stored_but_not_in_the_roster_is_applied_at_start() {
+        let mut me = peer();
+        let mut bravo = peer();
+        let old = bravo.identity.describe().unwrap();
+        me.roster.add(old.to_json().to_string().as_bytes()).unwrap();
+        let prepared = bravo.identity.prepare_rotation().unwrap();
+        let new = prepared.description().clone();
+        let name = EventName::parse(center_feed::ROTATE_EVENT).unwrap();
+        let uuid = bravo.identity.uuid();
+        let data = rotation_data(&new, old.fingerprint());
+        let appended = bravo
+            .feeds
+            .append_local(
+                |m| bravo.identity.sign(m),
+                uuid,
+                name,
+                data,
+                Timestamp::now(),
+            )
+            .unwrap();
+        let page = bravo.feeds.page(uuid, 0, 10, 1 << 20).unwrap();
+        let history = me.roster.history(&uuid).unwrap();
+        me.feeds
+            .accept(&page.events, |_| Some(history.clone()), Timestamp::now())
+            .unwrap();
+        // The crash: the roster never heard of it.
+        assert_eq!(
+            me.roster.get(&uuid).unwrap().description.fingerprint(),
+            old.fingerprint()
+        );
+        reconcile(
+            &mut me.identity,
+            &mut me.sessions,
+            &mut me.roster,
+            &me.feeds,
+        )
+        .unwrap();
+        let history = me.roster.history(&uuid).unwrap();
+        assert_eq!(history.current().fingerprint(), new.fingerprint());
+        assert_eq!(history.rotated_at(), Some(appended.seq));
+    }
+}
