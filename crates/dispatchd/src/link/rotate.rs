@@ -198,11 +198,13 @@ impl Links {
     /// (`outcomes` answer `events` one for one).
     pub(super) fn rotations_stored(self: &Arc<Self>, events: &[Vec<u8>], outcomes: &[Outcome]) {
         let limits = FeedLimits::DEFAULT;
+        let needle = format!("\"name\":\"{}\"", center_feed::ROTATE_EVENT);
         for (bytes, outcome) in events.iter().zip(outcomes) {
             let Outcome::Stored { origin, seq, .. } = outcome else {
                 continue;
             };
-            if *origin == self.me {
+            // Cheap first: only a rotation's canonical bytes hold its name.
+            if *origin == self.me || !contains(bytes, needle.as_bytes()) {
                 continue;
             }
             let Ok(event) = FeedEvent::parse(bytes, &limits) else {
@@ -333,6 +335,11 @@ impl Links {
             .map_err(|err| err.to_string())?;
         Ok(Some((rotation, event)))
     }
+}
+
+/// Whether `haystack` holds `needle`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A stored event as the JSON a hello carries.
