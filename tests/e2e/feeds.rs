@@ -308,7 +308,7 @@ fn a_lying_relay_is_refused_and_an_equivocation_is_seen_on_every_peer() {
 }
 
 /// An event `peer` stores, read from its database.
-fn stored_event(peer: &PeerInfo, origin: &PeerInfo, seq: u64) -> FeedEvent {
+pub fn stored_event(peer: &PeerInfo, origin: &PeerInfo, seq: u64) -> FeedEvent {
     let output = std::process::Command::new("sqlite3")
         .arg(peer.state_dir.join("dispatchd/feeds.sqlite3"))
         .arg(format!(
@@ -374,7 +374,7 @@ fn origin(status: &Value, of: &PeerInfo) -> Value {
 }
 
 /// Waits until `peer` holds `of`'s feed up to `seq`.
-fn wait_for_head(net: &Testnet, peer: &PeerInfo, of: &PeerInfo, seq: u64, within: Duration) {
+pub fn wait_for_head(net: &Testnet, peer: &PeerInfo, of: &PeerInfo, seq: u64, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let status = feed_status(net, peer);

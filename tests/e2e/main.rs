@@ -9,6 +9,7 @@ mod links;
 mod mallory;
 mod membership;
 mod peer;
+mod rotate;
 mod status;
 mod support;
 mod testnet;

@@ -193,6 +193,10 @@ pub enum AdminOp {
     /// member or still syncing the feeds, its peers by state, its feeds,
     /// its bus clients and uptime (CEP 7, "Heartbeats and peer state").
     Status {},
+    /// Rotates this peer's keys (CEP 7): a new OpenPGP certificate and Olm
+    /// account, announced by a `peer.rotate` event in this peer's feed
+    /// signed by the old key. Answers once the new keys are in use.
+    RotateKeys {},
 }
 
 /// How a roster peer is doing, as this peer sees it (CEP 7).

@@ -43,7 +43,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let verify_s = started.elapsed().as_secs_f64();
 
     let mut store = FeedStore::open(&dir.path().join("feeds.sqlite"), FeedConfig::default())?;
-    let roster = |id: &center_proto::PeerId| (*id == keys.uuid()).then(|| keys.clone());
+    let roster = |id: &center_proto::PeerId| {
+        (*id == keys.uuid()).then(|| center_feed::OriginKeys::from(keys.clone()))
+    };
     let started = Instant::now();
     let mut stored = 0usize;
     for chunk in bytes.chunks(page.max(1)) {

@@ -13,6 +13,8 @@
 //! - [`event`]: [`FeedEvent`], [`EventBody`], [`FeedLimits`] and the
 //!   parser's [`FeedError`]; signing input and hash.
 //! - [`hash`]: [`EventHash`], the SHA-256 that names and chains events.
+//! - [`rotation`]: [`OriginKeys`] (which key verifies which seqs of an
+//!   origin) and [`Rotation`], the `peer.rotate` event (CEP 7).
 //! - [`budget`]: [`FeedBudget`] (rate and retention per origin) and
 //!   [`FeedConfig`].
 //! - [`store`]: [`FeedStore`] and what its operations answer ([`Outcome`],
@@ -28,6 +30,7 @@ pub mod budget;
 pub mod event;
 pub mod fuzz;
 pub mod hash;
+pub mod rotation;
 pub mod store;
 
 pub use budget::{FeedBudget, FeedConfig};
@@ -35,6 +38,9 @@ pub use event::{
     EventBody, FeedError, FeedEvent, FeedLimits, SIGNING_CONTEXT, SignError, VerifyEventError,
 };
 pub use hash::{EventHash, HashError};
+pub use rotation::{
+    HistoryError, OriginKeys, ROTATE_EVENT, RetiredKeys, Rotation, RotationError, rotation_data,
+};
 pub use store::{
     Appended, BudgetLimit, Conflict, Evidence, FeedStore, Head, OriginStatus, Outcome, Page,
     PeerFrontier, PruneReason, PruneReport, Pruned, Refusal, Resolution, StartAt, StoreError,

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use center_feed::{EventBody, EventHash, FeedBudget, FeedConfig, FeedEvent, FeedStore, Outcome};
+use center_feed::{
+    EventBody, EventHash, FeedBudget, FeedConfig, FeedEvent, FeedStore, OriginKeys, Outcome,
+};
 use center_identity::{Identity, IdentityPaths, PeerKeys};
 use center_proto::{EventName, PeerId, Timestamp};
 use serde_json::{Value, json};
@@ -67,8 +69,11 @@ impl Peer {
 }
 
 /// The roster of `peers`, as `accept` asks for it.
-pub fn roster(peers: &[&Peer]) -> impl Fn(&PeerId) -> Option<PeerKeys> + use<> {
-    let keys: HashMap<PeerId, PeerKeys> = peers.iter().map(|p| (p.id(), p.keys.clone())).collect();
+pub fn roster(peers: &[&Peer]) -> impl Fn(&PeerId) -> Option<OriginKeys> + use<> {
+    let keys: HashMap<PeerId, OriginKeys> = peers
+        .iter()
+        .map(|p| (p.id(), OriginKeys::from(p.keys.clone())))
+        .collect();
     move |id| keys.get(id).cloned()
 }
 

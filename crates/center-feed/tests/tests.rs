@@ -9,5 +9,7 @@ mod event;
 mod fork;
 mod hostile;
 mod prune;
+mod rotation;
+mod rotation_vectors;
 mod support;
 mod vectors;

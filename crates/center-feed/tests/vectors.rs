@@ -119,9 +119,9 @@ fn check_valid(v: &Value, keys: &PeerKeys) -> FeedEvent {
     event
 }
 
-fn roster(keys: &PeerKeys) -> impl Fn(&PeerId) -> Option<PeerKeys> + use<> {
+fn roster(keys: &PeerKeys) -> impl Fn(&PeerId) -> Option<center_feed::OriginKeys> + use<> {
     let keys = keys.clone();
-    move |id| (*id == keys.uuid()).then(|| keys.clone())
+    move |id| (*id == keys.uuid()).then(|| keys.clone().into())
 }
 
 #[test]

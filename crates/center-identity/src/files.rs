@@ -29,6 +29,9 @@ pub(crate) const MAX_FILE_LEN: u64 = 1 << 20;
 /// - `cert.asc`: the OpenPGP certificate with its secret keys, armored (0600);
 /// - `olm-account.pickle`: the Olm account, encrypted with `pickle.key` (0600);
 /// - `pickle.key`: 32 random bytes (0600);
+/// - `cert.next.asc` and `olm-account.next.pickle`: the new keys of a key
+///   rotation between its preparation and its commit (0600; see
+///   [`crate::Identity::prepare_rotation`]);
 /// - `.lock`: locked (`flock`) while an identity is being created, so two
 ///   concurrent `create`s cannot mix their files.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +58,16 @@ impl IdentityPaths {
 
     pub fn pickle_key(&self) -> PathBuf {
         self.dir.join("pickle.key")
+    }
+
+    /// The new certificate of a rotation in progress.
+    pub fn cert_next(&self) -> PathBuf {
+        self.dir.join("cert.next.asc")
+    }
+
+    /// The new Olm account of a rotation in progress.
+    pub fn olm_account_next(&self) -> PathBuf {
+        self.dir.join("olm-account.next.pickle")
     }
 }
 
@@ -199,6 +212,22 @@ pub(crate) fn read(path: &Path, secret: bool) -> Result<Vec<u8>, IdentityError> 
         });
     }
     Ok(bytes)
+}
+
+/// Renames `from` over `to` and syncs the directory: the new file is in
+/// place, or (after a crash) the old one.
+pub(crate) fn promote(from: &Path, to: &Path) -> Result<(), IdentityError> {
+    fs::rename(from, to).map_err(|e| io_error("cannot rename into place", to, e))?;
+    sync_dir(to)
+}
+
+/// Removes `path` if it exists, and syncs the directory.
+pub(crate) fn remove(path: &Path) -> Result<(), IdentityError> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_dir(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("cannot remove", path, e)),
+    }
 }
 
 /// Whether `path` exists (or is a dangling symlink).

@@ -200,15 +200,7 @@ impl Identity {
         }
         openpgp::signer(&cert).map_err(|e| malformed(&cert_path, e.to_string()))?;
 
-        let account_path = paths.olm_account();
-        let pickle = files::read(&account_path, true)?;
-        let pickle = std::str::from_utf8(&pickle)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                AccountPickle::from_encrypted(text.trim_end(), &pickle_key)
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|reason| malformed(&account_path, reason))?;
+        let account = read_account(&paths.olm_account(), &pickle_key)?;
 
         Ok(Identity {
             paths: paths.clone(),
@@ -216,7 +208,7 @@ impl Identity {
             name: public.name,
             address: public.address,
             cert,
-            account: Account::from_pickle(pickle),
+            account,
             pickle_key,
         })
     }
@@ -258,30 +250,98 @@ impl Identity {
 
     /// This peer's public description, with a fresh binding signature.
     pub fn describe(&self) -> Result<PeerDescription, IdentityError> {
-        let keys = self.account.identity_keys();
-        let message = description::binding_message(
-            self.uuid,
-            &self.name,
-            &self.address,
-            &keys.curve25519,
-            &keys.ed25519,
-        )
-        .map_err(openpgp_error)?;
-        let binding = base64_encode(self.sign(&message)?);
-        let public = self.cert.clone().strip_secret_key_material();
-        let armored = public.armored().to_vec().map_err(openpgp_error)?;
-        let cert_armored = String::from_utf8(armored).map_err(openpgp_error)?;
-        Ok(PeerDescription {
-            uuid: self.uuid,
-            name: self.name.clone(),
-            address: self.address.clone(),
-            fingerprint: self.fingerprint(),
-            cert_armored,
-            cert: public,
-            olm_curve25519: keys.curve25519,
-            olm_ed25519: keys.ed25519,
-            binding,
+        describe(self, &self.cert, &self.account)
+    }
+
+    /// Starts a key rotation (CEP 7): makes a new OpenPGP certificate and a
+    /// new Olm account for the same uuid, name and address, and writes them
+    /// durably next to the current ones (`cert.next.asc`,
+    /// `olm-account.next.pickle`, mode 0600). The identity in use does not
+    /// change: a crash now leaves the old keys in use and the new ones
+    /// unused. The caller announces the returned description, signed with
+    /// the old key, then calls [`Identity::commit_rotation`].
+    pub fn prepare_rotation(&self) -> Result<PreparedRotation, IdentityError> {
+        let cert = openpgp::generate_cert(format!("{} (center peer {})", self.name, self.uuid))
+            .map_err(openpgp_error)?;
+        let account = Account::new();
+        let description = describe(self, &cert, &account)?;
+        let tsk = cert.as_tsk().armored().to_vec().map_err(openpgp_error)?;
+        let pickle = account.pickle().encrypt(&self.pickle_key);
+        files::write_atomic(&self.paths.cert_next(), &tsk, SECRET_MODE)?;
+        files::write_atomic(
+            &self.paths.olm_account_next(),
+            pickle.as_bytes(),
+            SECRET_MODE,
+        )?;
+        Ok(PreparedRotation {
+            cert,
+            account,
+            description,
         })
+    }
+
+    /// Ends a rotation once it was announced: the new files are renamed
+    /// over the old ones (certificate first, then the account), and the
+    /// new keys are used from now on. The old secret key is gone from disk
+    /// and from memory. A crash in between leaves a mix that
+    /// [`Identity::resume_rotation`] completes.
+    pub fn commit_rotation(&mut self, next: PreparedRotation) -> Result<(), IdentityError> {
+        files::promote(&self.paths.cert_next(), &self.paths.cert())?;
+        self.cert = next.cert;
+        files::promote(&self.paths.olm_account_next(), &self.paths.olm_account())?;
+        self.account = next.account;
+        Ok(())
+    }
+
+    /// Completes a rotation that was announced (`expected` is the new
+    /// description the announcement holds) but not committed before a
+    /// crash: each of the certificate and the account that is not yet the
+    /// announced one is taken from its `.next` file, which must match.
+    /// Returns whether anything changed.
+    pub fn resume_rotation(&mut self, expected: &PeerDescription) -> Result<bool, IdentityError> {
+        let mut changed = false;
+        if self.fingerprint() != expected.fingerprint() {
+            let path = self.paths.cert_next();
+            let cert = Cert::from_bytes(&files::read(&path, true)?).map_err(|e| {
+                IdentityError::Malformed {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            if !cert.is_tsk() || cert.fingerprint().to_hex() != expected.fingerprint() {
+                return Err(IdentityError::Malformed {
+                    path,
+                    reason: format!(
+                        "is not the announced new certificate {}",
+                        expected.fingerprint()
+                    ),
+                });
+            }
+            files::promote(&path, &self.paths.cert())?;
+            self.cert = cert;
+            changed = true;
+        }
+        if self.olm_curve25519() != expected.olm_curve25519() {
+            let path = self.paths.olm_account_next();
+            let account = read_account(&path, &self.pickle_key)?;
+            if account.curve25519_key().to_base64() != expected.olm_curve25519() {
+                return Err(IdentityError::Malformed {
+                    path,
+                    reason: "is not the announced new olm account".to_owned(),
+                });
+            }
+            files::promote(&path, &self.paths.olm_account())?;
+            self.account = account;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Removes the new keys of a rotation that was prepared but never
+    /// announced (a crash before the announcement was committed).
+    pub fn discard_prepared_rotation(&self) -> Result<(), IdentityError> {
+        files::remove(&self.paths.cert_next())?;
+        files::remove(&self.paths.olm_account_next())
     }
 
     /// Generates `n` one-time keys (at most 50), marks them published and
@@ -357,6 +417,78 @@ impl Identity {
         let pickle = self.account.pickle().encrypt(&self.pickle_key);
         files::write_atomic(&self.paths.olm_account(), pickle.as_bytes(), SECRET_MODE)
     }
+}
+
+/// The new keys of a rotation, written next to the old ones but not in use
+/// yet ([`Identity::prepare_rotation`]).
+pub struct PreparedRotation {
+    cert: Cert,
+    account: Account,
+    description: PeerDescription,
+}
+
+impl fmt::Debug for PreparedRotation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedRotation")
+            .field("fingerprint", &self.description.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedRotation {
+    /// The identity's description with the new keys (binding signed by
+    /// the new certificate).
+    pub fn description(&self) -> &PeerDescription {
+        &self.description
+    }
+}
+
+/// The description of `identity` with `cert` and `account` as its keys.
+fn describe(
+    identity: &Identity,
+    cert: &Cert,
+    account: &Account,
+) -> Result<PeerDescription, IdentityError> {
+    let keys = account.identity_keys();
+    let message = description::binding_message(
+        identity.uuid,
+        &identity.name,
+        &identity.address,
+        &keys.curve25519,
+        &keys.ed25519,
+    )
+    .map_err(openpgp_error)?;
+    let mut signer = openpgp::signer(cert).map_err(openpgp_error)?;
+    let binding = base64_encode(openpgp::sign(&mut signer, &message).map_err(openpgp_error)?);
+    let public = cert.clone().strip_secret_key_material();
+    let armored = public.armored().to_vec().map_err(openpgp_error)?;
+    let cert_armored = String::from_utf8(armored).map_err(openpgp_error)?;
+    Ok(PeerDescription {
+        uuid: identity.uuid,
+        name: identity.name.clone(),
+        address: identity.address.clone(),
+        fingerprint: cert.fingerprint().to_hex(),
+        cert_armored,
+        cert: public,
+        olm_curve25519: keys.curve25519,
+        olm_ed25519: keys.ed25519,
+        binding,
+    })
+}
+
+/// Reads and decrypts an Olm account pickle.
+fn read_account(path: &std::path::Path, pickle_key: &[u8; 32]) -> Result<Account, IdentityError> {
+    let pickle = files::read(path, true)?;
+    let pickle = std::str::from_utf8(&pickle)
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            AccountPickle::from_encrypted(text.trim_end(), pickle_key).map_err(|e| e.to_string())
+        })
+        .map_err(|reason| IdentityError::Malformed {
+            path: path.to_owned(),
+            reason,
+        })?;
+    Ok(Account::from_pickle(pickle))
 }
 
 fn session_creation_error(e: vodozemac::olm::SessionCreationError) -> SessionError {

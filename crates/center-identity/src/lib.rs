@@ -36,7 +36,7 @@ mod tests;
 
 pub use description::{DescriptionError, PeerDescription};
 pub use files::IdentityPaths;
-pub use identity::{Identity, IdentityError};
+pub use identity::{Identity, IdentityError, PreparedRotation};
 pub use keys::PeerKeys;
 pub use openpgp::{MAX_SIGNATURE_LEN, VerifyError};
 pub use session::{PeerSession, SessionError};

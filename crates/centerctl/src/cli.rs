@@ -116,6 +116,9 @@ pub enum PeerCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Replace this peer's OpenPGP and Olm keys (when they may be exposed);
+    /// other peers switch when they receive the announcement (CEP 7).
+    RotateKeys,
 }
 
 #[derive(Subcommand, Debug)]

@@ -219,6 +219,32 @@ pub async fn run(cli: &Cli, command: &PeerCommand) -> anyhow::Result<()> {
             )
             .await
         }
+        PeerCommand::RotateKeys => {
+            let mut client = connect(cli, "centerctl", PATIENCE).await?;
+            client.admin(AdminOp::RotateKeys {}).await?;
+            // dispatchd rewrote the description with the new keys.
+            let config = center_config::Config::load(&cli.config)?;
+            let path = config.paths.description_file();
+            let description = fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| Ok(PeerDescription::from_json(&bytes)?))
+                .with_context(|| {
+                    format!("the keys rotated, but {} is unreadable", path.display())
+                })?;
+            if cli.json {
+                output::json(&description.to_json())?;
+            } else {
+                println!(
+                    "peer/{} rotated its keys: OpenPGP fingerprint {}",
+                    description.name(),
+                    description.fingerprint()
+                );
+                println!(
+                    "other peers switch when they receive the announcement; nothing to hand them"
+                );
+            }
+            Ok(())
+        }
         PeerCommand::List => {
             let mut client = connect(cli, "centerctl", PATIENCE).await?;
             let peers = client.admin(AdminOp::PeerList {}).await?.peers;

@@ -57,11 +57,11 @@ pub async fn run(
             config.state_dir.display()
         )
     })?;
-    let identity = load_identity(&config)?;
+    let mut identity = load_identity(&config)?;
     let peer = identity.uuid();
     let grants = GrantStore::open(&config.state_dir)?;
-    let roster = Roster::open(&config.state_dir, peer)?;
-    let sessions = Sessions::open(config.state_dir.join("sessions"), *identity.pickle_key())
+    let mut roster = Roster::open(&config.state_dir, peer)?;
+    let mut sessions = Sessions::open(config.state_dir.join("sessions"), *identity.pickle_key())
         .map_err(anyhow::Error::msg)
         .context("cannot load the Olm sessions")?;
     let store_path = config.state_dir.join("links.sqlite3");
@@ -72,11 +72,13 @@ pub async fn run(
     let feeds_path = config.state_dir.join("feeds.sqlite3");
     let feeds = center_feed::FeedStore::open(&feeds_path, config.feeds)
         .with_context(|| format!("cannot open {}", feeds_path.display()))?;
+    let rotations = link::reconcile(&mut identity, &mut sessions, &mut roster, &feeds)?;
     let links = Arc::new(
         Links::new(identity, sessions, roster, store, feeds, config.keepalive)
             .map_err(anyhow::Error::msg)?
             .with_max_queued(config.max_queued_per_peer)
-            .with_joins(link::join::Pending::open(&config.state_dir).map_err(anyhow::Error::msg)?),
+            .with_joins(link::join::Pending::open(&config.state_dir).map_err(anyhow::Error::msg)?)
+            .with_rotations(&rotations, config.state_dir.join("description.json")),
     );
     let socket = listener::open(&config.socket, config.socket_mode)?;
     socket

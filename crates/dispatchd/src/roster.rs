@@ -6,13 +6,19 @@
 //! binding signature ties the Olm key to the certificate), so a roster file
 //! edited by hand cannot smuggle in an unverified key. A peer's key never
 //! changes here silently: a different certificate for a known UUID is
-//! refused (rotation, a later CEP, will be the way to change it).
+//! refused by [`Roster::add`]; keys change only by the peer's own rotation
+//! (CEP 7), a `peer.rotate` event signed by its old key, applied with
+//! [`Roster::rotate`]. The keys a peer retired stay in its entry with the
+//! last seq they signed, so its old feed events still verify
+//! ([`Roster::history`]); [`Roster::export_entry`] and
+//! [`Roster::import_entry`] hand an entry over with that history.
 
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
 };
 
+use center_feed::{OriginKeys, RetiredKeys, Rotation};
 use center_identity::{PeerDescription, PeerKeys};
 use center_proto::{PeerId, Timestamp};
 use serde_json::{Value, json};
@@ -24,6 +30,41 @@ pub struct RosterPeer {
     pub keys: PeerKeys,
     /// When this peer was first added.
     pub added: Timestamp,
+    /// The descriptions it rotated away from, oldest first, each with the
+    /// last seq of its feed the key signed (CEP 7).
+    pub retired: Vec<Retired>,
+}
+
+/// A description a peer rotated away from.
+#[derive(Clone)]
+pub struct Retired {
+    pub description: PeerDescription,
+    pub last_seq: u64,
+}
+
+impl RosterPeer {
+    /// Which key verifies which seq of its feed.
+    pub fn history(&self) -> Result<OriginKeys, center_feed::HistoryError> {
+        OriginKeys::new(
+            self.keys.clone(),
+            self.retired
+                .iter()
+                .map(|r| RetiredKeys {
+                    keys: PeerKeys::from_description(&r.description),
+                    last_seq: r.last_seq,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// What applying a rotation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotated {
+    /// The peer's keys changed.
+    Switched,
+    /// Already applied (the same rotation seen again).
+    Known,
 }
 
 /// What adding a description did.
@@ -76,6 +117,16 @@ pub enum RosterError {
         known: String,
         offered: String,
     },
+    #[error("peer {uuid} is not in the roster")]
+    Unknown { uuid: PeerId },
+    #[error("the rotation of peer {uuid} at seq {seq} is refused: {reason}")]
+    Rotation {
+        uuid: PeerId,
+        seq: u64,
+        reason: String,
+    },
+    #[error("the roster entry is refused: {0}")]
+    Entry(String),
 }
 
 const FILE_VERSION: u64 = 1;
@@ -109,19 +160,8 @@ impl Roster {
             let added = entry["added"]
                 .as_u64()
                 .ok_or_else(|| corrupt("an entry lacks `added`".to_owned()))?;
-            let text = serde_json::to_vec(&entry["description"])
-                .map_err(|err| corrupt(err.to_string()))?;
-            let description =
-                PeerDescription::from_json(&text).map_err(|err| corrupt(err.to_string()))?;
-            let keys = PeerKeys::from_description(&description);
-            roster.peers.insert(
-                description.uuid(),
-                RosterPeer {
-                    description,
-                    keys,
-                    added: Timestamp::from_millis(added),
-                },
-            );
+            let peer = read_entry(entry, Timestamp::from_millis(added)).map_err(corrupt)?;
+            roster.peers.insert(peer.description.uuid(), peer);
         }
         Ok(roster)
     }
@@ -157,10 +197,16 @@ impl Roster {
             Some(known) => (Added::Updated, known.added),
         };
         let keys = PeerKeys::from_description(&description);
+        let retired = self
+            .peers
+            .get(&uuid)
+            .map(|known| known.retired.clone())
+            .unwrap_or_default();
         let peer = RosterPeer {
             description,
             keys,
             added,
+            retired,
         };
         let mut next = self.peers.clone();
         next.insert(uuid, peer.clone());
@@ -192,13 +238,111 @@ impl Roster {
         self.peers.get(uuid)
     }
 
+    /// Which key verifies which seq of `uuid`'s feed, if it is trusted.
+    pub fn history(&self, uuid: &PeerId) -> Option<OriginKeys> {
+        let peer = self.peers.get(uuid)?;
+        match peer.history() {
+            Ok(history) => Some(history),
+            Err(err) => {
+                // Loading checked the history; this cannot happen.
+                tracing::error!(peer = %uuid, error = %err, "a roster key history is inconsistent");
+                None
+            }
+        }
+    }
+
+    /// Applies `rotation`, the data of the `peer.rotate` event `seq` of
+    /// `uuid`'s feed, which the caller verified with the key `uuid` had at
+    /// `seq`: the current description is retired with `last_seq = seq`
+    /// and the rotation's becomes current. On disk before it returns.
+    pub fn rotate(
+        &mut self,
+        uuid: PeerId,
+        rotation: &Rotation,
+        seq: u64,
+    ) -> Result<Rotated, RosterError> {
+        let refuse = |reason: String| RosterError::Rotation { uuid, seq, reason };
+        let known = self.peers.get(&uuid).ok_or(RosterError::Unknown { uuid })?;
+        let next = rotation.description();
+        if next.uuid() != uuid {
+            return Err(refuse("the new description is another peer's".to_owned()));
+        }
+        let last = known.retired.last().map_or(0, |r| r.last_seq);
+        if seq <= last {
+            // Seen before: this rotation, or one older than the last.
+            return if known.retired.iter().any(|r| r.last_seq == seq) {
+                Ok(Rotated::Known)
+            } else {
+                Err(refuse(format!("the peer last rotated at seq {last}")))
+            };
+        }
+        if rotation.old_fingerprint() != known.description.fingerprint() {
+            return Err(refuse(format!(
+                "it retires certificate {}, but the current one is {}",
+                rotation.old_fingerprint(),
+                known.description.fingerprint()
+            )));
+        }
+        let mut peer = known.clone();
+        peer.retired.push(Retired {
+            description: std::mem::replace(&mut peer.description, next.clone()),
+            last_seq: seq,
+        });
+        peer.keys = PeerKeys::from_description(next);
+        let mut peers = self.peers.clone();
+        peers.insert(uuid, peer);
+        self.save(&peers)?;
+        self.peers = peers;
+        Ok(Rotated::Switched)
+    }
+
+    /// One entry with its key history, as JSON: what a newcomer is handed
+    /// so it can verify the old events of a peer that rotated before it
+    /// joined (`{"added", "description", "retired": [{"description",
+    /// "last_seq"}]}`, the form of the roster file).
+    pub fn export_entry(&self, uuid: &PeerId) -> Option<Value> {
+        self.peers.get(uuid).map(entry_json)
+    }
+
+    /// Adds an entry [`Roster::export_entry`] made on another peer, every
+    /// description verified as when loading. A peer already here must have
+    /// the same keys (a history only fills in what was missing); keys
+    /// never change by import. On disk before it returns.
+    pub fn import_entry(&mut self, entry: &Value) -> Result<(Added, RosterPeer), RosterError> {
+        let peer = read_entry(entry, Timestamp::now()).map_err(RosterError::Entry)?;
+        let uuid = peer.description.uuid();
+        if uuid == self.me {
+            return Err(RosterError::Myself);
+        }
+        let (outcome, peer) = match self.peers.get(&uuid) {
+            None => (Added::New, peer),
+            Some(known) if known.description.fingerprint() != peer.description.fingerprint() => {
+                return Err(RosterError::KeyChanged {
+                    uuid,
+                    known: known.description.fingerprint().to_owned(),
+                    offered: peer.description.fingerprint().to_owned(),
+                });
+            }
+            Some(known) if known.retired.len() >= peer.retired.len() => {
+                return Ok((Added::Unchanged, known.clone()));
+            }
+            Some(known) => (
+                Added::Updated,
+                RosterPeer {
+                    added: known.added,
+                    ..peer
+                },
+            ),
+        };
+        let mut peers = self.peers.clone();
+        peers.insert(uuid, peer.clone());
+        self.save(&peers)?;
+        self.peers = peers;
+        Ok((outcome, peer))
+    }
+
     fn save(&self, peers: &BTreeMap<PeerId, RosterPeer>) -> Result<(), RosterError> {
-        let entries: Vec<Value> = peers
-            .values()
-            .map(
-                |p| json!({ "added": p.added.as_millis(), "description": p.description.to_json() }),
-            )
-            .collect();
+        let entries: Vec<Value> = peers.values().map(entry_json).collect();
         let mut bytes =
             serde_json::to_vec_pretty(&json!({ "version": FILE_VERSION, "peers": entries }))
                 .map_err(|err| RosterError::Write {
@@ -212,5 +356,177 @@ impl Roster {
                 source,
             }
         })
+    }
+}
+
+/// A roster entry as the file (and [`Roster::export_entry`]) holds it.
+fn entry_json(peer: &RosterPeer) -> Value {
+    let retired: Vec<Value> = peer
+        .retired
+        .iter()
+        .map(|r| json!({ "description": r.description.to_json(), "last_seq": r.last_seq }))
+        .collect();
+    let mut entry = json!({
+        "added": peer.added.as_millis(),
+        "description": peer.description.to_json(),
+    });
+    if !retired.is_empty() {
+        entry["retired"] = Value::Array(retired);
+    }
+    entry
+}
+
+/// Reads and verifies one entry (hostile: a file, or another peer's
+/// export): every description's binding, all of them the same peer's, the
+/// retired ones in strictly increasing `last_seq`.
+fn read_entry(entry: &Value, added: Timestamp) -> Result<RosterPeer, String> {
+    let description = |value: &Value| -> Result<PeerDescription, String> {
+        let text = serde_json::to_vec(value).map_err(|err| err.to_string())?;
+        PeerDescription::from_json(&text).map_err(|err| err.to_string())
+    };
+    let Value::Object(members) = entry else {
+        return Err("an entry is not an object".to_owned());
+    };
+    if let Some(unknown) = members
+        .keys()
+        .find(|k| !["added", "description", "retired"].contains(&k.as_str()))
+    {
+        return Err(format!("an entry has the unknown member `{unknown}`"));
+    }
+    let added = match members.get("added") {
+        None => added,
+        Some(value) => Timestamp::from_millis(
+            value
+                .as_u64()
+                .ok_or_else(|| "an entry's `added` is not a number".to_owned())?,
+        ),
+    };
+    let current = description(
+        members
+            .get("description")
+            .ok_or_else(|| "an entry lacks `description`".to_owned())?,
+    )?;
+    let mut retired = Vec::new();
+    let items = match members.get("retired") {
+        None => &[][..],
+        Some(Value::Array(items)) => &items[..],
+        Some(_) => return Err("an entry's `retired` is not a list".to_owned()),
+    };
+    for item in items.iter().take(1024) {
+        let old = description(
+            item.get("description")
+                .ok_or_else(|| "a retired key lacks `description`".to_owned())?,
+        )?;
+        let last_seq = item
+            .get("last_seq")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| "a retired key lacks `last_seq`".to_owned())?;
+        if old.uuid() != current.uuid() {
+            return Err(format!(
+                "a retired key of {} is another peer's ({})",
+                current.uuid(),
+                old.uuid()
+            ));
+        }
+        if retired
+            .last()
+            .is_some_and(|prev: &Retired| prev.last_seq >= last_seq)
+        {
+            return Err("retired keys out of order".to_owned());
+        }
+        retired.push(Retired {
+            description: old,
+            last_seq,
+        });
+    }
+    let keys = PeerKeys::from_description(&current);
+    Ok(RosterPeer {
+        description: current,
+        keys,
+        added,
+        retired,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Rotation in the roster: the switch, its history on disk, and the
+    //! hand-over of an entry with its history.
+
+    use center_feed::{Rotation, rotation_data};
+    use center_identity::{Identity, IdentityPaths};
+    use center_proto::PeerId;
+
+    use super::{Added, Roster, RosterError, Rotated};
+
+    fn identity(dir: &tempfile::TempDir, name: &str) -> Identity {
+        let paths = IdentityPaths::new(dir.path().join(name));
+        Identity::create(&paths, name, "127.0.0.1:7350").unwrap()
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_old_key_for_the_seqs_it_signed_on_disk_and_in_an_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bravo = identity(&dir, "bravo");
+        let old = bravo.describe().unwrap();
+        let me = PeerId::new_random();
+        let mut roster = Roster::open(dir.path(), me).unwrap();
+        roster.add(old.to_json().to_string().as_bytes()).unwrap();
+
+        let prepared = bravo.prepare_rotation().unwrap();
+        let data = rotation_data(prepared.description(), old.fingerprint());
+        let rotation = Rotation::from_data(bravo.uuid(), &data).unwrap();
+        let new = prepared.description().clone();
+        bravo.commit_rotation(prepared).unwrap();
+        // Naming another certificate as the old one: refused.
+        let wrong = rotation_data(&new, &new.fingerprint().replace('A', "B"));
+        let wrong = Rotation::from_data(bravo.uuid(), &wrong).unwrap();
+        assert!(matches!(
+            roster.rotate(bravo.uuid(), &wrong, 3),
+            Err(RosterError::Rotation { .. })
+        ));
+        assert_eq!(
+            roster.rotate(bravo.uuid(), &rotation, 3).unwrap(),
+            Rotated::Switched
+        );
+        assert_eq!(
+            roster.rotate(bravo.uuid(), &rotation, 3).unwrap(),
+            Rotated::Known
+        );
+        let check = |roster: &Roster| {
+            let history = roster.history(&bravo.uuid()).unwrap();
+            assert_eq!(history.for_seq(3).fingerprint(), old.fingerprint());
+            assert_eq!(history.for_seq(4).fingerprint(), new.fingerprint());
+            assert_eq!(
+                roster.get(&bravo.uuid()).unwrap().description.fingerprint(),
+                new.fingerprint()
+            );
+        };
+        check(&roster);
+        let reopened = Roster::open(dir.path(), me).unwrap();
+        check(&reopened);
+
+        // A newcomer imports the entry with its history.
+        let entry = roster.export_entry(&bravo.uuid()).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let mut newcomer = Roster::open(elsewhere.path(), PeerId::new_random()).unwrap();
+        assert_eq!(newcomer.import_entry(&entry).unwrap().0, Added::New);
+        check(&newcomer);
+        assert_eq!(newcomer.import_entry(&entry).unwrap().0, Added::Unchanged);
+        // A peer known with other keys is not changed by an import.
+        let third = tempfile::tempdir().unwrap();
+        let mut other = Roster::open(third.path(), me).unwrap();
+        other.add(old.to_json().to_string().as_bytes()).unwrap();
+        assert!(matches!(
+            other.import_entry(&entry),
+            Err(RosterError::KeyChanged { .. })
+        ));
+        // A retired description is verified like the current one.
+        let mut tampered = entry;
+        tampered["retired"][0]["description"]["name"] = "mallory".into();
+        assert!(matches!(
+            newcomer.import_entry(&tampered),
+            Err(RosterError::Entry(_))
+        ));
     }
 }

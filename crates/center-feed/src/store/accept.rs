@@ -14,7 +14,6 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::time::Duration;
 
-use center_identity::PeerKeys;
 use center_proto::{EventName, PeerId, Timestamp};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::Value;
@@ -25,6 +24,7 @@ use super::{FeedStore, Head, StoreError, floor, hash_col, sql_u64, stored_hash, 
 use crate::budget::FeedBudget;
 use crate::event::{EventBody, FeedError, FeedEvent, SignError, VerifyEventError};
 use crate::hash::EventHash;
+use crate::rotation::{OriginKeys, Rotation, RotationError};
 
 /// This peer's new event, committed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -82,6 +82,14 @@ pub enum Refusal {
         origin: PeerId,
         seq: u64,
         reason: VerifyEventError,
+    },
+    /// A validly signed `peer.rotate` event whose data is not a rotation
+    /// of the origin's keys.
+    #[error("event {seq} of {origin}: a bad key rotation: {reason}")]
+    BadRotation {
+        origin: PeerId,
+        seq: u64,
+        reason: RotationError,
     },
     #[error(
         "event {seq} of {origin}: the feed is frozen by an equivocation until an operator resolves it"
@@ -171,7 +179,10 @@ impl FeedStore {
 
     /// Checks and stores a page of events relayed by another peer, in one
     /// transaction: one outcome per event, in order. `keys` gives an
-    /// origin's verified keys (the roster); it is asked once per origin.
+    /// origin's verified keys with their history (the roster); it is asked
+    /// once per origin. Each event is verified with the key valid at its
+    /// seq, and a stored `peer.rotate` event switches the origin's keys for
+    /// the rest of the page (CEP 7, "Key rotation").
     ///
     /// Events of one origin must come oldest first: an event whose
     /// predecessor is missing is a [`Outcome::Gap`], even if the
@@ -180,7 +191,7 @@ impl FeedStore {
     pub fn accept<B: AsRef<[u8]>>(
         &mut self,
         events: &[B],
-        keys: impl Fn(&PeerId) -> Option<PeerKeys>,
+        keys: impl Fn(&PeerId) -> Option<OriginKeys>,
         now: Timestamp,
     ) -> Result<Vec<Outcome>, StoreError> {
         let config = self.config;
@@ -231,7 +242,7 @@ impl FeedStore {
 
 /// What every event of one `accept` call is checked with.
 struct Walk<'a> {
-    keys: &'a dyn Fn(&PeerId) -> Option<PeerKeys>,
+    keys: &'a dyn Fn(&PeerId) -> Option<OriginKeys>,
     now: Timestamp,
     budget: &'a FeedBudget,
 }
@@ -287,7 +298,14 @@ fn accept_one(
     if let Err(refusal) = verified {
         return Ok(Outcome::Refused(refusal));
     }
+    let rotation = match state.check_rotation(event) {
+        Ok(rotation) => rotation,
+        Err(refusal) => return Ok(Outcome::Refused(refusal)),
+    };
     let pos = insert(tx, &state.key, event, now)?;
+    if let (Some(rotation), Some(Some(history))) = (rotation, state.keys.as_mut()) {
+        history.rotate(rotation.keys(), seq);
+    }
     state.set_head(event);
     state.rate.add(now, size, budget);
     state.rate_dirty = true;
@@ -328,8 +346,8 @@ pub(super) struct OriginState {
     pub(super) head_dirty: bool,
     rate: Rate,
     rate_dirty: bool,
-    /// The origin's keys, once asked for.
-    keys: Option<Option<PeerKeys>>,
+    /// The origin's keys, once asked for; rotated as the page rotates them.
+    keys: Option<Option<OriginKeys>>,
 }
 
 impl OriginState {
@@ -378,31 +396,52 @@ impl OriginState {
     pub(super) fn keys(
         &mut self,
         origin: PeerId,
-        keys: &dyn Fn(&PeerId) -> Option<PeerKeys>,
-    ) -> Option<&PeerKeys> {
+        keys: &dyn Fn(&PeerId) -> Option<OriginKeys>,
+    ) -> Option<&OriginKeys> {
         self.keys.get_or_insert_with(|| keys(&origin)).as_ref()
     }
 
     /// The origin's keys if they were asked for and exist.
-    pub(super) fn known_keys(&self) -> Option<&PeerKeys> {
+    pub(super) fn known_keys(&self) -> Option<&OriginKeys> {
         self.keys.as_ref().and_then(Option::as_ref)
     }
 
-    /// Verifies `event` with its origin's keys.
+    /// Verifies `event` with the key its origin had at its seq.
     pub(super) fn verify(
         &mut self,
         event: &FeedEvent,
-        keys: &dyn Fn(&PeerId) -> Option<PeerKeys>,
+        keys: &dyn Fn(&PeerId) -> Option<OriginKeys>,
     ) -> Result<(), Refusal> {
         let (origin, seq) = (event.origin(), event.seq());
         let Some(found) = self.keys(origin, keys) else {
             return Err(Refusal::UnknownOrigin { origin, seq });
         };
-        event.verify(found).map_err(|reason| Refusal::BadSignature {
+        event
+            .verify(found.for_seq(seq))
+            .map_err(|reason| Refusal::BadSignature {
+                origin,
+                seq,
+                reason,
+            })
+    }
+
+    /// For a verified event: its rotation if it is a `peer.rotate` event,
+    /// refused if its data is not a rotation of the key that signed it.
+    fn check_rotation(&self, event: &FeedEvent) -> Result<Option<Rotation>, Refusal> {
+        let (origin, seq) = (event.origin(), event.seq());
+        let bad = |reason| Refusal::BadRotation {
             origin,
             seq,
             reason,
-        })
+        };
+        let Some(rotation) = Rotation::from_event(event) else {
+            return Ok(None);
+        };
+        let rotation = rotation.map_err(bad)?;
+        if let Some(history) = self.known_keys() {
+            rotation.check_signer(history.for_seq(seq)).map_err(bad)?;
+        }
+        Ok(Some(rotation))
     }
 
     pub(super) fn save(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {

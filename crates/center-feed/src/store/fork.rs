@@ -11,7 +11,6 @@
 //! `rejected`, and events on that branch (or chained to it) are refused
 //! from then on instead of freezing the origin again.
 
-use center_identity::PeerKeys;
 use center_proto::{PeerId, Timestamp};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -21,6 +20,7 @@ use super::{
 };
 use crate::event::{FeedEvent, FeedLimits};
 use crate::hash::EventHash;
+use crate::rotation::OriginKeys;
 
 /// Evidence rows kept per origin; past it equivocations are still
 /// reported, but not stored, so a hostile origin cannot fill the disk.
@@ -89,7 +89,7 @@ pub(super) fn conflict(
     state: &mut OriginState,
     event: &FeedEvent,
     kind: Conflict,
-    keys: &dyn Fn(&PeerId) -> Option<PeerKeys>,
+    keys: &dyn Fn(&PeerId) -> Option<OriginKeys>,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
     let (origin, seq) = (event.origin(), event.seq());

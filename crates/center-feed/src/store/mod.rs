@@ -34,7 +34,7 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::budget::FeedConfig;
-use crate::event::FeedError;
+use crate::event::{FeedError, FeedEvent};
 use crate::hash::EventHash;
 
 pub use accept::{Appended, BudgetLimit, Outcome, Refusal};
@@ -205,6 +205,33 @@ impl FeedStore {
             events.push(bytes);
         }
         Ok(Page { events, floor })
+    }
+
+    /// The stored `peer.rotate` events of `origin` with seq above
+    /// `after_seq`, oldest first (CEP 7): what a dispatcher replays into
+    /// its key history after a crash between storing one and applying it.
+    /// Each was verified when it was stored.
+    pub fn rotations(&self, origin: PeerId, after_seq: u64) -> Result<Vec<FeedEvent>, StoreError> {
+        let needle = format!("\"name\":\"{}\"", crate::rotation::ROTATE_EVENT);
+        let mut statement = self.db.prepare_cached(
+            "SELECT bytes FROM events WHERE origin = ?1 AND seq > ?2 AND instr(bytes, ?3) > 0
+             ORDER BY seq",
+        )?;
+        let mut rows = statement.query(params![
+            origin.to_string(),
+            sql_u64(after_seq),
+            needle.as_bytes()
+        ])?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            let bytes: Vec<u8> = row.get(0)?;
+            let event = FeedEvent::parse(&bytes, &self.config.limits)
+                .map_err(|err| StoreError::Corrupt(format!("a stored event: {err}")))?;
+            if event.name().as_str() == crate::rotation::ROTATE_EVENT {
+                found.push(event);
+            }
+        }
+        Ok(found)
     }
 
     /// What the store holds of each origin.

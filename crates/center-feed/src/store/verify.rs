@@ -7,17 +7,20 @@
 //! events it will verify (each origin's chain continued from its head, as
 //! far as the page continues it) and checks those ahead, in scoped
 //! threads that end before the walk starts. A wrong guess costs a wasted
-//! check or an inline one, never a wrong answer.
+//! check or an inline one, never a wrong answer. Each event is checked
+//! with the key valid at its seq; after a `peer.rotate` event nothing more
+//! of its origin is checked ahead, since the keys change only once the
+//! walk has stored it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZero;
 
-use center_identity::PeerKeys;
 use center_proto::PeerId;
 
 use super::accept::OriginState;
 use crate::event::{FeedError, FeedEvent, VerifyEventError};
 use crate::hash::EventHash;
+use crate::rotation::{OriginKeys, ROTATE_EVENT};
 
 /// Fewer checks than this are left to the walk: threads would cost more.
 const MIN_PARALLEL: usize = 32;
@@ -34,20 +37,25 @@ pub(super) type Checks = Vec<Option<Result<(), VerifyEventError>>>;
 pub(super) fn ahead(
     page: &[Result<FeedEvent, FeedError>],
     states: &mut HashMap<PeerId, OriginState>,
-    keys: &dyn Fn(&PeerId) -> Option<PeerKeys>,
+    keys: &dyn Fn(&PeerId) -> Option<OriginKeys>,
 ) -> Checks {
     let mut checks: Checks = vec![None; page.len()];
     // Each origin's head as it will be if every expected event is stored.
     let mut heads: HashMap<PeerId, (u64, EventHash)> = HashMap::new();
     let mut jobs: Vec<(usize, &FeedEvent)> = Vec::new();
+    // Origins whose keys a rotation in the page changes from here on.
+    let mut rotating: HashSet<PeerId> = HashSet::new();
     for (index, event) in page.iter().enumerate() {
         let Ok(event) = event else { continue };
         let origin = event.origin();
         let Some(state) = states.get_mut(&origin) else {
             continue;
         };
-        if state.forked || state.keys(origin, keys).is_none() {
+        if state.forked || rotating.contains(&origin) || state.keys(origin, keys).is_none() {
             continue;
+        }
+        if event.name().as_str() == ROTATE_EVENT {
+            rotating.insert(origin);
         }
         let head = heads
             .entry(origin)
@@ -73,7 +81,7 @@ pub(super) fn ahead(
                     part.iter()
                         .filter_map(|&(index, event)| {
                             let keys = states.get(&event.origin())?.known_keys()?;
-                            Some((index, event.verify(keys)))
+                            Some((index, event.verify(keys.for_seq(event.seq()))))
                         })
                         .collect::<Vec<_>>()
                 })

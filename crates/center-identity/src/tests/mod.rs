@@ -5,6 +5,7 @@ mod cep5;
 mod description;
 mod files;
 mod fuzz;
+mod rotation;
 mod session;
 mod verify;
 

@@ -379,6 +379,7 @@ fn admin_name(op: &center_bus::AdminOp) -> &'static str {
         center_bus::AdminOp::PeerDescriptions {} => "peer descriptions refused",
         center_bus::AdminOp::DhtRecord {} => "dht record refused",
         center_bus::AdminOp::Status {} => "status refused",
+        center_bus::AdminOp::RotateKeys {} => "rotate keys refused",
     }
 }
 

@@ -529,6 +529,21 @@ impl Broker {
                     status: None,
                 })
             }
+            AdminOp::RotateKeys {} => {
+                let rotated = self.links.rotate_keys().map_err(|err| {
+                    tracing::error!(error = err, "key rotation failed");
+                    (ErrorCode::Internal, err)
+                })?;
+                tracing::info!(seq = rotated.seq, "the sysadmin rotated this peer's keys");
+                Ok(Reply::Ok {
+                    id,
+                    grants: None,
+                    peers: None,
+                    feeds: None,
+                    value: None,
+                    status: None,
+                })
+            }
             AdminOp::FeedStatus {} => Ok(Reply::Ok {
                 id,
                 grants: None,

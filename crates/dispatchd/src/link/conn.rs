@@ -171,9 +171,7 @@ pub(super) async fn dial(links: &Arc<Links>, peer: PeerId) -> Result<Arc<ConnHan
         WireError::Closed => "the peer closed the connection before its hello".to_owned(),
         err => err.to_string(),
     })?;
-    let verified = links
-        .open_frame(&body, Some(peer), Timestamp::now(), SaveSessions::Now)
-        .map_err(|refusal| refusal.to_string())?;
+    let verified = open_hello(links, &body, Some(peer)).map_err(|refusal| refusal.to_string())?;
     if verified.prefix != Prefix::Gpg || verified.envelope.name.as_str() != peer::HELLO {
         return Err(format!(
             "the peer answered `{}` instead of a hello",
@@ -197,7 +195,7 @@ pub(super) async fn accepted(
     mut write: OwnedWriteHalf,
     first: &[u8],
 ) -> String {
-    let verified = match links.open_frame(first, None, Timestamp::now(), SaveSessions::Now) {
+    let verified = match open_hello(links, first, None) {
         Ok(verified) => verified,
         Err(refusal) => {
             tracing::warn!(%remote, %refusal, "peer frame refused");
@@ -751,8 +749,34 @@ fn offer(
         .to_body())
 }
 
+/// Our hello: a nonce, and our latest key rotations (CEP 7), which a peer
+/// that has not yet switched needs to verify a hello signed by our new key.
 fn hello(links: &Links, peer: PeerId) -> Result<Vec<u8>, String> {
-    signed_control(links, peer::HELLO, peer, nonce())
+    let rotations = links.own_rotations();
+    let data = if rotations.is_empty() {
+        json!({ "nonce": nonce() })
+    } else {
+        json!({ "nonce": nonce(), "rotations": rotations })
+    };
+    let envelope = control(peer::HELLO, links.me(), peer, data)?;
+    Ok(seal_gpg(&links.crypto().identity, peer, &envelope)
+        .map_err(|err| err.to_string())?
+        .to_body())
+}
+
+/// Opens a hello; one whose signature fails gets a second chance after
+/// the key rotations it carries are applied.
+fn open_hello(
+    links: &Arc<Links>,
+    body: &[u8],
+    connection_peer: Option<PeerId>,
+) -> Result<Verified, Refusal> {
+    match links.open_frame(body, connection_peer, Timestamp::now(), SaveSessions::Now) {
+        Err(Refusal::Signature { .. }) if links.rotations_in_hello(body) => {
+            links.open_frame(body, connection_peer, Timestamp::now(), SaveSessions::Now)
+        }
+        other => other,
+    }
 }
 
 /// A heartbeat and its nonce.

@@ -105,12 +105,13 @@ impl Links {
         self.feed_changes.subscribe()
     }
 
-    /// The keys that sign an origin's events: a roster peer's, or ours.
-    fn origin_keys(&self, origin: &PeerId) -> Option<center_identity::PeerKeys> {
+    /// The keys that sign an origin's events, by seq: a roster peer's, or
+    /// ours.
+    pub(super) fn origin_keys(&self, origin: &PeerId) -> Option<center_feed::OriginKeys> {
         if *origin == self.me {
-            return Some(self.own_keys.clone());
+            return Some(lock(&self.own_keys).clone());
         }
-        self.keys(origin)
+        self.roster().history(origin)
     }
 }
 
@@ -210,7 +211,13 @@ pub(super) async fn accept_page(
     let outcomes = tokio::task::spawn_blocking(move || {
         let now = Timestamp::now();
         let mut feeds = worker.feeds();
-        feeds.accept(&events, |origin| worker.origin_keys(origin), now)
+        let outcomes = feeds.accept(&events, |origin| worker.origin_keys(origin), now);
+        // Key rotations reach the roster before the next page is checked
+        // (still under the feed lock, which comes before crypto and roster).
+        if let Ok(outcomes) = &outcomes {
+            worker.rotations_stored(&events, outcomes);
+        }
+        outcomes
     })
     .await
     .map_err(|err| format!("feed page check failed: {err}"))?

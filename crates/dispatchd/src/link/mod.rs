@@ -16,6 +16,7 @@ mod feeds;
 mod inbound;
 pub mod join;
 mod outbound;
+mod rotate;
 pub mod store;
 mod wire;
 
@@ -37,6 +38,7 @@ use crate::{
 use conn::ConnHandle;
 pub use feeds::prune_periodically;
 pub use inbound::serve;
+pub use rotate::{RotatedKeys, reconcile};
 use store::Store;
 
 /// Envelopes per batch; one batch in flight per peer.
@@ -133,8 +135,13 @@ pub struct Links {
     feeds: Mutex<center_feed::FeedStore>,
     /// Bumped on every change of the feed store.
     feed_changes: tokio::sync::watch::Sender<u64>,
-    /// This peer's own public keys, to check its own events relayed back.
-    own_keys: PeerKeys,
+    /// This peer's own public keys, to check its own events relayed back
+    /// (with the keys it retired since this process started).
+    own_keys: Mutex<center_feed::OriginKeys>,
+    /// Our latest `peer.rotate` events, which every hello carries (CEP 7).
+    own_rotations: Mutex<Vec<serde_json::Value>>,
+    /// `description.json`, rewritten when our keys rotate.
+    description_file: Option<std::path::PathBuf>,
     /// Direct messages that may wait for one peer.
     max_queued: u64,
     /// The `add-peer-server` answers this peer waits for (CEP 7).
@@ -188,7 +195,9 @@ impl Links {
             keepalive,
             feeds: Mutex::new(feeds),
             feed_changes: tokio::sync::watch::Sender::new(0),
-            own_keys,
+            own_keys: Mutex::new(own_keys.into()),
+            own_rotations: Mutex::new(Vec::new()),
+            description_file: None,
             max_queued: u64::MAX,
             joins: Mutex::new(join::Pending::none()),
         })
@@ -237,6 +246,26 @@ impl Links {
     pub fn with_max_queued(mut self, max: u64) -> Links {
         self.max_queued = max;
         self
+    }
+
+    /// Our rotation events (oldest first), which hellos carry, and where
+    /// our public description is kept.
+    pub fn with_rotations(
+        self,
+        rotations: &[center_feed::FeedEvent],
+        description_file: std::path::PathBuf,
+    ) -> Links {
+        let start = rotations.len().saturating_sub(rotate::HELLO_ROTATIONS);
+        let own: Vec<_> = rotations
+            .iter()
+            .skip(start)
+            .filter_map(rotate::event_value)
+            .collect();
+        *lock(&self.own_rotations) = own;
+        Links {
+            description_file: Some(description_file),
+            ..self
+        }
     }
 
     /// Connects the links to the broker that keeps received messages.

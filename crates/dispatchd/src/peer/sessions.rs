@@ -200,6 +200,22 @@ impl Sessions {
         sessions.truncate(MAX_SESSIONS_PER_PEER);
     }
 
+    /// Drops every session with `peer` (its keys, or ours, rotated: CEP 7),
+    /// on disk too.
+    pub fn forget(&mut self, peer: PeerId) -> Result<(), String> {
+        self.by_peer.remove(&peer);
+        self.save(peer)
+    }
+
+    /// Drops every session with every peer (this peer's keys rotated).
+    pub fn forget_all(&mut self) -> Result<(), String> {
+        let peers: Vec<PeerId> = self.by_peer.keys().copied().collect();
+        for peer in peers {
+            self.forget(peer)?;
+        }
+        Ok(())
+    }
+
     /// Writes `peer`'s sessions to disk (atomically, fsynced).
     pub fn save(&self, peer: PeerId) -> Result<(), String> {
         let pickles: Vec<String> = self
