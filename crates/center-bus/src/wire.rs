@@ -183,9 +183,14 @@ pub enum AdminOp {
     /// Removes a peer from the roster: this peer stops talking to it and
     /// refuses its new feed events (CEP 7).
     PeerRemove { uuid: String },
-    /// The verified descriptions of the roster, for a join's roster
-    /// hand-off (answered in `value`, a list).
+    /// The roster's entries (each peer's description and the keys it
+    /// retired by rotation), for a join's roster hand-off (answered in
+    /// `value`, a list).
     PeerDescriptions {},
+    /// Trusts a peer from an entry another peer's `peer-descriptions`
+    /// gave (its description and retired keys, all verified): the roster
+    /// hand-off of a join (CEP 7).
+    PeerImport { entry: Value },
     /// This peer's current description with a signed address record for
     /// the DHT (answered in `value`; CEP 7).
     DhtRecord {},
@@ -385,6 +390,7 @@ impl AdminOp {
                 | AdminOp::PeerRemove { .. }
                 | AdminOp::PeerList {}
                 | AdminOp::PeerDescriptions {}
+                | AdminOp::PeerImport { .. }
                 | AdminOp::PeerJoin { .. }
                 | AdminOp::PeerWelcome { .. }
                 | AdminOp::DhtRecord {}

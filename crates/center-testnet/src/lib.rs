@@ -467,7 +467,8 @@ fn write_peer(
         "# Written by center-testnet for peer {name}.\n\
          [paths]\nstate_dir = {state}\ncenter_root = {center}\n\n\
          [bus]\nsocket = {socket}\nsocket_mode = \"0666\"\n\n\
-         [membership]\ncontrol_socket = {control}\n",
+         [membership]\ncontrol_socket = {control}\n\
+         dht_republish_seconds = 15\ndht_record_ttl_seconds = 300\n",
         control = toml_string(&info.dir.join("run/peerd.sock")),
         state = toml_string(&info.state_dir),
         center = toml_string(&info.center_root),

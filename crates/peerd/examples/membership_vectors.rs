@@ -62,7 +62,16 @@ fn main() -> anyhow::Result<()> {
         },
         "messages": [
             message_vector("peer.joined", json!({ "description": newcomer_description }), None),
-            message_vector("peer.roster", json!({ "peers": [newcomer_description] }), None),
+            message_vector(
+                "peer.roster",
+                json!({ "peers": [{ "description": newcomer_description }] }),
+                None,
+            ),
+            message_vector(
+                "peer.roster",
+                json!({ "peers": [newcomer_description] }),
+                Some("unknown member"),
+            ),
             message_vector("peer.leave", json!({ "reason": "retired" }), None),
             message_vector(
                 "peer.excommunicate",

@@ -129,21 +129,26 @@ async fn start_dht(peerd: &Arc<Peerd>, config: &center_config::Config) -> anyhow
         trusted,
     )
     .await?;
-    let contact = locator.contact().to_string();
     let _ = peerd.dht.set(locator);
     let _ = peerd.own_fingerprint.set(own);
-    peerd.refresh_trusted().await.map_err(anyhow::Error::msg)?;
+    let peers = peerd.refresh_trusted().await.map_err(anyhow::Error::msg)?;
     let Some(locator) = peerd.dht.get() else {
         return Ok(());
     };
     locator.add_contacts(&peerd.saved_contacts()).await;
-    if let Err(err) = peerd.announce_contact(&contact).await {
-        tracing::warn!(error = err.as_str(), "DHT contact not announced");
+    // The record first: a peer that looks this one up because its contact
+    // changed must find the new address.
+    if let Err(err) = locator.publish_own(peerd).await {
+        tracing::warn!(error = err.as_str(), "address record not published");
+    }
+    if let Err(err) = peerd.send_contact(&peers).await {
+        tracing::warn!(error = err.as_str(), "DHT contact not sent");
     }
     let every = config.membership.dht_republish;
     let peerd = peerd.clone();
     tokio::spawn(async move {
         loop {
+            tokio::time::sleep(every).await;
             if let Some(locator) = peerd.dht.get() {
                 match peerd.refresh_trusted().await {
                     Ok(peers) => {
@@ -159,7 +164,6 @@ async fn start_dht(peerd: &Arc<Peerd>, config: &center_config::Config) -> anyhow
                     Err(err) => tracing::warn!(error = err.as_str(), "cannot read the roster"),
                 }
             }
-            tokio::time::sleep(every).await;
         }
     });
     Ok(())

@@ -89,18 +89,25 @@ impl Peerd {
         Ok(peers)
     }
 
-    /// Announces this peer's DHT contact on its feed if it changed.
-    pub(crate) async fn announce_contact(&self, contact: &str) -> Result<(), String> {
-        if self.state().now.announced_contact.as_deref() == Some(contact) {
+    /// Tells `peers` this peer's DHT contact, each in a direct message
+    /// (durable until delivered; not a feed event, so it adds nothing to
+    /// every peer's history at every start).
+    pub(crate) async fn send_contact(&self, peers: &[PeerId]) -> Result<(), String> {
+        let Some(contact) = self.dht.get().map(|d| d.contact().to_string()) else {
             return Ok(());
+        };
+        for peer in peers {
+            self.publish(messages::DHT_CONTACT, json!({ "contact": contact }), Some(*peer))
+                .await
+                .map_err(|err| format!("cannot send the DHT contact to {peer}: {err}"))?;
         }
-        self.publish(messages::DHT_CONTACT, json!({ "contact": contact }), None)
-            .await
-            .map_err(|err| err.to_string())?;
-        self.state().update(|s| {
-            s.announced_contact = Some(contact.to_owned());
-            Ok(())
-        })
+        if self.state().now.announced_contact.as_deref() != Some(contact.as_str()) {
+            self.state().update(|s| {
+                s.announced_contact = Some(contact.clone());
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     /// The DHT contacts remembered from other peers' announcements.
@@ -154,6 +161,9 @@ impl Peerd {
                 error = err.as_str(),
                 "the DHT's list of trusted keys is stale"
             );
+        }
+        if let Err(err) = self.send_contact(&[description.uuid()]).await {
+            tracing::warn!(error = err.as_str(), "DHT contact not sent");
         }
         Ok(())
     }
@@ -209,7 +219,7 @@ impl Peerd {
             messages::UNREACHABLE if !on_feed && from == self.me => {
                 self.on_unreachable(envelope).await
             }
-            messages::DHT_CONTACT if on_feed => self.on_dht_contact(envelope).await,
+            messages::DHT_CONTACT if direct => self.on_dht_contact(envelope).await,
             messages::NEW_PEER_SERVER
             | messages::ADD_PEER_SERVER
             | messages::ROSTER
@@ -390,15 +400,31 @@ impl Peerd {
             return Err("a roster is taken only from the peer this peer joined through".to_owned());
         }
         let peers = messages::roster(&envelope.data).map_err(|e| e.to_string())?;
-        let why = format!("in the roster handed over by {from}");
-        for description in peers {
+        let mut imported = Vec::new();
+        for (description, entry) in peers {
             let uuid = description.uuid();
             if uuid == self.me || self.departed(uuid) {
                 continue;
             }
-            if let Err(reason) = self.trust(&description, &why).await {
-                tracing::warn!(peer = %uuid, reason, "a peer of the roster hand-off was not added");
+            match self.admin_op(AdminOp::PeerImport { entry }).await {
+                Ok(_) => {
+                    imported.push(uuid);
+                    tracing::info!(
+                        peer = %uuid,
+                        name = description.name(),
+                        "peer trusted: in the roster handed over by {from}"
+                    )
+                }
+                Err(reason) => {
+                    tracing::warn!(peer = %uuid, reason, "a peer of the roster hand-off was not added")
+                }
             }
+        }
+        if let Err(err) = self.refresh_trusted().await {
+            tracing::warn!(error = err.as_str(), "the DHT's list of trusted keys is stale");
+        }
+        if let Err(err) = self.send_contact(&imported).await {
+            tracing::warn!(error = err.as_str(), "DHT contact not sent");
         }
         Ok(())
     }
@@ -468,7 +494,7 @@ impl Peerd {
         }
     }
 
-    /// `peer.dht-contact` on a peer's feed: its DHT node moved (or is new);
+    /// `peer.dht-contact` from a peer: its DHT node moved (or is new);
     /// bootstrap from it and look the peer up.
     async fn on_dht_contact(&self, envelope: &Envelope) -> Result<(), String> {
         let origin = envelope.meta.from;
@@ -693,12 +719,22 @@ impl Peerd {
             .admin(AdminOp::PeerDescriptions {})
             .await
             .map_err(|err| err.to_string())?;
+        // Entries without `added` (that is this peer's own record).
         let peers: Vec<Value> = reply
             .value
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()
             .into_iter()
-            .filter(|d| d.get("uuid").and_then(Value::as_str) != Some(&newcomer.to_string()))
+            .filter(|e| {
+                e.pointer("/description/uuid").and_then(Value::as_str)
+                    != Some(&newcomer.to_string())
+            })
+            .map(|mut e| {
+                if let Some(object) = e.as_object_mut() {
+                    object.remove("added");
+                }
+                e
+            })
             .take(messages::MAX_ROSTER)
             .collect();
         self.publish(messages::ROSTER, json!({ "peers": peers }), Some(newcomer))

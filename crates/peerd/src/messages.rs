@@ -79,9 +79,11 @@ pub fn welcome(data: &Value) -> Result<PeerDescription, MessageError> {
     description(required(object, "description")?)
 }
 
-/// Reads the `data` of `peer.roster` (the hand-off) and of `peer.joined`
-/// (an announcement): descriptions, each verified.
-pub fn roster(data: &Value) -> Result<Vec<PeerDescription>, MessageError> {
+/// Reads the `data` of `peer.roster` (the hand-off): roster entries, each
+/// a description (verified here) with the keys that peer retired by
+/// rotation (verified by dispatchd when it imports the entry). Returns
+/// each entry's description and the entry to import.
+pub fn roster(data: &Value) -> Result<Vec<(PeerDescription, Value)>, MessageError> {
     let object = members(data, &["peers"])?;
     let list = required(object, "peers")?
         .as_array()
@@ -92,10 +94,24 @@ pub fn roster(data: &Value) -> Result<Vec<PeerDescription>, MessageError> {
     if list.len() > MAX_ROSTER {
         return Err(MessageError::Field {
             field: "peers",
-            reason: format!("holds {} descriptions, more than {MAX_ROSTER}", list.len()),
+            reason: format!("holds {} entries, more than {MAX_ROSTER}", list.len()),
         });
     }
-    list.iter().map(description).collect()
+    list.iter()
+        .map(|entry| {
+            let object = members(entry, &["description", "retired"])?;
+            if object.get("retired").is_some_and(|r| !r.is_array()) {
+                return Err(MessageError::Field {
+                    field: "retired",
+                    reason: "must be a list".to_owned(),
+                });
+            }
+            Ok((
+                description(required(object, "description")?)?,
+                entry.clone(),
+            ))
+        })
+        .collect()
 }
 
 /// `peer.joined`: a peer approved a newcomer.

@@ -643,14 +643,43 @@ impl Broker {
                 grants: None,
                 peers: None,
                 feeds: None,
-                value: Some(serde_json::Value::Array(
-                    self.roster()
+                value: Some(serde_json::Value::Array({
+                    let roster = self.roster();
+                    roster
                         .list()
-                        .map(|p| p.description.to_json())
-                        .collect(),
-                )),
+                        .filter_map(|p| roster.export_entry(&p.description.uuid()))
+                        .collect()
+                })),
                 status: None,
             }),
+            AdminOp::PeerImport { entry } => {
+                let (added, peer) = self.roster().import_entry(&entry).map_err(|err| match err {
+                    crate::roster::RosterError::Write { .. }
+                    | crate::roster::RosterError::Read { .. } => {
+                        tracing::error!(error = %err, "roster change failed");
+                        (ErrorCode::Internal, err.to_string())
+                    }
+                    _ => (ErrorCode::BadEvent, err.to_string()),
+                })?;
+                let uuid = peer.description.uuid();
+                self.links.joined(&uuid);
+                self.links.keep_connected(uuid);
+                tracing::info!(
+                    peer = %uuid,
+                    name = peer.description.name(),
+                    retired_keys = peer.retired.len(),
+                    outcome = ?added,
+                    "peer imported into the roster"
+                );
+                Ok(Reply::Ok {
+                    id,
+                    grants: None,
+                    peers: None,
+                    feeds: None,
+                    value: None,
+                    status: None,
+                })
+            }
             AdminOp::DhtRecord {} => {
                 let record = crate::link::join::dht_record(&self.links).map_err(|err| {
                     tracing::error!(error = err.as_str(), "cannot make the DHT record");
