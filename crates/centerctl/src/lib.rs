@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`cli`]: the grammar.
-//! - `peer` (with `init`), `service`, `bus`, `feed`, `config`: one module
+//! - `peer` (with `init`), `service`, `bus`, `feed`, `config`, `user`: one module
 //!   per noun.
 //! - `output`: tables and JSON.
 
@@ -17,6 +17,7 @@ mod member;
 mod output;
 mod peer;
 mod service;
+mod user;
 
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Service(command) => service::run(&cli, command).await,
         Command::Bus(command) => bus::run(&cli, command).await,
         Command::Feed(command) => feed::run(&cli, command).await,
+        Command::User(command) => user::run(&cli, command).await,
     }
 }
 

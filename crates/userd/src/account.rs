@@ -344,6 +344,16 @@ pub fn hash_password(password: &str) -> Result<String, String> {
     Ok(format!("{{ARGON2}}{phc}"))
 }
 
+/// The hash of a random secret nobody keeps: an account with no usable
+/// password (key logins only).
+pub fn unusable_password_hash() -> Result<String, String> {
+    let secret: String = rand::random::<[u8; 32]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    hash_password(&secret)
+}
+
 fn members<'a>(data: &'a Value, allowed: &[&str]) -> Result<&'a Map<String, Value>, AccountError> {
     let object = data.as_object().ok_or(AccountError::NotObject)?;
     if let Some(unknown) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
