@@ -13,6 +13,7 @@
 mod ldap;
 mod membership;
 mod process;
+mod userd;
 
 use std::{
     fs,
@@ -31,6 +32,7 @@ use serde_json::{Value, json};
 pub use ldap::{LDAP_BASE, LDAP_PORT, LdapOptions, PeerLdap};
 pub use membership::{Invitation, TEST_ADMIN};
 pub use process::DaemonFiles;
+pub use userd::USERD;
 
 /// The daemons every peer runs, in start order.
 pub const DAEMONS: &[&str] = &["dispatchd", "peerd"];
@@ -296,7 +298,7 @@ impl Testnet {
         for daemon in DAEMONS {
             self.start_daemon(peer, daemon)?;
         }
-        Ok(())
+        self.start_userd(peer)
     }
 
     /// Starts one daemon if it is not running, and waits until it is ready.
@@ -320,6 +322,7 @@ impl Testnet {
     /// Stops every daemon of a peer (SIGTERM, then SIGKILL if it lingers).
     pub fn stop(&self, name: &str) -> anyhow::Result<()> {
         let peer = self.peer(name)?;
+        self.stop_userd(peer)?;
         for daemon in DAEMONS.iter().rev() {
             self.signal_daemon(peer, daemon, Signal::SIGTERM)?;
         }
