@@ -443,3 +443,83 @@ fn userd_waits_out_a_slapd_restart() {
         uid_number(&net, "bravo", "erin").is_some()
     });
 }
+
+#[test]
+fn a_ban_holds_on_its_peer_only_and_lockout_stays_local() {
+    let (_dir, net) = ldap_network(3);
+    let [a, b, c] = ["alpha", "bravo", "charlie"].map(|n| net.peer(n).unwrap().clone());
+    let key_file = net.dir().join("alice.pub");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let add = [
+        "user",
+        "add",
+        "alice",
+        "--password-stdin",
+        "--ssh-key",
+        key_file.to_str().unwrap(),
+    ];
+    ok(ctl_stdin(&net, &a, &add, "correct horse\n"));
+    wait_until("alice binds on charlie", || {
+        binds(&net, "charlie", "alice", "correct horse")
+    });
+
+    // Banned on C, then her password changed on A.
+    ok(ctl(
+        &net,
+        &c,
+        &["user", "ban", "alice", "--reason", "spam on irc"],
+    ));
+    assert!(!binds(&net, "charlie", "alice", "correct horse"));
+    assert_eq!(ok(ctl(&net, &c, &["user", "authorized-keys", "alice"])), "");
+    ok(ctl_stdin(
+        &net,
+        &a,
+        &["user", "passwd", "alice", "--password-stdin"],
+        "battery staple\n",
+    ));
+    for peer in ["alpha", "bravo"] {
+        wait_until(&format!("the new password binds on {peer}"), || {
+            binds(&net, peer, "alice", "battery staple")
+        });
+    }
+    wait_until("charlie applied the change", || {
+        userd_log(&net, &c).contains("password replaced")
+    });
+    assert!(!binds(&net, "charlie", "alice", "battery staple"));
+    assert!(!binds(&net, "charlie", "alice", "correct horse"));
+    assert_eq!(
+        ok(ctl_as(
+            &net,
+            &c,
+            STRANGER,
+            &["user", "authorized-keys", "alice"]
+        )),
+        ""
+    );
+    assert_eq!(show(&net, &c, "alice")["state"], "banned");
+    assert_eq!(show(&net, &a, "alice")["state"], "active");
+    // The others' sysadmins see why.
+    for peer in [&a, &b] {
+        wait_until(&format!("the notice reaches {}", peer.name), || {
+            ok(ctl(&net, peer, &["user", "notices"])).contains("spam on irc")
+        });
+    }
+    assert_eq!(
+        ok(ctl(&net, &a, &["user", "authorized-keys", "alice"])),
+        format!("{KEY}\n")
+    );
+    ok(ctl(&net, &c, &["user", "unban", "alice"]));
+    assert!(binds(&net, "charlie", "alice", "battery staple"));
+    assert_eq!(
+        ok(ctl(&net, &c, &["user", "authorized-keys", "alice"])),
+        format!("{KEY}\n")
+    );
+
+    // Six wrong passwords on B lock her on B only.
+    for _ in 0..6 {
+        assert!(!binds(&net, "bravo", "alice", "wrong"));
+    }
+    assert!(!binds(&net, "bravo", "alice", "battery staple"));
+    assert!(binds(&net, "alpha", "alice", "battery staple"));
+    assert!(binds(&net, "charlie", "alice", "battery staple"));
+}

@@ -94,6 +94,21 @@ pub enum UserCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Ban an account on this peer only (password binds and SSH keys); the
+    /// reason goes to the other peers as a notice (root only).
+    Ban {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a ban on this peer (root only).
+    Unban {
+        name: String,
+        #[arg(long, default_value = "ban lifted")]
+        reason: String,
+    },
+    /// The ban notices other peers sent (root only).
+    Notices,
     /// Print the account's SSH keys in authorized_keys format (for sshd's
     /// AuthorizedKeysCommand); nothing for an unknown or banned account.
     AuthorizedKeys { name: String },

@@ -251,6 +251,50 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
             publish(&mut client, &AccountEvent::Deleted { name: name.clone() }).await?;
             report(cli, name, "removed")
         }
+        UserCommand::Ban { name, reason } | UserCommand::Unban { name, reason } => {
+            let banned = matches!(command, UserCommand::Ban { .. });
+            check_name(name)?;
+            require_root(if banned { "user ban" } else { "user unban" })?;
+            let event = AccountEvent::Notice {
+                name: name.clone(),
+                banned,
+                reason: reason.clone(),
+            };
+            let (event_name, data) = event.to_event();
+            AccountEvent::read(event_name, &data).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !directory.set_ban(name, banned).await? {
+                bail!("no account `{name}` on this peer");
+            }
+            let mut client = connect(cli, "centerctl", PATIENCE).await?;
+            publish(&mut client, &event).await?;
+            report(
+                cli,
+                name,
+                if banned {
+                    "banned on this peer; the other peers were told why"
+                } else {
+                    "unbanned on this peer; the other peers were told"
+                },
+            )
+        }
+        UserCommand::Notices => {
+            require_root("user notices")?;
+            let notices = directory.notices().await?;
+            if cli.json {
+                let list: Vec<Value> = notices
+                    .iter()
+                    .map(|(name, texts)| json!({ "name": name, "notices": texts }))
+                    .collect();
+                output::json(&json!({ "notices": list }))?;
+            } else {
+                let rows: Vec<Vec<String>> = notices
+                    .iter()
+                    .flat_map(|(name, texts)| texts.iter().map(|t| vec![name.clone(), t.clone()]))
+                    .collect();
+                output::table(&["NAME", "NOTICE"], &rows)?;
+            }
+            Ok(())
+        }
         UserCommand::AuthorizedKeys { name } => {
             // sshd asks for any name it is given: a name that cannot be an
             // account simply has no keys.

@@ -14,6 +14,8 @@ pub const PASSWORD: &str = "account.password";
 pub const KEYS: &str = "account.keys";
 pub const PROFILE: &str = "account.profile";
 pub const DELETED: &str = "account.deleted";
+/// A peer banned or unbanned an account locally; others' admins see it.
+pub const NOTICE: &str = "account.notice";
 /// Published by userd on this peer only (never a feed event).
 pub const REFUSED: &str = "account.refused";
 
@@ -33,6 +35,8 @@ const MAX_KEY_LINE: usize = 8192;
 const MAX_DISPLAY_NAME: usize = 128;
 /// Longest home or shell path.
 const MAX_PATH: usize = 255;
+/// Longest ban reason, in characters.
+const MAX_REASON: usize = 512;
 /// Longest password hash.
 const MAX_HASH: usize = 512;
 /// The only password hash scheme: slapd's `{ARGON2}` with an Argon2id PHC
@@ -98,6 +102,13 @@ pub enum AccountEvent {
     },
     Deleted {
         name: String,
+    },
+    /// `account.notice`: the origin banned (or unbanned) the account on
+    /// itself, for this reason. Other peers only record it.
+    Notice {
+        name: String,
+        banned: bool,
+        reason: String,
     },
 }
 
@@ -181,6 +192,28 @@ impl AccountEvent {
                     name: account_name(o)?,
                 })
             }
+            NOTICE => {
+                let o = members(data, &["action", "name", "reason"])?;
+                let banned = match string(o, "action")? {
+                    "ban" => true,
+                    "unban" => false,
+                    _ => return Err(bad("action", "must be \"ban\" or \"unban\"")),
+                };
+                let reason = string(o, "reason")?;
+                if reason.chars().count() > MAX_REASON || reason.chars().any(char::is_control) {
+                    return Err(bad(
+                        "reason",
+                        format!(
+                            "must be at most {MAX_REASON} characters, none a control character"
+                        ),
+                    ));
+                }
+                Ok(AccountEvent::Notice {
+                    name: account_name(o)?,
+                    banned,
+                    reason: reason.to_owned(),
+                })
+            }
             other => Err(AccountError::UnknownName(other.to_owned())),
         }
     }
@@ -222,6 +255,18 @@ impl AccountEvent {
                 json!({ "name": name, "shell": shell, "display_name": display_name }),
             ),
             AccountEvent::Deleted { name } => (DELETED, json!({ "name": name })),
+            AccountEvent::Notice {
+                name,
+                banned,
+                reason,
+            } => (
+                NOTICE,
+                json!({
+                    "name": name,
+                    "action": if *banned { "ban" } else { "unban" },
+                    "reason": reason,
+                }),
+            ),
         }
     }
 
@@ -233,7 +278,8 @@ impl AccountEvent {
             AccountEvent::Password { name, .. }
             | AccountEvent::Keys { name, .. }
             | AccountEvent::Profile { name, .. }
-            | AccountEvent::Deleted { name } => Some(name),
+            | AccountEvent::Deleted { name }
+            | AccountEvent::Notice { name, .. } => Some(name),
         }
     }
 }

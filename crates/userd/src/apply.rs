@@ -91,7 +91,12 @@ impl Userd {
             }
         };
         let iat = envelope.meta.iat.as_millis();
-        match self.apply(origin, iat, &event).await {
+        let result = match self.apply(origin, iat, &event).await {
+            // A local ban holds whatever another peer changed.
+            Ok(what) => self.reassert_ban(&event).await.map(|()| what),
+            Err(err) => Err(err),
+        };
+        match result {
             Ok(what) => {
                 tracing::info!(
                     origin,
@@ -173,7 +178,43 @@ impl Userd {
                 self.directory.delete_account(name).await?;
                 Ok("account deleted")
             }
+            AccountEvent::Notice {
+                name,
+                banned,
+                reason,
+            } => {
+                if origin == self.me {
+                    return Ok("our own ban notice");
+                }
+                let action = if *banned { "banned" } else { "unbanned" };
+                let text = format!("{origin} {action} at {iat}: {reason}");
+                self.directory.record_notice(name, &text).await?;
+                Ok("ban notice recorded for the sysadmin (`centerctl user notices`)")
+            }
         }
+    }
+
+    /// After an event touched an account banned here, writes the ban again.
+    async fn reassert_ban(&mut self, event: &AccountEvent) -> Result<(), Refused> {
+        let touches = matches!(
+            event,
+            AccountEvent::Created(_)
+                | AccountEvent::Password { .. }
+                | AccountEvent::Keys { .. }
+                | AccountEvent::Profile { .. }
+        );
+        let Some(name) = event.account().filter(|_| touches) else {
+            return Ok(());
+        };
+        if self
+            .directory
+            .account(name)
+            .await?
+            .is_some_and(|a| a.banned)
+        {
+            self.directory.set_ban(name, true).await?;
+        }
+        Ok(())
     }
 
     /// `account.created`: the number must be in the origin's block; of two
@@ -209,6 +250,9 @@ impl Userd {
                 let held = held.clone();
                 self.directory.delete_account(&c.name).await?;
                 self.directory.add_account(c, &claim).await?;
+                if existing.banned {
+                    self.directory.set_ban(&c.name, true).await?;
+                }
                 self.lost(&c.name, &held, &claim).await?;
                 Ok("account created: an earlier claim on the name replaced a later one")
             }

@@ -23,6 +23,12 @@ use ldap3::{
 
 use crate::account::Created;
 
+/// The organizational unit where other peers' ban notices are kept.
+pub const NOTICES_OU: &str = "notices";
+
+/// The `pwdEndTime` of a banned account: long past.
+const BANNED_SINCE: &str = "19700101000000Z";
+
 /// How long one LDAP operation may take before the connection is
 /// considered gone.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +37,7 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
 pub mod rc {
     pub const NO_SUCH_ATTRIBUTE: u32 = 16;
     pub const NO_SUCH_OBJECT: u32 = 32;
+    pub const VALUE_EXISTS: u32 = 20;
     pub const ALREADY_EXISTS: u32 = 68;
 }
 
@@ -445,6 +452,72 @@ impl Directory {
             ],
         )
         .await
+    }
+
+    /// Bans `name` on this peer (or lifts the ban): `pwdEndTime` in the
+    /// past refuses password binds and survives password changes (a
+    /// replaced `userPassword` clears `pwdAccountLockedTime`, not this),
+    /// `shadowExpire: 1` makes sshd, sssd and nslcd refuse the account and
+    /// hides its keys from `authorized-keys`. `Ok(false)` if there is no
+    /// such account.
+    pub async fn set_ban(&mut self, name: &str, banned: bool) -> Result<bool, DirError> {
+        let (end, expire) = if banned {
+            (set([BANNED_SINCE]), set(["1"]))
+        } else {
+            (HashSet::new(), HashSet::new())
+        };
+        self.replace(
+            &self.person_dn(name),
+            vec![("pwdEndTime", end), ("shadowExpire", expire)],
+        )
+        .await
+    }
+
+    /// Keeps a ban notice another peer sent about `name`.
+    pub async fn record_notice(&mut self, name: &str, text: &str) -> Result<(), DirError> {
+        let dn = format!("uid={},ou={},{}", dn_escape(name), NOTICES_OU, self.base);
+        let added = self
+            .add(
+                &dn,
+                vec![
+                    ("objectClass", set(["account"])),
+                    ("uid", set([name])),
+                    ("description", set([text])),
+                ],
+            )
+            .await?;
+        if !added {
+            let mut ldap = self.handle().await?;
+            let result = ldap
+                .with_timeout(OP_TIMEOUT)
+                .modify(&dn, vec![Mod::Add("description".to_owned(), set([text]))])
+                .await;
+            self.check(|| format!("changing {dn}"), result, &[rc::VALUE_EXISTS])?;
+        }
+        Ok(())
+    }
+
+    /// The notices other peers sent, by account name.
+    pub async fn notices(&mut self) -> Result<Vec<(String, Vec<String>)>, DirError> {
+        let base = format!("ou={},{}", NOTICES_OU, self.base);
+        let found = self
+            .search(
+                &base,
+                Scope::OneLevel,
+                "(objectClass=account)",
+                &["uid", "description"],
+            )
+            .await?;
+        let mut out: Vec<(String, Vec<String>)> = found
+            .iter()
+            .filter_map(|e| {
+                let mut texts = e.values("description");
+                texts.sort();
+                Some((e.first("uid")?, texts))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// Records that this peer's request for `name` was refused.

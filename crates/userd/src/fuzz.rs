@@ -17,6 +17,7 @@ pub fn account_event(data: &[u8]) {
         account::KEYS,
         account::PROFILE,
         account::DELETED,
+        account::NOTICE,
     ] {
         if let Ok(event) = AccountEvent::read(name, &value) {
             let (written, data) = event.to_event();

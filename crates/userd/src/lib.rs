@@ -62,6 +62,10 @@ pub async fn run(
         .ensure_ou(REFUSED_OU)
         .await
         .context("cannot reach this peer's slapd over ldapi")?;
+    directory
+        .ensure_ou(directory::NOTICES_OU)
+        .await
+        .context("cannot reach this peer's slapd over ldapi")?;
     let mut subscriber = Client::connect(client())
         .await
         .context("cannot connect to the bus")?;

@@ -204,6 +204,21 @@ fn other_events() {
         expect!["refused: `name` must match ^[a-z][a-z0-9]{1,31}$"],
     );
     check(
+        NOTICE,
+        json!({"name": "alice", "action": "ban", "reason": "spam"}),
+        expect![[r#"ok Some("alice")"#]],
+    );
+    check(
+        NOTICE,
+        json!({"name": "alice", "action": "delete", "reason": ""}),
+        expect![[r#"refused: `action` must be "ban" or "unban""#]],
+    );
+    check(
+        NOTICE,
+        json!({"name": "alice", "action": "ban", "reason": "a\u{1b}[2J"}),
+        expect!["refused: `reason` must be at most 512 characters, none a control character"],
+    );
+    check(
         "account.other",
         json!({}),
         expect!["refused: `account.other` is not an account event"],
