@@ -274,3 +274,25 @@ fn fuzz_body_survives_garbage() {
         crate::fuzz::account_event(input);
     }
 }
+
+#[test]
+fn cep_vectors() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../CEPS/vectors/0008-account-events.json"
+    );
+    let doc: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let vectors = doc["vectors"].as_array().unwrap();
+    assert!(vectors.len() >= 10);
+    for v in vectors {
+        let name = v["name"].as_str().unwrap();
+        let result = AccountEvent::read(name, &v["data"]);
+        assert_eq!(
+            result.is_ok(),
+            v["valid"].as_bool().unwrap(),
+            "{}: {result:?}",
+            v["why"]
+        );
+        crate::fuzz::account_event(v["data"].to_string().as_bytes());
+    }
+}
