@@ -59,6 +59,8 @@ fn people(net: &Testnet, peer: &str, attr: &str) -> Vec<(String, String)> {
         .args(["-LLL", "-Q", "-o", "ldif-wrap=no", "-Y", "EXTERNAL", "-H"])
         .arg(ldap.ldapi_url())
         .args(["-b", &format!("ou=people,{}", ldap.base), "-s", "one"])
+        // Paged: slapd answers at most 500 entries per search.
+        .args(["-E", "pr=400/noprompt"])
         .args(["(objectClass=posixAccount)", "uid", attr])
         .output()
         .unwrap();
@@ -84,6 +86,53 @@ fn uid_number(net: &Testnet, peer: &str, name: &str) -> Option<String> {
         .into_iter()
         .find(|(uid, _)| uid == name)
         .map(|(_, n)| n)
+}
+
+/// Publishes `count` accounts `user0…` numbered from `block` as `peer`'s
+/// feed events (one hash for all: hashing is not what is tested), raw
+/// through the bus as root.
+fn publish_accounts(peer: &PeerInfo, block: u32, count: u32) {
+    let hash = account::hash_password("pw").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = bus_client(peer, "centerctl", Duration::from_secs(5)).await;
+        for i in 0..count {
+            let name = format!("user{i}");
+            let uid = block_range(block).start + 1 + i;
+            let (event, data) = account::AccountEvent::Created(account::Created {
+                name: name.clone(),
+                uid_number: uid,
+                home: format!("/home/{name}"),
+                shell: "/bin/sh".to_owned(),
+                display_name: String::new(),
+                password_hash: hash.clone(),
+                ssh_keys: Vec::new(),
+                created: 1_790_000_000_000 + u64::from(i),
+            })
+            .to_event();
+            client
+                .publish(center_bus::Publish {
+                    name: event.to_owned(),
+                    data,
+                    to: None,
+                    ttl: None,
+                    local: false,
+                })
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// The block `peer`'s userd holds, once it holds one.
+fn block_of(peer: &PeerInfo) -> u32 {
+    let read = || {
+        userd::blocks::read_block(&peer.state_dir.join("userd"), &peer.uuid.to_string()).unwrap()
+    };
+    wait_until(&format!("{}'s number block", peer.name), || {
+        read().is_some()
+    });
+    read().unwrap()
 }
 
 fn userd_log(net: &Testnet, peer: &PeerInfo) -> String {
@@ -250,14 +299,7 @@ fn the_same_name_made_on_two_peers_at_once_has_one_owner() {
 fn forged_and_malformed_account_events_change_nothing() {
     let (_dir, net) = ldap_network(2);
     let [a, b] = ["alpha", "bravo"].map(|n| net.peer(n).unwrap().clone());
-    wait_until("alpha's block", || {
-        userd::blocks::read_block(&a.state_dir.join("userd"), &a.uuid.to_string())
-            .unwrap()
-            .is_some()
-    });
-    let block = userd::blocks::read_block(&a.state_dir.join("userd"), &a.uuid.to_string())
-        .unwrap()
-        .unwrap();
+    let block = block_of(&a);
     let mine = block_range(block).start + 7;
     let other_block = block_range((block + 1) % account::BLOCKS).start + 7;
     let hash = account::hash_password("pw").unwrap();
@@ -359,44 +401,8 @@ fn forged_and_malformed_account_events_change_nothing() {
 fn userd_killed_mid_stream_of_200_accounts_loses_none() {
     let (_dir, net) = ldap_network(2);
     let [a, b] = ["alpha", "bravo"].map(|n| net.peer(n).unwrap().clone());
-    wait_until("alpha's block", || {
-        userd::blocks::read_block(&a.state_dir.join("userd"), &a.uuid.to_string())
-            .unwrap()
-            .is_some()
-    });
-    let block = userd::blocks::read_block(&a.state_dir.join("userd"), &a.uuid.to_string())
-        .unwrap()
-        .unwrap();
-    let hash = account::hash_password("pw").unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let mut client = bus_client(&a, "centerctl", Duration::from_secs(5)).await;
-        for i in 0..200u32 {
-            let name = format!("user{i}");
-            let uid = block_range(block).start + 1 + i;
-            let (event, data) = account::AccountEvent::Created(account::Created {
-                name: name.clone(),
-                uid_number: uid,
-                home: format!("/home/{name}"),
-                shell: "/bin/sh".to_owned(),
-                display_name: String::new(),
-                password_hash: hash.clone(),
-                ssh_keys: Vec::new(),
-                created: 1_790_000_000_000 + u64::from(i),
-            })
-            .to_event();
-            client
-                .publish(center_bus::Publish {
-                    name: event.to_owned(),
-                    data,
-                    to: None,
-                    ttl: None,
-                    local: false,
-                })
-                .await
-                .unwrap();
-        }
-    });
+    let block = block_of(&a);
+    publish_accounts(&a, block, 200);
     // Killed while it applies them, then started again.
     wait_until("bravo applies some", || {
         people(&net, "bravo", "uidNumber").len() >= 20
@@ -524,4 +530,39 @@ fn a_ban_holds_on_its_peer_only_and_lockout_stays_local() {
     assert!(!binds(&net, "bravo", "alice", "battery staple"));
     assert!(binds(&net, "alpha", "alice", "battery staple"));
     assert!(binds(&net, "charlie", "alice", "battery staple"));
+}
+
+#[test]
+fn a_new_peer_gets_every_account() {
+    let (_dir, net) = network_with(4, Formation::Alone, Some(LdapOptions::default()));
+    let [a, b, c, d] = ["alpha", "bravo", "charlie", "delta"].map(|n| net.peer(n).unwrap().clone());
+    net.join_through(&b, &a).unwrap();
+    net.join_through(&c, &a).unwrap();
+    let block = block_of(&a);
+    publish_accounts(&a, block, 1000);
+    // D joins a network that has 1,000 accounts; its userd is killed -9
+    // while it catches up.
+    net.join_through(&d, &b).unwrap();
+    wait_until("delta applies some", || {
+        !people(&net, "delta", "uidNumber").is_empty()
+    });
+    net.signal_daemon(&d, USERD, Signal::SIGKILL).unwrap();
+    net.start_daemon(&d, USERD).unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE * 4;
+    while people(&net, "delta", "uidNumber").len() < 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delta never got all 1000"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let on_a = people(&net, "alpha", "uidNumber");
+    assert_eq!(people(&net, "delta", "uidNumber"), on_a);
+    for i in (0..1000).step_by(97) {
+        assert!(binds(&net, "delta", &format!("user{i}"), "pw"), "user{i}");
+    }
+    // Past slapd's 500 entries per search: the CLI reads page by page.
+    let list: Value =
+        serde_json::from_str(&ok(ctl(&net, &d, &["--json", "user", "list"]))).unwrap();
+    assert_eq!(list["accounts"].as_array().unwrap().len(), 1000);
 }
