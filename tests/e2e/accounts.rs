@@ -4,6 +4,7 @@
 
 use std::{
     io::Write,
+    os::unix::process::CommandExt,
     process::{Output, Stdio},
     time::Duration,
 };
@@ -565,4 +566,94 @@ fn a_new_peer_gets_every_account() {
     let list: Value =
         serde_json::from_str(&ok(ctl(&net, &d, &["--json", "user", "list"]))).unwrap();
     assert_eq!(list["accounts"].as_array().unwrap().len(), 1000);
+}
+
+/// A local Unix account whose name is also a network account: what a
+/// user logged in on a real server is.
+const SELF_USER: &str = "ctlself";
+
+fn ensure_local_user(name: &str) -> u32 {
+    if let Some(user) = nix::unistd::User::from_name(name).unwrap() {
+        return user.uid.as_raw();
+    }
+    let status = std::process::Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ])
+        .status()
+        .unwrap();
+    // 9: made meanwhile by another test.
+    assert!(
+        status.success() || status.code() == Some(9),
+        "useradd {name}: {status}"
+    );
+    nix::unistd::User::from_name(name)
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw()
+}
+
+#[test]
+fn a_user_changes_their_own_password_and_nobody_else_s() {
+    let uid = ensure_local_user(SELF_USER);
+    let (_dir, net) = ldap_network(2);
+    let [a, b] = ["alpha", "bravo"].map(|n| net.peer(n).unwrap().clone());
+    for (name, password) in [(SELF_USER, "old one"), ("alice", "hers")] {
+        ok(ctl_stdin(
+            &net,
+            &a,
+            &["user", "add", name, "--password-stdin"],
+            &format!("{password}\n"),
+        ));
+    }
+    wait_until("both on bravo", || {
+        uid_number(&net, "bravo", SELF_USER).is_some()
+            && uid_number(&net, "bravo", "alice").is_some()
+    });
+    // The user, on bravo, through userd's socket (not the bus: no grant).
+    let mut child = net
+        .centerctl(&b)
+        .args(["user", "passwd", SELF_USER, "--password-stdin"])
+        .uid(uid)
+        .gid(uid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"new one\n").unwrap();
+    ok(child.wait_with_output().unwrap());
+    wait_until("the new password binds on alpha", || {
+        binds(&net, "alpha", SELF_USER, "new one")
+    });
+    assert!(!binds(&net, "alpha", SELF_USER, "old one"));
+    // Someone else's account: refused by centerctl, and by userd itself
+    // when the request comes straight to its socket.
+    let out = ctl_as(&net, &b, uid, &["user", "key", "add", "alice", KEY]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only your own account"));
+    let config = center_config::Config::load(&b.config).unwrap();
+    let hash = account::hash_password("mine now").unwrap();
+    let request =
+        json!({"event": "account.password", "data": {"name": "alice", "password_hash": hash}});
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(sys.argv[2].encode()+b'\\n')\nprint(s.makefile().readline())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&config.accounts.control_socket)
+        .arg(request.to_string())
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .expect("python3 speaks to the socket as the user");
+    let answer = ok(out);
+    assert!(
+        answer.contains("may change only its own account"),
+        "{answer}"
+    );
+    assert!(binds(&net, "alpha", "alice", "hers"));
+    assert!(userd_log(&net, &b).contains("account change refused"));
 }

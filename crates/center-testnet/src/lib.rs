@@ -470,8 +470,10 @@ fn write_peer(
         "# Written by center-testnet for peer {name}.\n\
          [paths]\nstate_dir = {state}\ncenter_root = {center}\n\n\
          [bus]\nsocket = {socket}\nsocket_mode = \"0666\"\n\n\
-         [membership]\ncontrol_socket = {control}\n",
+         [membership]\ncontrol_socket = {control}\n\n\
+         [accounts]\ncontrol_socket = {accounts}\n",
         control = toml_string(&info.dir.join("run/peerd.sock")),
+        accounts = toml_string(&info.dir.join("run/userd.sock")),
         state = toml_string(&info.state_dir),
         center = toml_string(&info.center_root),
         socket = toml_string(&info.bus_socket),

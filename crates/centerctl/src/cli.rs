@@ -80,7 +80,7 @@ pub enum UserCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
-    /// Add or remove one SSH key (users may add to their own account only).
+    /// Add or remove one SSH key (users: their own account only).
     #[command(subcommand)]
     Key(KeyCommand),
     /// List the accounts this peer's directory holds.

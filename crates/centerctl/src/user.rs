@@ -5,8 +5,9 @@
 //! kernel says who asks, no password is stored).
 //!
 //! Passwords are hashed here (Argon2id) and never leave this process in
-//! clear. A user other than root may change only their own account (the
-//! name comes from the kernel, `getuid`, never from the arguments).
+//! clear. A user other than root may change only their own password and
+//! keys: the request goes to userd's control socket, where userd asks the
+//! kernel who is calling (`SO_PEERCRED`); this command refuses early too.
 
 use std::{
     io::BufRead,
@@ -128,15 +129,11 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
             let password_hash =
                 account::hash_password(&read_password()?).map_err(anyhow::Error::msg)?;
             existing(&mut directory, name).await?;
-            let mut client = connect(cli, "centerctl", PATIENCE).await?;
-            publish(
-                &mut client,
-                &AccountEvent::Password {
-                    name: name.clone(),
-                    password_hash,
-                },
-            )
-            .await?;
+            let event = AccountEvent::Password {
+                name: name.clone(),
+                password_hash,
+            };
+            publish_change(cli, &config, &event).await?;
             report(cli, name, "password changed")
         }
         UserCommand::Key(KeyCommand::Add { name, key }) => {
@@ -148,11 +145,11 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                 return report(cli, name, "has that key already");
             }
             keys.push(key);
-            publish_keys(cli, name, keys).await
+            publish_keys(cli, &config, name, keys).await
         }
         UserCommand::Key(KeyCommand::Remove { name, key }) => {
             check_name(name)?;
-            require_root("user key remove")?;
+            require_self_or_root(name)?;
             let key = read_key(key, None)?;
             let mut keys = existing(&mut directory, name).await?.ssh_keys;
             let before = keys.len();
@@ -160,7 +157,7 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
             if keys.len() == before {
                 bail!("`{name}` has no such key");
             }
-            publish_keys(cli, name, keys).await
+            publish_keys(cli, &config, name, keys).await
         }
         UserCommand::List => {
             let accounts = directory.accounts().await?;
@@ -313,16 +310,35 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn publish_keys(cli: &Cli, name: &str, ssh_keys: Vec<String>) -> anyhow::Result<()> {
+async fn publish_keys(
+    cli: &Cli,
+    config: &center_config::Config,
+    name: &str,
+    ssh_keys: Vec<String>,
+) -> anyhow::Result<()> {
     let event = AccountEvent::Keys {
         name: name.to_owned(),
         ssh_keys,
     };
     let (event_name, data) = event.to_event();
     AccountEvent::read(event_name, &data).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut client = connect(cli, "centerctl", PATIENCE).await?;
-    publish(&mut client, &event).await?;
+    publish_change(cli, config, &event).await?;
     report(cli, name, "SSH keys changed")
+}
+
+/// Root publishes through the bus as `centerctl`; anyone else asks userd,
+/// which checks with the kernel that the account is the caller's own.
+async fn publish_change(
+    cli: &Cli,
+    config: &center_config::Config,
+    event: &AccountEvent,
+) -> anyhow::Result<()> {
+    if nix::unistd::getuid().is_root() {
+        let mut client = connect(cli, "centerctl", PATIENCE).await?;
+        publish(&mut client, event).await
+    } else {
+        userd::control::request(&config.accounts.control_socket, event).await
+    }
 }
 
 async fn publish(client: &mut center_bus::Client, event: &AccountEvent) -> anyhow::Result<()> {

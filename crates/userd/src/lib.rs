@@ -7,6 +7,7 @@
 //! - [`blocks`]: who holds which number block, on disk.
 //! - [`directory`]: slapd over ldapi with SASL EXTERNAL, and CEP 8's entries.
 //! - [`apply`]: what each event does.
+//! - [`control`]: the socket where a local user changes their own account.
 //!
 //! userd is a bus service (`userd`) that subscribes to `account.*` from the
 //! oldest event this peer holds; the bus acknowledges an event when the
@@ -18,6 +19,7 @@
 pub mod account;
 pub mod apply;
 pub mod blocks;
+pub mod control;
 pub mod directory;
 pub mod fuzz;
 
@@ -90,6 +92,12 @@ pub async fn run(
         claim_pending: false,
     };
     userd.claim_block_if_needed().await?;
+    let control_bus = Client::connect(client())
+        .await
+        .context("cannot connect to the bus")?;
+    let listener = control::bind(&config.accounts.control_socket)?;
+    // The control task has its own bus connection; it ends when run does.
+    let control = tokio::spawn(control::serve(listener, control_bus));
     tracing::info!(peer = %userd.me, block = ?userd.blocks.block_of(&userd.me), "userd up");
     ready();
     let events = async {
@@ -106,8 +114,11 @@ pub async fn run(
             }
         }
     };
-    tokio::select! {
+    let result = tokio::select! {
         () = shutdown => Ok(()),
         err = events => Err(anyhow::anyhow!("the bus subscription ended: {err}")),
-    }
+    };
+    control.abort();
+    let _ = std::fs::remove_file(&config.accounts.control_socket);
+    result
 }
