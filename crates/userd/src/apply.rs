@@ -196,10 +196,10 @@ impl Userd {
 
     /// After an event touched an account banned here, writes the ban again.
     async fn reassert_ban(&mut self, event: &AccountEvent) -> Result<(), Refused> {
+        // A creation keeps a ban itself (`created`): a new entry has none.
         let touches = matches!(
             event,
-            AccountEvent::Created(_)
-                | AccountEvent::Password { .. }
+            AccountEvent::Password { .. }
                 | AccountEvent::Keys { .. }
                 | AccountEvent::Profile { .. }
         );
@@ -235,15 +235,20 @@ impl Userd {
             created: c.created,
             joined_from: origin.to_owned(),
         };
-        let existing = self.directory.account(&c.name).await?;
-        let Some(existing) = existing else {
-            self.directory.add_account(c, &claim).await?;
+        // The common case first: a new name is one add (two entries).
+        if self.directory.add_person(c, &claim).await? {
+            self.directory.add_group(c).await?;
             return Ok("account created");
+        }
+        let Some(existing) = self.directory.account(&c.name).await? else {
+            return Err(Refused::Rule(
+                "the name was taken and freed while it was created; try again".to_owned(),
+            ));
         };
         match &existing.claim {
             Some(held) if *held == claim => {
                 // A replay: the group may be what a crash left undone.
-                self.directory.add_account(c, &claim).await?;
+                self.directory.add_group(c).await?;
                 Ok("account already present")
             }
             Some(held) if claim < *held => {

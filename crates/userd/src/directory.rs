@@ -367,6 +367,17 @@ impl Directory {
         c: &Created,
         claim: &AccountClaim,
     ) -> Result<bool, DirError> {
+        let added = self.add_person(c, claim).await?;
+        self.add_group(c).await?;
+        Ok(added)
+    }
+
+    /// Adds the person entry; `Ok(false)` if it was already there.
+    pub async fn add_person(
+        &mut self,
+        c: &Created,
+        claim: &AccountClaim,
+    ) -> Result<bool, DirError> {
         let uid = c.uid_number.to_string();
         let cn = if c.display_name.is_empty() {
             c.name.clone()
@@ -400,6 +411,12 @@ impl Directory {
                 ],
             )
             .await?;
+        Ok(added)
+    }
+
+    /// Adds the user-private group (present already is fine).
+    pub async fn add_group(&mut self, c: &Created) -> Result<(), DirError> {
+        let uid = c.uid_number.to_string();
         self.add(
             &self.group_dn(&c.name),
             vec![
@@ -410,7 +427,7 @@ impl Directory {
             ],
         )
         .await?;
-        Ok(added)
+        Ok(())
     }
 
     /// Removes the account and its group (absent is fine).
