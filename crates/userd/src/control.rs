@@ -25,6 +25,8 @@ use crate::account::{self, AccountEvent};
 
 /// Longest request line.
 pub const MAX_REQUEST: usize = 64 * 1024;
+/// Most requests served at once; more wait to be accepted.
+const MAX_CLIENTS: usize = 32;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -41,12 +43,18 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 /// Serves requests until the task is aborted.
 pub async fn serve(listener: UnixListener, bus: Client) {
     let bus = std::sync::Arc::new(Mutex::new(bus));
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let bus = bus.clone();
         tokio::spawn(async move {
+            // Held until this request is answered.
+            let _slot = slot;
             let uid = stream.peer_cred().map(|c| c.uid()).ok();
             let (reader, mut writer) = stream.into_split();
             let reply = match uid {
