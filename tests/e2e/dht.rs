@@ -105,7 +105,10 @@ fn a_moved_peer_is_found_through_the_dht_and_forged_records_are_refused() {
         // on a loaded machine reaches nobody).
         let deadline = std::time::Instant::now() + FIND;
         while log(a, "peerd").matches("refused a record put").count() < 2 {
-            assert!(std::time::Instant::now() < deadline, "A refused the forged records");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "A refused the forged records"
+            );
             for record in [&forged, &foreign] {
                 forger
                     .publish_unverified(

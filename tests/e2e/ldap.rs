@@ -24,7 +24,7 @@ use crate::support::{
 
 /// An OpenLDAP client aimed at `ldap`'s peer, trusting `ca` and nothing
 /// from /etc/ldap/ldap.conf.
-fn tool(name: &str, ca: &Path) -> Command {
+pub(crate) fn tool(name: &str, ca: &Path) -> Command {
     let mut command = Command::new(name);
     command
         .env("LDAPCONF", "/dev/null")
@@ -35,7 +35,7 @@ fn tool(name: &str, ca: &Path) -> Command {
 }
 
 /// The clients' exit code is the LDAP result code.
-fn rc(output: &Output) -> i32 {
+pub(crate) fn rc(output: &Output) -> i32 {
     output.status.code().unwrap_or(-1)
 }
 
@@ -50,7 +50,7 @@ fn user_dn(ldap: &PeerLdap, name: &str) -> String {
 }
 
 /// `ldapwhoami -x` over ldaps as `name`, verified with `ca`.
-fn whoami(ldap: &PeerLdap, ca: &Path, name: &str, password: &str) -> Output {
+pub(crate) fn whoami(ldap: &PeerLdap, ca: &Path, name: &str, password: &str) -> Output {
     tool("ldapwhoami", ca)
         .args([
             "-x",
@@ -139,7 +139,7 @@ fn user_ldif(ldap: &PeerLdap, name: &str, number: u32, password: &str) -> String
     )
 }
 
-fn peer_ldap<'a>(net: &'a Testnet, name: &str) -> &'a PeerLdap {
+pub(crate) fn peer_ldap<'a>(net: &'a Testnet, name: &str) -> &'a PeerLdap {
     net.ldap(net.peer(name).unwrap())
         .expect("the network runs slapd")
 }

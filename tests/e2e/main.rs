@@ -1,6 +1,7 @@
 //! End-to-end tests: real daemons on a local test network, checked with
 //! independent clients, plus the tidy checks of the whole tree.
 
+mod accounts;
 mod bus;
 mod dht;
 mod direct;

@@ -29,6 +29,15 @@ pub struct Config {
     pub feeds: Feeds,
     pub ldap: Ldap,
     pub membership: Membership,
+    pub accounts: Accounts,
+}
+
+/// Accounts (userd, CEP 8).
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    /// The Unix socket where any local user asks userd to change their own
+    /// account (`centerctl user passwd|key add` run by a user).
+    pub control_socket: PathBuf,
 }
 
 /// Membership (peerd, CEP 7): joins, the DHT, who is trusted.
@@ -194,6 +203,22 @@ struct RawConfig {
     ldap: RawLdap,
     #[serde(default)]
     membership: RawMembership,
+    #[serde(default)]
+    accounts: RawAccounts,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAccounts {
+    control_socket: PathBuf,
+}
+
+impl Default for RawAccounts {
+    fn default() -> RawAccounts {
+        RawAccounts {
+            control_socket: PathBuf::from("/run/center-userd/control.sock"),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -488,6 +513,16 @@ impl RawConfig {
             MAX_QUEUED_RANGE,
         )?;
         let membership = self.membership.validate(&invalid)?;
+        let accounts = &self.accounts.control_socket;
+        if !accounts.is_absolute() || accounts.as_os_str().len() > 107 {
+            return Err(invalid(
+                "accounts.control_socket",
+                format!(
+                    "must be an absolute path of at most 107 bytes, got {}",
+                    accounts.display()
+                ),
+            ));
+        }
         let ldap = self.ldap.validate(invalid)?;
         Ok(Config {
             source: source.to_owned(),
@@ -514,6 +549,9 @@ impl RawConfig {
             },
             ldap,
             membership,
+            accounts: Accounts {
+                control_socket: self.accounts.control_socket,
+            },
         })
     }
 }

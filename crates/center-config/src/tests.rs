@@ -121,7 +121,7 @@ fn identity_is_not_configuration() {
               |
             1 | [peer]
               |  ^^^^
-            unknown field `peer`, expected one of `paths`, `bus`, `links`, `feeds`, `ldap`, `membership`"#]],
+            unknown field `peer`, expected one of `paths`, `bus`, `links`, `feeds`, `ldap`, `membership`, `accounts`"#]],
     );
 }
 
@@ -141,6 +141,10 @@ fn the_shipped_example_is_valid() {
     assert_eq!(
         config.membership.control_socket,
         Path::new("/run/center-peerd/control.sock")
+    );
+    assert_eq!(
+        config.accounts.control_socket,
+        Path::new("/run/center-userd/control.sock")
     );
 }
 

@@ -13,6 +13,7 @@
 mod ldap;
 mod membership;
 mod process;
+mod userd;
 
 use std::{
     fs,
@@ -31,6 +32,7 @@ use serde_json::{Value, json};
 pub use ldap::{LDAP_BASE, LDAP_PORT, LdapOptions, PeerLdap};
 pub use membership::{Invitation, TEST_ADMIN};
 pub use process::DaemonFiles;
+pub use userd::USERD;
 
 /// The daemons every peer runs, in start order.
 pub const DAEMONS: &[&str] = &["dispatchd", "peerd"];
@@ -296,7 +298,7 @@ impl Testnet {
         for daemon in DAEMONS {
             self.start_daemon(peer, daemon)?;
         }
-        Ok(())
+        self.start_userd(peer)
     }
 
     /// Starts one daemon if it is not running, and waits until it is ready.
@@ -320,6 +322,7 @@ impl Testnet {
     /// Stops every daemon of a peer (SIGTERM, then SIGKILL if it lingers).
     pub fn stop(&self, name: &str) -> anyhow::Result<()> {
         let peer = self.peer(name)?;
+        self.stop_userd(peer)?;
         for daemon in DAEMONS.iter().rev() {
             self.signal_daemon(peer, daemon, Signal::SIGTERM)?;
         }
@@ -468,8 +471,10 @@ fn write_peer(
          [paths]\nstate_dir = {state}\ncenter_root = {center}\n\n\
          [bus]\nsocket = {socket}\nsocket_mode = \"0666\"\n\n\
          [membership]\ncontrol_socket = {control}\n\
-         dht_republish_seconds = 15\ndht_record_ttl_seconds = 300\n",
+         dht_republish_seconds = 15\ndht_record_ttl_seconds = 300\n\n\
+         [accounts]\ncontrol_socket = {accounts}\n",
         control = toml_string(&info.dir.join("run/peerd.sock")),
+        accounts = toml_string(&info.dir.join("run/userd.sock")),
         state = toml_string(&info.state_dir),
         center = toml_string(&info.center_root),
         socket = toml_string(&info.bus_socket),

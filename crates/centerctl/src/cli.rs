@@ -47,6 +47,81 @@ pub enum Command {
     /// Check the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The network's user accounts, as this peer's directory holds them.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Make an account on every peer, numbered from this peer's block (root only).
+    Add {
+        /// The account name: ^[a-z][a-z0-9]{1,31}$.
+        name: String,
+        /// Read the password from standard input (one line); without it the
+        /// account has no usable password.
+        #[arg(long)]
+        password_stdin: bool,
+        /// A file holding one SSH public key (authorized_keys format).
+        #[arg(long)]
+        ssh_key: Option<PathBuf>,
+        /// The login shell.
+        #[arg(long, default_value = "/bin/bash")]
+        shell: String,
+        /// The display name.
+        #[arg(long = "name", default_value = "")]
+        display_name: String,
+        /// Check and show what would be published, publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Change a password on every peer (users: their own account only).
+    Passwd {
+        name: String,
+        /// Read the new password from standard input (one line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Add or remove one SSH key (users: their own account only).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// List the accounts this peer's directory holds.
+    List,
+    /// Show one account: its number, where it joined from and when.
+    Show { name: String },
+    /// Delete an account on every peer (root only).
+    Remove {
+        name: String,
+        /// Check and show what would be published, publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Ban an account on this peer only (password binds and SSH keys); the
+    /// reason goes to the other peers as a notice (root only).
+    Ban {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a ban on this peer (root only).
+    Unban {
+        name: String,
+        #[arg(long, default_value = "ban lifted")]
+        reason: String,
+    },
+    /// The ban notices other peers sent (root only).
+    Notices,
+    /// Print the account's SSH keys in authorized_keys format (for sshd's
+    /// AuthorizedKeysCommand); nothing for an unknown or banned account.
+    AuthorizedKeys { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a key: a file holding it, or the key itself.
+    Add { name: String, key: String },
+    /// Remove a key: a file holding it, or the key itself.
+    Remove { name: String, key: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -4,8 +4,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the grammar.
-//! - `peer` (with `init`), `service`, `bus`, `feed`, `status`, `config`:
-//!   one module per noun.
+//! - `peer` (with `init`), `service`, `bus`, `feed`, `status`, `config`,
+//!   `user`: one module per noun.
 //! - `output`: tables and JSON.
 
 pub mod cli;
@@ -18,6 +18,7 @@ mod output;
 mod peer;
 mod service;
 mod status;
+mod user;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bus(command) => bus::run(&cli, command).await,
         Command::Feed(command) => feed::run(&cli, command).await,
         Command::Status => status::run(&cli).await,
+        Command::User(command) => user::run(&cli, command).await,
     }
 }
 

@@ -97,9 +97,13 @@ impl Peerd {
             return Ok(());
         };
         for peer in peers {
-            self.publish(messages::DHT_CONTACT, json!({ "contact": contact }), Some(*peer))
-                .await
-                .map_err(|err| format!("cannot send the DHT contact to {peer}: {err}"))?;
+            self.publish(
+                messages::DHT_CONTACT,
+                json!({ "contact": contact }),
+                Some(*peer),
+            )
+            .await
+            .map_err(|err| format!("cannot send the DHT contact to {peer}: {err}"))?;
         }
         if self.state().now.announced_contact.as_deref() != Some(contact.as_str()) {
             self.state().update(|s| {
@@ -421,7 +425,10 @@ impl Peerd {
             }
         }
         if let Err(err) = self.refresh_trusted().await {
-            tracing::warn!(error = err.as_str(), "the DHT's list of trusted keys is stale");
+            tracing::warn!(
+                error = err.as_str(),
+                "the DHT's list of trusted keys is stale"
+            );
         }
         if let Err(err) = self.send_contact(&imported).await {
             tracing::warn!(error = err.as_str(), "DHT contact not sent");

@@ -653,14 +653,17 @@ impl Broker {
                 status: None,
             }),
             AdminOp::PeerImport { entry } => {
-                let (added, peer) = self.roster().import_entry(&entry).map_err(|err| match err {
-                    crate::roster::RosterError::Write { .. }
-                    | crate::roster::RosterError::Read { .. } => {
-                        tracing::error!(error = %err, "roster change failed");
-                        (ErrorCode::Internal, err.to_string())
-                    }
-                    _ => (ErrorCode::BadEvent, err.to_string()),
-                })?;
+                let (added, peer) =
+                    self.roster()
+                        .import_entry(&entry)
+                        .map_err(|err| match err {
+                            crate::roster::RosterError::Write { .. }
+                            | crate::roster::RosterError::Read { .. } => {
+                                tracing::error!(error = %err, "roster change failed");
+                                (ErrorCode::Internal, err.to_string())
+                            }
+                            _ => (ErrorCode::BadEvent, err.to_string()),
+                        })?;
                 let uuid = peer.description.uuid();
                 self.links.joined(&uuid);
                 self.links.keep_connected(uuid);

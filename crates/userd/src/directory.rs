@@ -1,0 +1,688 @@
+//! This peer's slapd as userd and `centerctl user …` see it: a connection
+//! over the `ldapi` socket with SASL EXTERNAL (the kernel says who we are;
+//! no password is stored anywhere), rebuilt when slapd went away, every
+//! operation with a timeout; and the account entries of CEP 8 (people,
+//! their user-private groups, refused requests) read and written.
+//!
+//! Writes that can be replayed are idempotent: attributes are written with
+//! `Mod::Replace` of their full value set, an add that finds the entry
+//! present and a delete that finds it absent are not errors. What to write
+//! when is `apply`'s business, not this module's.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ldap3::{
+    Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, ResultEntry, Scope, StdStream,
+    adapters::{Adapter, EntriesOnly, PagedResults},
+    dn_escape, ldap_escape,
+};
+
+use crate::account::Created;
+
+/// The organizational unit where other peers' ban notices are kept.
+pub const NOTICES_OU: &str = "notices";
+
+/// The `pwdEndTime` of a banned account: long past.
+const BANNED_SINCE: &str = "19700101000000Z";
+
+/// How long one LDAP operation may take before the connection is
+/// considered gone.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// LDAP result codes we act on (RFC 4511).
+pub mod rc {
+    pub const NO_SUCH_ATTRIBUTE: u32 = 16;
+    pub const NO_SUCH_OBJECT: u32 = 32;
+    pub const VALUE_EXISTS: u32 = 20;
+    pub const ALREADY_EXISTS: u32 = 68;
+}
+
+/// Why a directory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    /// slapd is unreachable or the connection broke: try again later.
+    #[error("slapd is unreachable: {0}")]
+    Connection(String),
+    /// slapd answered with a result code other than success.
+    #[error("slapd refused {what}: result {rc} ({text})")]
+    Refused { what: String, rc: u32, text: String },
+    /// slapd answered something we cannot read.
+    #[error("slapd answered something unreadable: {0}")]
+    Malformed(String),
+}
+
+impl DirError {
+    /// Whether retrying after a reconnect may help.
+    pub fn is_connection(&self) -> bool {
+        matches!(self, DirError::Connection(_))
+    }
+}
+
+/// An account as the directory holds it (without its password hash, which
+/// nobody may read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid_number: u32,
+    pub home: String,
+    pub shell: String,
+    pub display_name: String,
+    pub ssh_keys: Vec<String>,
+    /// Who numbered it: the origin of its `account.created` and when.
+    pub claim: Option<AccountClaim>,
+    /// Banned on this peer (`shadowExpire` set).
+    pub banned: bool,
+}
+
+/// The origin and creation time of an account (CEP 8's name rule compares
+/// them); kept in the entry's `description` as `joined_from=UUID
+/// created=MS`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AccountClaim {
+    pub created: u64,
+    pub joined_from: String,
+}
+
+impl AccountClaim {
+    fn to_description(&self) -> String {
+        format!("joined_from={} created={}", self.joined_from, self.created)
+    }
+
+    fn from_description(text: &str) -> Option<AccountClaim> {
+        let mut joined_from = None;
+        let mut created = None;
+        for part in text.split(' ') {
+            if let Some(v) = part.strip_prefix("joined_from=") {
+                joined_from = Some(v.to_owned());
+            } else if let Some(v) = part.strip_prefix("created=") {
+                created = v.parse().ok();
+            }
+        }
+        Some(AccountClaim {
+            created: created?,
+            joined_from: joined_from?,
+        })
+    }
+}
+
+/// A request of this peer that lost the name rule (`account.refused`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub name: String,
+    pub reason: String,
+}
+
+/// The connection to this peer's slapd; rebuilt on demand.
+pub struct Directory {
+    socket: PathBuf,
+    base: String,
+    ldap: Option<Ldap>,
+}
+
+impl Directory {
+    /// A directory reached over the `ldapi` socket `socket`, suffix `base`.
+    /// Nothing connects until the first operation.
+    pub fn new(socket: &Path, base: &str) -> Directory {
+        Directory {
+            socket: socket.to_owned(),
+            base: base.to_owned(),
+            ldap: None,
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn person_dn(&self, name: &str) -> String {
+        format!("uid={},ou=people,{}", dn_escape(name), self.base)
+    }
+
+    pub fn group_dn(&self, name: &str) -> String {
+        format!("cn={},ou=groups,{}", dn_escape(name), self.base)
+    }
+
+    fn refused_dn(&self, name: &str) -> String {
+        format!("uid={},ou=refused,{}", dn_escape(name), self.base)
+    }
+
+    /// A live connection, bound with SASL EXTERNAL; a new one if the last
+    /// one closed.
+    async fn handle(&mut self) -> Result<Ldap, DirError> {
+        if let Some(ldap) = &mut self.ldap
+            && !ldap.is_closed()
+        {
+            return Ok(ldap.clone());
+        }
+        self.ldap = None;
+        let connect = async {
+            let stream = std::os::unix::net::UnixStream::connect(&self.socket)
+                .map_err(|e| DirError::Connection(format!("{}: {e}", self.socket.display())))?;
+            let settings = LdapConnSettings::new().set_std_stream(StdStream::Unix(stream));
+            let (conn, mut ldap) = LdapConnAsync::with_settings(settings, "ldapi:///")
+                .await
+                .map_err(connection)?;
+            ldap3::drive!(conn);
+            ldap.with_timeout(OP_TIMEOUT);
+            let result = ldap.sasl_external_bind().await.map_err(connection)?;
+            if result.rc != 0 {
+                return Err(DirError::Refused {
+                    what: "the SASL EXTERNAL bind".to_owned(),
+                    rc: result.rc,
+                    text: result.text,
+                });
+            }
+            Ok(ldap)
+        };
+        let ldap = tokio::time::timeout(OP_TIMEOUT, connect)
+            .await
+            .map_err(|_| DirError::Connection("connecting timed out".to_owned()))??;
+        self.ldap = Some(ldap.clone());
+        Ok(ldap)
+    }
+
+    /// Runs `result` through the error mapping; a broken connection is
+    /// dropped so the next operation makes a new one.
+    fn check(
+        &mut self,
+        what: impl FnOnce() -> String,
+        result: Result<ldap3::LdapResult, LdapError>,
+        ok: &[u32],
+    ) -> Result<u32, DirError> {
+        match result {
+            Ok(res) if res.rc == 0 || ok.contains(&res.rc) => Ok(res.rc),
+            Ok(res) => Err(DirError::Refused {
+                what: what(),
+                rc: res.rc,
+                text: res.text,
+            }),
+            Err(err) => {
+                self.ldap = None;
+                Err(connection(err))
+            }
+        }
+    }
+
+    /// Adds an entry; `Ok(false)` if it already existed.
+    async fn add(
+        &mut self,
+        dn: &str,
+        attrs: Vec<(&str, HashSet<String>)>,
+    ) -> Result<bool, DirError> {
+        let mut ldap = self.handle().await?;
+        let attrs: Vec<(String, HashSet<String>)> = attrs
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let result = ldap.with_timeout(OP_TIMEOUT).add(dn, attrs).await;
+        let code = self.check(|| format!("adding {dn}"), result, &[rc::ALREADY_EXISTS])?;
+        Ok(code == 0)
+    }
+
+    /// Replaces attributes with full value sets (an empty set removes one);
+    /// `Ok(false)` if the entry does not exist.
+    async fn replace(
+        &mut self,
+        dn: &str,
+        attrs: Vec<(&str, HashSet<String>)>,
+    ) -> Result<bool, DirError> {
+        let mut ldap = self.handle().await?;
+        let mods: Vec<Mod<String>> = attrs
+            .into_iter()
+            .map(|(k, v)| Mod::Replace(k.to_owned(), v))
+            .collect();
+        let result = ldap.with_timeout(OP_TIMEOUT).modify(dn, mods).await;
+        let code = self.check(|| format!("changing {dn}"), result, &[rc::NO_SUCH_OBJECT])?;
+        Ok(code == 0)
+    }
+
+    /// Deletes an entry; absent is fine.
+    async fn delete(&mut self, dn: &str) -> Result<(), DirError> {
+        let mut ldap = self.handle().await?;
+        let result = ldap.with_timeout(OP_TIMEOUT).delete(dn).await;
+        self.check(|| format!("deleting {dn}"), result, &[rc::NO_SUCH_OBJECT])?;
+        Ok(())
+    }
+
+    /// Every entry under `base` matching `filter`, page by page (slapd's
+    /// size limit of 500 does not cut a long list short).
+    async fn search(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<Entry>, DirError> {
+        let mut ldap = self.handle().await?;
+        let adapters: Vec<Box<dyn Adapter<'_, &str, Vec<&str>>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(400)),
+        ];
+        let attrs: Vec<&str> = attrs.to_vec();
+        let started = ldap
+            .with_timeout(OP_TIMEOUT)
+            .streaming_search_with(adapters, base, scope, filter, attrs)
+            .await;
+        let mut stream = match started {
+            Ok(stream) => stream,
+            Err(err) => {
+                self.ldap = None;
+                return Err(connection(err));
+            }
+        };
+        let mut entries = Vec::new();
+        loop {
+            match stream.next().await {
+                Ok(Some(raw)) => entries.push(entry(raw)?),
+                Ok(None) => break,
+                Err(err) => {
+                    self.ldap = None;
+                    return Err(connection(err));
+                }
+            }
+        }
+        let result = stream.finish().await;
+        if result.rc == rc::NO_SUCH_OBJECT {
+            return Ok(Vec::new());
+        }
+        if result.rc != 0 {
+            return Err(DirError::Refused {
+                what: format!("searching {base}"),
+                rc: result.rc,
+                text: result.text,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Makes `ou=NAME,<base>` if it is missing (userd's `ou=refused`).
+    pub async fn ensure_ou(&mut self, ou: &str) -> Result<(), DirError> {
+        let dn = format!("ou={},{}", dn_escape(ou), self.base);
+        self.add(
+            &dn,
+            vec![
+                ("objectClass", set(["organizationalUnit"])),
+                ("ou", set([ou])),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The account `name`, if the directory holds it.
+    pub async fn account(&mut self, name: &str) -> Result<Option<Account>, DirError> {
+        let dn = self.person_dn(name);
+        let found = self
+            .search(
+                &dn,
+                Scope::Base,
+                "(objectClass=posixAccount)",
+                ACCOUNT_ATTRS,
+            )
+            .await?;
+        Ok(found.first().and_then(account))
+    }
+
+    /// Every account, sorted by name.
+    pub async fn accounts(&mut self) -> Result<Vec<Account>, DirError> {
+        let base = format!("ou=people,{}", self.base);
+        let found = self
+            .search(
+                &base,
+                Scope::OneLevel,
+                "(objectClass=posixAccount)",
+                ACCOUNT_ATTRS,
+            )
+            .await?;
+        let mut accounts: Vec<Account> = found.iter().filter_map(account).collect();
+        accounts.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(accounts)
+    }
+
+    /// The SSH keys of `name`, nothing if it is unknown or banned here.
+    pub async fn usable_keys(&mut self, name: &str) -> Result<Vec<String>, DirError> {
+        let filter = format!(
+            "(&(objectClass=posixAccount)(uid={})(!(shadowExpire=*)))",
+            ldap_escape(name)
+        );
+        let base = format!("ou=people,{}", self.base);
+        let found = self
+            .search(&base, Scope::OneLevel, &filter, &["sshPublicKey"])
+            .await?;
+        Ok(found
+            .into_iter()
+            .flat_map(|e| e.values("sshPublicKey"))
+            .collect())
+    }
+
+    /// Adds the account and its user-private group. `Ok(false)` if the
+    /// person entry was already there (the group is made either way).
+    pub async fn add_account(
+        &mut self,
+        c: &Created,
+        claim: &AccountClaim,
+    ) -> Result<bool, DirError> {
+        let added = self.add_person(c, claim).await?;
+        self.add_group(c).await?;
+        Ok(added)
+    }
+
+    /// Adds the person entry; `Ok(false)` if it was already there.
+    pub async fn add_person(
+        &mut self,
+        c: &Created,
+        claim: &AccountClaim,
+    ) -> Result<bool, DirError> {
+        let uid = c.uid_number.to_string();
+        let cn = if c.display_name.is_empty() {
+            c.name.clone()
+        } else {
+            c.display_name.clone()
+        };
+        let added = self
+            .add(
+                &self.person_dn(&c.name),
+                vec![
+                    (
+                        "objectClass",
+                        set([
+                            "inetOrgPerson",
+                            "posixAccount",
+                            "shadowAccount",
+                            "ldapPublicKey",
+                        ]),
+                    ),
+                    ("uid", set([c.name.as_str()])),
+                    ("cn", set([cn.as_str()])),
+                    ("sn", set([c.name.as_str()])),
+                    ("displayName", set_of(std::slice::from_ref(&c.display_name))),
+                    ("uidNumber", set([uid.as_str()])),
+                    ("gidNumber", set([uid.as_str()])),
+                    ("homeDirectory", set([c.home.as_str()])),
+                    ("loginShell", set([c.shell.as_str()])),
+                    ("userPassword", set([c.password_hash.as_str()])),
+                    ("sshPublicKey", set_of(&c.ssh_keys)),
+                    ("description", set([claim.to_description()])),
+                ],
+            )
+            .await?;
+        Ok(added)
+    }
+
+    /// Adds the user-private group (present already is fine).
+    pub async fn add_group(&mut self, c: &Created) -> Result<(), DirError> {
+        let uid = c.uid_number.to_string();
+        self.add(
+            &self.group_dn(&c.name),
+            vec![
+                ("objectClass", set(["posixGroup"])),
+                ("cn", set([c.name.as_str()])),
+                ("gidNumber", set([uid.as_str()])),
+                ("memberUid", set([c.name.as_str()])),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the account and its group (absent is fine).
+    pub async fn delete_account(&mut self, name: &str) -> Result<(), DirError> {
+        self.delete(&self.person_dn(name)).await?;
+        self.delete(&self.group_dn(name)).await
+    }
+
+    /// Replaces the password hash; `Ok(false)` if there is no such account.
+    pub async fn set_password(&mut self, name: &str, hash: &str) -> Result<bool, DirError> {
+        self.replace(&self.person_dn(name), vec![("userPassword", set([hash]))])
+            .await
+    }
+
+    /// Replaces the full key list.
+    pub async fn set_keys(&mut self, name: &str, keys: &[String]) -> Result<bool, DirError> {
+        self.replace(&self.person_dn(name), vec![("sshPublicKey", set_of(keys))])
+            .await
+    }
+
+    /// Replaces shell and display name.
+    pub async fn set_profile(
+        &mut self,
+        name: &str,
+        shell: &str,
+        display_name: &str,
+    ) -> Result<bool, DirError> {
+        let cn = if display_name.is_empty() {
+            name
+        } else {
+            display_name
+        };
+        self.replace(
+            &self.person_dn(name),
+            vec![
+                ("loginShell", set([shell])),
+                ("cn", set([cn])),
+                ("displayName", set_of(&[display_name.to_owned()])),
+            ],
+        )
+        .await
+    }
+
+    /// Bans `name` on this peer (or lifts the ban): `pwdEndTime` in the
+    /// past refuses password binds and survives password changes (a
+    /// replaced `userPassword` clears `pwdAccountLockedTime`, not this),
+    /// `shadowExpire: 1` makes sshd, sssd and nslcd refuse the account and
+    /// hides its keys from `authorized-keys`. `Ok(false)` if there is no
+    /// such account.
+    pub async fn set_ban(&mut self, name: &str, banned: bool) -> Result<bool, DirError> {
+        let (end, expire) = if banned {
+            (set([BANNED_SINCE]), set(["1"]))
+        } else {
+            (HashSet::new(), HashSet::new())
+        };
+        self.replace(
+            &self.person_dn(name),
+            vec![("pwdEndTime", end), ("shadowExpire", expire)],
+        )
+        .await
+    }
+
+    /// Keeps a ban notice another peer sent about `name`.
+    pub async fn record_notice(&mut self, name: &str, text: &str) -> Result<(), DirError> {
+        let dn = format!("uid={},ou={},{}", dn_escape(name), NOTICES_OU, self.base);
+        let added = self
+            .add(
+                &dn,
+                vec![
+                    ("objectClass", set(["account"])),
+                    ("uid", set([name])),
+                    ("description", set([text])),
+                ],
+            )
+            .await?;
+        if !added {
+            let mut ldap = self.handle().await?;
+            let result = ldap
+                .with_timeout(OP_TIMEOUT)
+                .modify(&dn, vec![Mod::Add("description".to_owned(), set([text]))])
+                .await;
+            self.check(|| format!("changing {dn}"), result, &[rc::VALUE_EXISTS])?;
+        }
+        Ok(())
+    }
+
+    /// The notices other peers sent, by account name.
+    pub async fn notices(&mut self) -> Result<Vec<(String, Vec<String>)>, DirError> {
+        let base = format!("ou={},{}", NOTICES_OU, self.base);
+        let found = self
+            .search(
+                &base,
+                Scope::OneLevel,
+                "(objectClass=account)",
+                &["uid", "description"],
+            )
+            .await?;
+        let mut out: Vec<(String, Vec<String>)> = found
+            .iter()
+            .filter_map(|e| {
+                let mut texts = e.values("description");
+                texts.sort();
+                Some((e.first("uid")?, texts))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Records that this peer's request for `name` was refused.
+    pub async fn record_refusal(&mut self, refusal: &Refusal) -> Result<(), DirError> {
+        let dn = self.refused_dn(&refusal.name);
+        let added = self
+            .add(
+                &dn,
+                vec![
+                    ("objectClass", set(["account"])),
+                    ("uid", set([refusal.name.as_str()])),
+                    ("description", set([refusal.reason.as_str()])),
+                ],
+            )
+            .await?;
+        if !added {
+            self.replace(&dn, vec![("description", set([refusal.reason.as_str()]))])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// This peer's refused requests, sorted by name.
+    pub async fn refusals(&mut self) -> Result<Vec<Refusal>, DirError> {
+        let base = format!("ou=refused,{}", self.base);
+        let found = self
+            .search(
+                &base,
+                Scope::OneLevel,
+                "(objectClass=account)",
+                &["uid", "description"],
+            )
+            .await?;
+        let mut out: Vec<Refusal> = found
+            .iter()
+            .filter_map(|e| {
+                Some(Refusal {
+                    name: e.first("uid")?,
+                    reason: e.first("description").unwrap_or_default(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+const ACCOUNT_ATTRS: &[&str] = &[
+    "uid",
+    "uidNumber",
+    "homeDirectory",
+    "loginShell",
+    "displayName",
+    "sshPublicKey",
+    "description",
+    "shadowExpire",
+];
+
+fn connection(err: LdapError) -> DirError {
+    DirError::Connection(err.to_string())
+}
+
+fn set<const N: usize, S: Into<String>>(values: [S; N]) -> HashSet<String> {
+    values.into_iter().map(Into::into).collect()
+}
+
+/// The non-empty values of a list.
+fn set_of(values: &[String]) -> HashSet<String> {
+    values.iter().filter(|v| !v.is_empty()).cloned().collect()
+}
+
+/// One search result entry: attribute names in lower case.
+struct Entry {
+    attrs: HashMap<String, Vec<String>>,
+}
+
+impl Entry {
+    fn values(&self, attr: &str) -> Vec<String> {
+        self.attrs
+            .get(&attr.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn first(&self, attr: &str) -> Option<String> {
+        self.values(attr).into_iter().next()
+    }
+}
+
+/// Reads a search result entry without panicking on a malformed one
+/// (ldap3's own `SearchEntry::construct` would).
+fn entry(raw: ResultEntry) -> Result<Entry, DirError> {
+    let bad = || DirError::Malformed("a search result entry".to_owned());
+    let mut parts = raw
+        .0
+        .match_id(4)
+        .and_then(|t| t.expect_constructed())
+        .ok_or_else(bad)?
+        .into_iter();
+    let _dn = parts
+        .next()
+        .and_then(|t| t.expect_primitive())
+        .ok_or_else(bad)?;
+    let list = parts
+        .next()
+        .and_then(|t| t.expect_constructed())
+        .ok_or_else(bad)?;
+    let mut attrs: HashMap<String, Vec<String>> = HashMap::new();
+    for item in list {
+        let mut pair = item.expect_constructed().ok_or_else(bad)?.into_iter();
+        let name = pair
+            .next()
+            .and_then(|t| t.expect_primitive())
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(bad)?;
+        let values = pair
+            .next()
+            .and_then(|t| t.expect_constructed())
+            .ok_or_else(bad)?;
+        let slot = attrs.entry(name.to_ascii_lowercase()).or_default();
+        for value in values {
+            // Values that are not UTF-8 are none of ours: skipped.
+            if let Some(text) = value
+                .expect_primitive()
+                .and_then(|b| String::from_utf8(b).ok())
+            {
+                slot.push(text);
+            }
+        }
+    }
+    Ok(Entry { attrs })
+}
+
+fn account(e: &Entry) -> Option<Account> {
+    Some(Account {
+        name: e.first("uid")?,
+        uid_number: e.first("uidNumber")?.parse().ok()?,
+        home: e.first("homeDirectory").unwrap_or_default(),
+        shell: e.first("loginShell").unwrap_or_default(),
+        display_name: e.first("displayName").unwrap_or_default(),
+        ssh_keys: {
+            let mut keys = e.values("sshPublicKey");
+            keys.sort();
+            keys
+        },
+        claim: e
+            .first("description")
+            .and_then(|d| AccountClaim::from_description(&d)),
+        banned: e.first("shadowExpire").is_some(),
+    })
+}

@@ -1,0 +1,28 @@
+//! The body of the `account_event` fuzz target (`fuzz/fuzz_targets/
+//! account_event.rs`): every account event reader on arbitrary bytes. The
+//! oracle is that none panics and that what reads back writes back the
+//! same; the crate's tests run it over the valid events as seeds.
+
+use crate::account::{self, AccountEvent};
+
+/// Reads `data` (a JSON `data` object) as every account event.
+pub fn account_event(data: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    for name in [
+        account::BLOCK,
+        account::CREATED,
+        account::PASSWORD,
+        account::KEYS,
+        account::PROFILE,
+        account::DELETED,
+        account::NOTICE,
+    ] {
+        if let Ok(event) = AccountEvent::read(name, &value) {
+            let (written, data) = event.to_event();
+            assert_eq!(written, name);
+            assert_eq!(AccountEvent::read(name, &data).as_ref(), Ok(&event));
+        }
+    }
+}

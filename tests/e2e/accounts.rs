@@ -1,0 +1,659 @@
+//! Accounts on every peer (CEP 8): `centerctl user …` on one peer, userd
+//! on every peer, each peer's own slapd checked with the OpenLDAP clients
+//! (`ldapwhoami` over TLS with that peer's CA, `ldapsearch` over ldapi).
+
+use std::{
+    io::Write,
+    os::unix::process::CommandExt,
+    process::{Output, Stdio},
+    time::Duration,
+};
+
+use center_testnet::{Formation, LdapOptions, PeerInfo, Testnet, USERD};
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use userd::account::{self, BLOCK_SIZE, block_range};
+
+use crate::{
+    ldap::{peer_ldap, rc, tool, whoami},
+    support::{PATIENCE, STRANGER, bus_client, ctl, ctl_as, network_with, ok, wait_until},
+};
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOs6uGmbyFvGWjgKHGWm2vWmP0KKqRGxGMbnAxdIMaxN alice@test";
+
+fn ldap_network(peers: usize) -> (tempfile::TempDir, Testnet) {
+    network_with(peers, Formation::Wired, Some(LdapOptions::default()))
+}
+
+/// `centerctl ARGS` as root with `input` on standard input.
+fn ctl_stdin(net: &Testnet, peer: &PeerInfo, args: &[&str], input: &str) -> Output {
+    let mut child = net
+        .centerctl(peer)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run centerctl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Whether `name` binds with `password` on `peer`'s slapd (ldaps, that
+/// peer's CA).
+fn binds(net: &Testnet, peer: &str, name: &str, password: &str) -> bool {
+    let ldap = peer_ldap(net, peer);
+    rc(&whoami(ldap, &ldap.ca, name, password)) == 0
+}
+
+/// `attr` of every account on `peer`'s slapd, by `ldapsearch` over ldapi
+/// as root: (uid, value) pairs.
+fn people(net: &Testnet, peer: &str, attr: &str) -> Vec<(String, String)> {
+    let ldap = peer_ldap(net, peer);
+    let out = tool("ldapsearch", &ldap.ca)
+        .args(["-LLL", "-Q", "-o", "ldif-wrap=no", "-Y", "EXTERNAL", "-H"])
+        .arg(ldap.ldapi_url())
+        .args(["-b", &format!("ou=people,{}", ldap.base), "-s", "one"])
+        // Paged: slapd answers at most 500 entries per search.
+        .args(["-E", "pr=400/noprompt"])
+        .args(["(objectClass=posixAccount)", "uid", attr])
+        .output()
+        .unwrap();
+    let text = ok(out);
+    let mut found = Vec::new();
+    for entry in text.split("\n\n") {
+        let value = |key: &str| {
+            entry
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+                .map(str::to_owned)
+        };
+        if let (Some(uid), Some(v)) = (value("uid"), value(attr)) {
+            found.push((uid, v));
+        }
+    }
+    found.sort();
+    found
+}
+
+fn uid_number(net: &Testnet, peer: &str, name: &str) -> Option<String> {
+    people(net, peer, "uidNumber")
+        .into_iter()
+        .find(|(uid, _)| uid == name)
+        .map(|(_, n)| n)
+}
+
+/// Publishes `count` accounts `user0…` numbered from `block` as `peer`'s
+/// feed events (one hash for all: hashing is not what is tested), raw
+/// through the bus as root.
+fn publish_accounts(peer: &PeerInfo, block: u32, count: u32) {
+    let hash = account::hash_password("pw").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = bus_client(peer, "centerctl", Duration::from_secs(5)).await;
+        for i in 0..count {
+            let name = format!("user{i}");
+            let uid = block_range(block).start + 1 + i;
+            let (event, data) = account::AccountEvent::Created(account::Created {
+                name: name.clone(),
+                uid_number: uid,
+                home: format!("/home/{name}"),
+                shell: "/bin/sh".to_owned(),
+                display_name: String::new(),
+                password_hash: hash.clone(),
+                ssh_keys: Vec::new(),
+                created: 1_790_000_000_000 + u64::from(i),
+            })
+            .to_event();
+            client
+                .publish(center_bus::Publish {
+                    name: event.to_owned(),
+                    data,
+                    to: None,
+                    ttl: None,
+                    local: false,
+                })
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// The block `peer`'s userd holds, once it holds one.
+fn block_of(peer: &PeerInfo) -> u32 {
+    let read = || {
+        userd::blocks::read_block(&peer.state_dir.join("userd"), &peer.uuid.to_string()).unwrap()
+    };
+    wait_until(&format!("{}'s number block", peer.name), || {
+        read().is_some()
+    });
+    read().unwrap()
+}
+
+fn userd_log(net: &Testnet, peer: &PeerInfo) -> String {
+    std::fs::read_to_string(net.daemon_files(peer, USERD).log).unwrap_or_default()
+}
+
+fn show(net: &Testnet, peer: &PeerInfo, name: &str) -> Value {
+    serde_json::from_str(&ok(ctl(net, peer, &["--json", "user", "show", name]))).unwrap()
+}
+
+#[test]
+fn an_account_made_on_one_peer_works_on_every_peer() {
+    let (_dir, net) = ldap_network(3);
+    let [a, b, c] = ["alpha", "bravo", "charlie"].map(|n| net.peer(n).unwrap().clone());
+    let key_file = net.dir().join("alice.pub");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let added = ok(ctl_stdin(
+        &net,
+        &a,
+        &[
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--ssh-key",
+            key_file.to_str().unwrap(),
+            "--name",
+            "Alice Liddell",
+        ],
+        "correct horse\n",
+    ));
+    assert!(added.contains("alice: created as uid"), "{added}");
+    for peer in ["bravo", "charlie"] {
+        wait_until(&format!("alice binds on {peer}"), || {
+            binds(&net, peer, "alice", "correct horse")
+        });
+    }
+    assert!(binds(&net, "alpha", "alice", "correct horse"));
+    assert!(!binds(&net, "bravo", "alice", "wrong horse"));
+    let numbers: Vec<Option<String>> = ["alpha", "bravo", "charlie"]
+        .iter()
+        .map(|p| uid_number(&net, p, "alice"))
+        .collect();
+    assert!(numbers[0].is_some());
+    assert!(numbers.iter().all(|n| *n == numbers[0]), "{numbers:?}");
+    let shown = show(&net, &c, "alice");
+    assert_eq!(shown["joined_from"], json!(a.uuid.to_string()));
+    assert!(shown["created"].as_u64().unwrap() > 0);
+    assert_eq!(shown["uid_number"].to_string(), numbers[0].clone().unwrap());
+    let number: u32 = numbers[0].clone().unwrap().parse().unwrap();
+    assert_eq!(number % BLOCK_SIZE, 1, "the first number of alpha's block");
+
+    // The password changed on B: the new one works on A and C, the old
+    // one nowhere.
+    ok(ctl_stdin(
+        &net,
+        &b,
+        &["user", "passwd", "alice", "--password-stdin"],
+        "battery staple\n",
+    ));
+    for peer in ["alpha", "bravo", "charlie"] {
+        wait_until(&format!("the new password binds on {peer}"), || {
+            binds(&net, peer, "alice", "battery staple")
+        });
+        assert!(!binds(&net, peer, "alice", "correct horse"), "{peer}");
+    }
+
+    // Keys for sshd: on every peer, nothing for an unknown name.
+    let keys = ok(ctl_as(
+        &net,
+        &c,
+        STRANGER,
+        &["user", "authorized-keys", "alice"],
+    ));
+    assert_eq!(keys, format!("{KEY}\n"));
+    for name in ["nobody1", "ROOT", "../x"] {
+        assert_eq!(ok(ctl(&net, &c, &["user", "authorized-keys", name])), "");
+    }
+    // A user other than root may not change someone else's account.
+    let out = ctl_as(&net, &b, STRANGER, &["user", "key", "add", "alice", KEY]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only your own account"));
+
+    // Removal reaches every peer.
+    ok(ctl(&net, &c, &["user", "remove", "alice"]));
+    for peer in ["alpha", "bravo", "charlie"] {
+        wait_until(&format!("alice is gone on {peer}"), || {
+            uid_number(&net, peer, "alice").is_none()
+        });
+    }
+    assert_eq!(ok(ctl(&net, &a, &["user", "authorized-keys", "alice"])), "");
+}
+
+#[test]
+fn the_same_name_made_on_two_peers_at_once_has_one_owner() {
+    let (_dir, net) = ldap_network(3);
+    let [a, b, c] = ["alpha", "bravo", "charlie"].map(|n| net.peer(n).unwrap().clone());
+    // Both requests must be published before either peer hears of the
+    // other's: userd on A and B waits while both are made.
+    for peer in [&a, &b] {
+        // Its block is claimed already (user add needs it).
+        wait_until("a block", || {
+            userd::blocks::read_block(&peer.state_dir.join("userd"), &peer.uuid.to_string())
+                .unwrap()
+                .is_some()
+        });
+        net.signal_daemon(peer, USERD, Signal::SIGTERM).unwrap();
+    }
+    let adds: Vec<_> = [&a, &b]
+        .map(|peer| {
+            let mut command = net.centerctl(peer);
+            command.args(["user", "add", "bob"]);
+            std::thread::spawn(move || command.output().unwrap())
+        })
+        .into_iter()
+        .collect();
+    // Each add waits for its own userd to apply it; start them while the
+    // adds wait.
+    for peer in [&a, &b] {
+        net.start_daemon(peer, USERD).unwrap();
+    }
+    let outputs: Vec<Output> = adds.into_iter().map(|h| h.join().unwrap()).collect();
+    let owner = |peer: &PeerInfo| show(&net, peer, "bob");
+    wait_until("one owner everywhere", || {
+        let shown: Vec<Value> = [&a, &b, &c].iter().map(|p| owner(p)).collect();
+        let holder = |v: &Value| v.get("holder").cloned().unwrap_or_else(|| v.clone());
+        let first = holder(&shown[0]);
+        first["joined_from"].is_string()
+            && shown.iter().all(|v| {
+                let h = holder(v);
+                h["joined_from"] == first["joined_from"] && h["uid_number"] == first["uid_number"]
+            })
+    });
+    let on_c = owner(&c);
+    let winner = on_c["joined_from"].as_str().unwrap().to_owned();
+    let (won, lost) = if winner == a.uuid.to_string() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    assert_eq!(owner(won)["state"], "active");
+    let refused = owner(lost);
+    assert_eq!(refused["state"], "refused", "{refused}");
+    assert!(refused["reason"].as_str().unwrap().contains(&winner));
+    // The loser's own `user add` said so, or will have when it saw it.
+    let texts: Vec<String> = outputs
+        .iter()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.contains("created as uid")),
+        "{texts:?}"
+    );
+    assert!(userd_log(&net, lost).contains("our account request was refused"));
+}
+
+#[test]
+fn forged_and_malformed_account_events_change_nothing() {
+    let (_dir, net) = ldap_network(2);
+    let [a, b] = ["alpha", "bravo"].map(|n| net.peer(n).unwrap().clone());
+    let block = block_of(&a);
+    let mine = block_range(block).start + 7;
+    let other_block = block_range((block + 1) % account::BLOCKS).start + 7;
+    let hash = account::hash_password("pw").unwrap();
+    let good = |name: &str, uid: u32| {
+        json!({
+            "name": name, "uid_number": uid, "gid_number": uid, "home": format!("/home/{name}"),
+            "shell": "/bin/sh", "display_name": "", "password_hash": hash, "ssh_keys": [],
+            "created": 1_790_000_000_000u64,
+        })
+    };
+    let mut cases = vec![
+        ("someone else's block", good("mallory", other_block)),
+        ("a bad name", good("Mallory", mine)),
+        ("uid 0", good("mallory", 0)),
+    ];
+    let mut wrong_hash = good("mallory", mine);
+    wrong_hash["password_hash"] = json!("{SSHA}c2VjcmV0c2VjcmV0");
+    cases.push(("a hash in the wrong format", wrong_hash));
+    let mut clear = good("mallory", mine);
+    clear["password_hash"] = json!("hunter2");
+    cases.push(("a cleartext password", clear));
+    let mut missing = good("mallory", mine);
+    missing.as_object_mut().unwrap().remove("shell");
+    cases.push(("a missing field", missing));
+    let mut forged_origin = good("mallory", mine);
+    forged_origin["joined_from"] = json!(b.uuid.to_string());
+    cases.push(("a claimed origin", forged_origin));
+    for (what, data) in &cases {
+        ok(ctl(
+            &net,
+            &a,
+            &[
+                "bus",
+                "publish",
+                "account.created",
+                "--data",
+                &data.to_string(),
+            ],
+        ));
+        eprintln!("published {what}");
+    }
+    // Nonsense for the other events, and a change to an unknown account.
+    ok(ctl(
+        &net,
+        &a,
+        &[
+            "bus",
+            "publish",
+            "account.password",
+            "--data",
+            r#"{"name":"alice"}"#,
+        ],
+    ));
+    ok(ctl(
+        &net,
+        &a,
+        &[
+            "bus",
+            "publish",
+            "account.block",
+            "--data",
+            r#"{"index":99999}"#,
+        ],
+    ));
+    // A sentinel after them: once it is everywhere, the rest was seen.
+    ok(ctl(&net, &a, &["user", "add", "carol"]));
+    wait_until("carol on bravo", || {
+        uid_number(&net, "bravo", "carol").is_some()
+    });
+    for peer in ["alpha", "bravo"] {
+        let names: Vec<String> = people(&net, peer, "uidNumber")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["carol"], "{peer}");
+    }
+    for peer in [&a, &b] {
+        let log = userd_log(&net, peer);
+        for reason in [
+            "outside the number block of its origin",
+            "`name` must match",
+            "`uid_number` is outside every peer's block",
+            "`password_hash` must be {ARGON2}",
+            "`data` lacks `shell`",
+            "unknown member `joined_from`",
+            "`data` lacks `password_hash`",
+            "`index` must be below 879",
+        ] {
+            assert!(
+                log.contains(reason),
+                "{}: no `{reason}` in\n{log}",
+                peer.name
+            );
+        }
+    }
+}
+
+#[test]
+fn userd_killed_mid_stream_of_200_accounts_loses_none() {
+    let (_dir, net) = ldap_network(2);
+    let [a, b] = ["alpha", "bravo"].map(|n| net.peer(n).unwrap().clone());
+    let block = block_of(&a);
+    publish_accounts(&a, block, 200);
+    // Killed while it applies them, then started again.
+    wait_until("bravo applies some", || {
+        people(&net, "bravo", "uidNumber").len() >= 20
+    });
+    net.signal_daemon(&b, USERD, Signal::SIGKILL).unwrap();
+    let at_kill = people(&net, "bravo", "uidNumber").len();
+    net.start_daemon(&b, USERD).unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE * 4;
+    for peer in ["bravo", "alpha"] {
+        while people(&net, peer, "uidNumber").len() < 200 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{peer} never got all 200"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    eprintln!("{at_kill} of 200 were applied when userd was killed");
+    for peer in ["alpha", "bravo"] {
+        let found = people(&net, peer, "uidNumber");
+        assert_eq!(found.len(), 200, "{peer}");
+        for (name, number) in found {
+            let i: u32 = name.trim_start_matches("user").parse().unwrap();
+            assert_eq!(number, (block_range(block).start + 1 + i).to_string());
+        }
+    }
+    assert!(binds(&net, "bravo", "user199", "pw"));
+}
+
+#[test]
+fn userd_waits_out_a_slapd_restart() {
+    let (_dir, net) = ldap_network(2);
+    let [a, _b] = ["alpha", "bravo"].map(|n| net.peer(n).unwrap().clone());
+    ok(ctl(&net, &a, &["user", "add", "dave"]));
+    wait_until("dave on bravo", || {
+        uid_number(&net, "bravo", "dave").is_some()
+    });
+    net.stop_ldap("bravo").unwrap();
+    ok(ctl(&net, &a, &["user", "add", "erin"]));
+    // Bravo's userd meets a closed connection and waits for slapd.
+    wait_until("bravo's userd notices", || {
+        userd_log(&net, &net.peer("bravo").unwrap().clone()).contains("slapd unreachable")
+    });
+    net.start_ldap("bravo").unwrap();
+    wait_until("erin on bravo after the restart", || {
+        uid_number(&net, "bravo", "erin").is_some()
+    });
+}
+
+#[test]
+fn a_ban_holds_on_its_peer_only_and_lockout_stays_local() {
+    let (_dir, net) = ldap_network(3);
+    let [a, b, c] = ["alpha", "bravo", "charlie"].map(|n| net.peer(n).unwrap().clone());
+    let key_file = net.dir().join("alice.pub");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let add = [
+        "user",
+        "add",
+        "alice",
+        "--password-stdin",
+        "--ssh-key",
+        key_file.to_str().unwrap(),
+    ];
+    ok(ctl_stdin(&net, &a, &add, "correct horse\n"));
+    wait_until("alice binds on charlie", || {
+        binds(&net, "charlie", "alice", "correct horse")
+    });
+
+    // Banned on C, then her password changed on A.
+    ok(ctl(
+        &net,
+        &c,
+        &["user", "ban", "alice", "--reason", "spam on irc"],
+    ));
+    assert!(!binds(&net, "charlie", "alice", "correct horse"));
+    assert_eq!(ok(ctl(&net, &c, &["user", "authorized-keys", "alice"])), "");
+    ok(ctl_stdin(
+        &net,
+        &a,
+        &["user", "passwd", "alice", "--password-stdin"],
+        "battery staple\n",
+    ));
+    for peer in ["alpha", "bravo"] {
+        wait_until(&format!("the new password binds on {peer}"), || {
+            binds(&net, peer, "alice", "battery staple")
+        });
+    }
+    wait_until("charlie applied the change", || {
+        userd_log(&net, &c).contains("password replaced")
+    });
+    assert!(!binds(&net, "charlie", "alice", "battery staple"));
+    assert!(!binds(&net, "charlie", "alice", "correct horse"));
+    assert_eq!(
+        ok(ctl_as(
+            &net,
+            &c,
+            STRANGER,
+            &["user", "authorized-keys", "alice"]
+        )),
+        ""
+    );
+    assert_eq!(show(&net, &c, "alice")["state"], "banned");
+    assert_eq!(show(&net, &a, "alice")["state"], "active");
+    // The others' sysadmins see why.
+    for peer in [&a, &b] {
+        wait_until(&format!("the notice reaches {}", peer.name), || {
+            ok(ctl(&net, peer, &["user", "notices"])).contains("spam on irc")
+        });
+    }
+    assert_eq!(
+        ok(ctl(&net, &a, &["user", "authorized-keys", "alice"])),
+        format!("{KEY}\n")
+    );
+    ok(ctl(&net, &c, &["user", "unban", "alice"]));
+    assert!(binds(&net, "charlie", "alice", "battery staple"));
+    assert_eq!(
+        ok(ctl(&net, &c, &["user", "authorized-keys", "alice"])),
+        format!("{KEY}\n")
+    );
+
+    // Six wrong passwords on B lock her on B only.
+    for _ in 0..6 {
+        assert!(!binds(&net, "bravo", "alice", "wrong"));
+    }
+    assert!(!binds(&net, "bravo", "alice", "battery staple"));
+    assert!(binds(&net, "alpha", "alice", "battery staple"));
+    assert!(binds(&net, "charlie", "alice", "battery staple"));
+}
+
+#[test]
+fn a_new_peer_gets_every_account() {
+    let (_dir, net) = network_with(4, Formation::Alone, Some(LdapOptions::default()));
+    let [a, b, c, d] = ["alpha", "bravo", "charlie", "delta"].map(|n| net.peer(n).unwrap().clone());
+    net.join_through(&b, &a).unwrap();
+    net.join_through(&c, &a).unwrap();
+    let block = block_of(&a);
+    publish_accounts(&a, block, 1000);
+    // D joins a network that has 1,000 accounts; its userd is killed -9
+    // while it catches up.
+    net.join_through(&d, &b).unwrap();
+    wait_until("delta applies some", || {
+        !people(&net, "delta", "uidNumber").is_empty()
+    });
+    net.signal_daemon(&d, USERD, Signal::SIGKILL).unwrap();
+    net.start_daemon(&d, USERD).unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE * 4;
+    while people(&net, "delta", "uidNumber").len() < 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delta never got all 1000"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let on_a = people(&net, "alpha", "uidNumber");
+    assert_eq!(people(&net, "delta", "uidNumber"), on_a);
+    for i in (0..1000).step_by(97) {
+        assert!(binds(&net, "delta", &format!("user{i}"), "pw"), "user{i}");
+    }
+    // Past slapd's 500 entries per search: the CLI reads page by page.
+    let list: Value =
+        serde_json::from_str(&ok(ctl(&net, &d, &["--json", "user", "list"]))).unwrap();
+    assert_eq!(list["accounts"].as_array().unwrap().len(), 1000);
+}
+
+/// A local Unix account whose name is also a network account: what a
+/// user logged in on a real server is.
+const SELF_USER: &str = "ctlself";
+
+fn ensure_local_user(name: &str) -> u32 {
+    if let Some(user) = nix::unistd::User::from_name(name).unwrap() {
+        return user.uid.as_raw();
+    }
+    let status = std::process::Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ])
+        .status()
+        .unwrap();
+    // 9: made meanwhile by another test.
+    assert!(
+        status.success() || status.code() == Some(9),
+        "useradd {name}: {status}"
+    );
+    nix::unistd::User::from_name(name)
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw()
+}
+
+#[test]
+fn a_user_changes_their_own_password_and_nobody_else_s() {
+    let uid = ensure_local_user(SELF_USER);
+    let (_dir, net) = ldap_network(2);
+    let [a, b] = ["alpha", "bravo"].map(|n| net.peer(n).unwrap().clone());
+    for (name, password) in [(SELF_USER, "old one"), ("alice", "hers")] {
+        ok(ctl_stdin(
+            &net,
+            &a,
+            &["user", "add", name, "--password-stdin"],
+            &format!("{password}\n"),
+        ));
+    }
+    wait_until("both on bravo", || {
+        uid_number(&net, "bravo", SELF_USER).is_some()
+            && uid_number(&net, "bravo", "alice").is_some()
+    });
+    // The user, on bravo, through userd's socket (not the bus: no grant).
+    let mut child = net
+        .centerctl(&b)
+        .args(["user", "passwd", SELF_USER, "--password-stdin"])
+        .uid(uid)
+        .gid(uid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"new one\n").unwrap();
+    ok(child.wait_with_output().unwrap());
+    wait_until("the new password binds on alpha", || {
+        binds(&net, "alpha", SELF_USER, "new one")
+    });
+    assert!(!binds(&net, "alpha", SELF_USER, "old one"));
+    // Someone else's account: refused by centerctl, and by userd itself
+    // when the request comes straight to its socket.
+    let out = ctl_as(&net, &b, uid, &["user", "key", "add", "alice", KEY]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only your own account"));
+    let config = center_config::Config::load(&b.config).unwrap();
+    let hash = account::hash_password("mine now").unwrap();
+    let request =
+        json!({"event": "account.password", "data": {"name": "alice", "password_hash": hash}});
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(sys.argv[2].encode()+b'\\n')\nprint(s.makefile().readline())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&config.accounts.control_socket)
+        .arg(request.to_string())
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .expect("python3 speaks to the socket as the user");
+    let answer = ok(out);
+    assert!(
+        answer.contains("may change only its own account"),
+        "{answer}"
+    );
+    assert!(binds(&net, "alpha", "alice", "hers"));
+    assert!(userd_log(&net, &b).contains("account change refused"));
+}
