@@ -93,6 +93,10 @@ struct Node {
     verifier: Arc<TestVerifier>,
 }
 
+/// The network tests run one at a time: each starts several swarms, and
+/// on a loaded two-core machine four at once let queries time out.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn start(dir: &Path, name: &str, ip: u8) -> Node {
     start_with(dir, name, ip, |_| {}).await
 }
@@ -139,6 +143,7 @@ fn contacts(nodes: &[&Node]) -> Vec<Contact> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_reaches_a_node_that_knows_only_a_neighbour() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let n1 = start(dir.path(), "n1", 11).await;
     let n2 = start(dir.path(), "n2", 12).await;
@@ -175,6 +180,7 @@ async fn a_value_reaches_a_node_that_knows_only_a_neighbour() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_misplaced_and_replayed_values_are_refused() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let a = start(dir.path(), "a", 21).await;
     let b = start(dir.path(), "b", 22).await;
@@ -250,6 +256,7 @@ async fn forged_misplaced_and_replayed_values_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_back_on_a_new_address_is_found_again() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let a = start(dir.path(), "a", 31).await;
     let b = start(dir.path(), "b", 32).await;
@@ -293,6 +300,7 @@ async fn a_node_back_on_a_new_address_is_found_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn republishing_pushes_the_expiry_forward_everywhere() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let publisher = start_with(dir.path(), "publisher", 41, |c| {
         c.republish_every = Duration::from_millis(500);

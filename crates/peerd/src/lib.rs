@@ -141,7 +141,11 @@ async fn start_dht(peerd: &Arc<Peerd>, config: &center_config::Config) -> anyhow
     if let Err(err) = locator.publish_own(peerd).await {
         tracing::warn!(error = err.as_str(), "address record not published");
     }
-    if let Err(err) = peerd.send_contact(&peers).await {
+    // At a start whose contact is the one announced before (same key, same
+    // address), there is nothing new to tell: the peers have it.
+    if peerd.contact_changed()
+        && let Err(err) = peerd.send_contact(&peers).await
+    {
         tracing::warn!(error = err.as_str(), "DHT contact not sent");
     }
     let every = config.membership.dht_republish;

@@ -89,6 +89,12 @@ impl Peerd {
         Ok(peers)
     }
 
+    /// Whether this peer's DHT contact differs from the one last announced.
+    pub(crate) fn contact_changed(&self) -> bool {
+        let current = self.dht.get().map(|d| d.contact().to_string());
+        current.is_some() && current != self.state().now.announced_contact
+    }
+
     /// Tells `peers` this peer's DHT contact, each in a direct message
     /// (durable until delivered; not a feed event, so it adds nothing to
     /// every peer's history at every start).
