@@ -28,9 +28,9 @@ pub use center_proto::{Destination, Envelope, EventName, PeerId, Timestamp};
 pub use client::{AdminReply, BusError, Client, ClientConfig, Delivery, Publish, Welcome};
 pub use pattern::Pattern;
 pub use wire::{
-    AdminOp, ErrorCode, FeedConflict, FeedPosition, FeedStatus, FeedSummary, Grant, Membership,
-    MembershipState, OriginEntry, OriginProgress, PeerAck, PeerCounts, PeerEntry, PeerState, Reply,
-    Request, Start, StatusReport,
+    AdminOp, ConsumerProgress, ErrorCode, FeedConflict, FeedPosition, FeedStatus, FeedSummary,
+    Grant, Membership, MembershipState, OriginEntry, OriginProgress, PeerAck, PeerCounts,
+    PeerEntry, PeerState, Reply, Request, Start, StatusReport,
 };
 
 #[cfg(test)]

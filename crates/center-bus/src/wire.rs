@@ -327,6 +327,26 @@ pub struct Membership {
     /// Roster peers (UUIDs) whose frontier has not come since dispatchd
     /// started; while any is listed the state is `syncing`.
     pub waiting_for: Vec<String>,
+    /// The local services named in `[membership] consumers`: while any has
+    /// not handled every event this peer holds, the state is `syncing`.
+    #[serde(default)]
+    pub consumers: Vec<ConsumerProgress>,
+}
+
+/// One local service that full membership waits for (CEP 7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerProgress {
+    pub service: String,
+    /// It is connected and subscribed to the feeds.
+    pub connected: bool,
+    /// Events sent to it and not yet acknowledged.
+    pub in_flight: u64,
+    /// Stored events above its cursors it has not been offered yet (events
+    /// its subscription does not take included): what is left to look at.
+    pub pending: u64,
+    /// Connected, nothing in flight and nothing pending.
+    pub caught_up: bool,
 }
 
 /// One origin: the head this peer holds and the highest any peer holds.

@@ -56,6 +56,10 @@ pub struct Membership {
     pub dht_republish: std::time::Duration,
     /// How long a DHT record is kept after it was published.
     pub dht_record_ttl: std::time::Duration,
+    /// Local services (bus service names) that must have handled every
+    /// feed event this peer holds before it counts as a full member, e.g.
+    /// `userd`: a new peer is a member once every account is in its slapd.
+    pub consumers: Vec<String>,
 }
 
 /// What peerd does with a peer announced by a trusted peer.
@@ -230,6 +234,7 @@ struct RawMembership {
     dht_listen: Option<String>,
     dht_republish_seconds: u64,
     dht_record_ttl_seconds: u64,
+    consumers: Vec<String>,
 }
 
 impl Default for RawMembership {
@@ -241,6 +246,7 @@ impl Default for RawMembership {
             dht_listen: None,
             dht_republish_seconds: 3600,
             dht_record_ttl_seconds: 86_400,
+            consumers: Vec::new(),
         }
     }
 }
@@ -615,6 +621,12 @@ impl RawMembership {
                 ),
             ));
         }
+        if let Some(bad) = self.consumers.iter().find(|name| !is_service_name(name)) {
+            return Err(invalid(
+                "membership.consumers",
+                format!("must list bus service names, got {bad:?}"),
+            ));
+        }
         Ok(Membership {
             control_socket: self.control_socket,
             policy,
@@ -622,8 +634,18 @@ impl RawMembership {
             dht_listen,
             dht_republish: std::time::Duration::from_secs(self.dht_republish_seconds),
             dht_record_ttl: std::time::Duration::from_secs(self.dht_record_ttl_seconds),
+            consumers: self.consumers,
         })
     }
+}
+
+/// A bus service name (CEP 4): 1 to 32 of a-z, 0-9 and '-', starting with
+/// a letter.
+fn is_service_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.len() <= 32
 }
 
 #[cfg(test)]

@@ -138,6 +138,7 @@ fn the_shipped_example_is_valid() {
     assert_eq!(config.ldap.base, "dc=center");
     assert_eq!(config.ldap.uri, "ldaps://127.0.0.1:636/");
     assert_eq!(config.membership.policy, crate::Policy::Auto);
+    assert_eq!(config.membership.consumers, ["userd"]);
     assert_eq!(
         config.membership.control_socket,
         Path::new("/run/center-peerd/control.sock")
@@ -156,6 +157,27 @@ fn links_section_overrides() {
             "ok /var/lib/center socket=/run/center/bus.sock mode=666 frame=1048576 queue=1024 conns=512 keepalive=2s"
         ],
     );
+}
+
+#[test]
+fn membership_consumers_are_service_names() {
+    let parse = |list: &str| {
+        Config::parse(
+            &format!("{GOOD}\n[membership]\nconsumers = {list}\n"),
+            Path::new("/etc/center/center.toml"),
+        )
+        .map(|c| c.membership.consumers)
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(parse("[]").unwrap(), Vec::<String>::new());
+    assert_eq!(
+        parse(r#"["userd", "voted-2"]"#).unwrap(),
+        ["userd", "voted-2"]
+    );
+    for bad in [r#"["User"]"#, r#"[""]"#, r#"["a/b"]"#] {
+        let err = parse(bad).unwrap_err();
+        assert!(err.contains("membership.consumers"), "{bad}: {err}");
+    }
 }
 
 fn check_ldap(section: &str, expect: Expect) {

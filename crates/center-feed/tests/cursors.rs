@@ -81,11 +81,15 @@ fn next_for_reads_in_local_order_above_each_cursor() {
         pairs(&[("a", 2), ("b", 2)])
     );
 
+    // What is left to offer: everything above the cursors after a position.
+    let left = |s: &Store, after: i64| s.store.count_after("userd", after).expect("count");
+    assert_eq!((left(&s, 0), left(&s, 2), left(&s, 5)), (5, 3, 0));
     s.store.advance("userd", alpha.id(), 2).expect("advance");
     assert_eq!(
         read(&s, "userd", 0, 100, &names),
         pairs(&[("b", 1), ("b", 2), ("a", 3)])
     );
+    assert_eq!((left(&s, 0), left(&s, 2)), (3, 2));
     s.store.advance("userd", bravo.id(), 2).expect("advance");
     assert_eq!(read(&s, "userd", 0, 100, &names), pairs(&[("a", 3)]));
     s.store.advance("userd", alpha.id(), 3).expect("advance");

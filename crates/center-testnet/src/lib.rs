@@ -154,7 +154,13 @@ impl Testnet {
                 .map_or_else(|| format!("peer{}", index + 1), |n| (*n).to_owned());
             let host = u8::try_from(index + 1).context("too many peers")?;
             let addr = SocketAddr::from((Ipv4Addr::new(127, x, y, host), PORT));
-            peers.push(write_peer(&dir, &name, addr, &options.bin_dir)?);
+            // With accounts, a peer is a member once userd applied them all.
+            let consumers: &[&str] = if options.ldap.is_some() {
+                &["userd"]
+            } else {
+                &[]
+            };
+            peers.push(write_peer(&dir, &name, addr, &options.bin_dir, consumers)?);
         }
         let ldap = match &options.ldap {
             Some(ldap_options) => ldap::init_all(&peers, ldap_options)?,
@@ -453,6 +459,7 @@ fn write_peer(
     name: &str,
     addr: SocketAddr,
     bin_dir: &Path,
+    consumers: &[&str],
 ) -> anyhow::Result<PeerInfo> {
     // The UUID is the identity's; a placeholder until init has made it.
     let mut info = peer_info(dir, name, PeerId::from(uuid::Uuid::nil()), addr);
@@ -471,13 +478,15 @@ fn write_peer(
          [paths]\nstate_dir = {state}\ncenter_root = {center}\n\n\
          [bus]\nsocket = {socket}\nsocket_mode = \"0666\"\n\n\
          [membership]\ncontrol_socket = {control}\n\
-         dht_republish_seconds = 15\ndht_record_ttl_seconds = 300\n\n\
+         dht_republish_seconds = 15\ndht_record_ttl_seconds = 300\n\
+         consumers = {consumers}\n\n\
          [accounts]\ncontrol_socket = {accounts}\n",
         control = toml_string(&info.dir.join("run/peerd.sock")),
         accounts = toml_string(&info.dir.join("run/userd.sock")),
         state = toml_string(&info.state_dir),
         center = toml_string(&info.center_root),
         socket = toml_string(&info.bus_socket),
+        consumers = Value::from(consumers.to_vec()),
     );
     fs::write(&info.config, config)?;
     let centerctl = bin_dir.join("centerctl");

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use center_bus::{AdminOp, MembershipState, StatusReport};
+use center_bus::{AdminOp, ConsumerProgress, MembershipState, StatusReport};
 
 use crate::{cli::Cli, connect, output};
 
@@ -57,6 +57,12 @@ pub(crate) fn render(report: &StatusReport) -> String {
             format!("the feed frontier of {}", membership.waiting_for.join(", ")),
         );
     }
+    for consumer in &membership.consumers {
+        line(
+            "applied by",
+            format!("{}: {}", consumer.service, consumer_state(consumer)),
+        );
+    }
     let peers = &report.peers;
     line(
         "peers",
@@ -98,6 +104,20 @@ pub(crate) fn render(report: &StatusReport) -> String {
         }
     }
     out
+}
+
+/// How far a local service full membership waits for has got.
+fn consumer_state(consumer: &ConsumerProgress) -> String {
+    if !consumer.connected {
+        "not connected to the bus (is it running?)".to_owned()
+    } else if consumer.caught_up {
+        "every event".to_owned()
+    } else {
+        format!(
+            "working: {} events in hand, at most {} more to look at",
+            consumer.in_flight, consumer.pending
+        )
+    }
 }
 
 /// `held` of `known` in whole percent, rounded down (100 only when all).

@@ -3,9 +3,9 @@
 //! print for humans and scripts.
 
 use center_bus::{
-    Delivery, Envelope, FeedConflict, FeedPosition, FeedStatus, FeedSummary, Membership,
-    MembershipState, OriginEntry, OriginProgress, PeerAck, PeerCounts, PeerEntry, PeerState,
-    StatusReport,
+    ConsumerProgress, Delivery, Envelope, FeedConflict, FeedPosition, FeedStatus, FeedSummary,
+    Membership, MembershipState, OriginEntry, OriginProgress, PeerAck, PeerCounts, PeerEntry,
+    PeerState, StatusReport,
 };
 use clap::Parser;
 use expect_test::{Expect, expect};
@@ -247,6 +247,21 @@ fn report(state: MembershipState, held: u64, waiting_for: Vec<String>) -> Status
                 },
             ],
             waiting_for,
+            consumers: vec![ConsumerProgress {
+                service: "userd".to_owned(),
+                connected: true,
+                in_flight: if state == MembershipState::Member {
+                    0
+                } else {
+                    3
+                },
+                pending: if state == MembershipState::Member {
+                    0
+                } else {
+                    40
+                },
+                caught_up: state == MembershipState::Member,
+            }],
         },
         peers: PeerCounts {
             total: 3,
@@ -274,6 +289,7 @@ fn status_for_humans() {
           address      127.0.0.1:7350
           fingerprint  ABABABABABABABABABABABABABABABABABABABAB
           membership   member: holds 14 of 14 feed events known to exist
+          applied by   userd: every event
           peers        3 in the roster: 1 up, 1 syncing, 1 down
           feeds        2 origins, 14 events, 4096 bytes
           bus          2 clients connected
@@ -290,6 +306,7 @@ fn status_for_humans() {
           fingerprint  ABABABABABABABABABABABABABABABABABABABAB
           membership   syncing: holds 7 of 14 feed events known to exist (50%)
           waiting for  the feed frontier of 7c9e6679-7425-40de-944b-e07fc1f90ae7
+          applied by   userd: working: 3 events in hand, at most 40 more to look at
           peers        3 in the roster: 1 up, 1 syncing, 1 down
           feeds        2 origins, 7 events, 4096 bytes
           bus          2 clients connected

@@ -23,6 +23,8 @@ pub struct DispatchConfig {
     pub max_queued_per_peer: u64,
     /// Budgets and retention of the feeds (CEP 6).
     pub feeds: center_feed::FeedConfig,
+    /// Local services full membership waits for (CEP 7).
+    pub consumers: Vec<String>,
 }
 
 impl DispatchConfig {
@@ -41,6 +43,7 @@ impl DispatchConfig {
             },
             keepalive: config.links.keepalive,
             max_queued_per_peer: config.links.max_queued_per_peer,
+            consumers: config.membership.consumers.clone(),
             feeds: center_feed::FeedConfig {
                 limits: center_feed::FeedLimits::DEFAULT,
                 budget: center_feed::FeedBudget {

@@ -87,7 +87,10 @@ pub async fn run(
         .context("cannot make the bus socket non-blocking")?;
     let listener = tokio::net::UnixListener::from_std(socket.listener)
         .context("cannot register the bus socket")?;
-    let broker = Arc::new(Broker::new(config.bus.clone(), grants, links.clone()));
+    let broker = Arc::new(
+        Broker::new(config.bus.clone(), grants, links.clone())
+            .with_consumers(config.consumers.clone()),
+    );
     links.attach(&broker);
     let peer_listener = tokio::net::TcpListener::bind(&address)
         .await

@@ -164,6 +164,21 @@ impl FeedStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// How many stored events after local position `after_pos` are above
+    /// `subscriber`'s cursor for their origin: what it has yet to be
+    /// offered (events its subscription would skip included).
+    pub fn count_after(&self, subscriber: &str, after_pos: i64) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .db
+            .prepare_cached(
+                "SELECT COUNT(*) FROM events e
+                 LEFT JOIN cursors c ON c.subscriber = ?1 AND c.origin = e.origin
+                 WHERE e.pos > ?2 AND e.seq > IFNULL(c.seq, 0)",
+            )?
+            .query_row(params![subscriber, after_pos], |row| row.get(0))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// Records what `peer` says it holds (origin → highest contiguous seq),
     /// at `now`. Origins it did not mention keep their last record.
     pub fn record_peer_frontier(

@@ -16,7 +16,7 @@
 //! Locks: the subscribers lock is taken before the feed store's.
 
 use super::{Broker, Subscriber};
-use center_bus::{ErrorCode, FeedPosition, Reply, Start};
+use center_bus::{ConsumerProgress, ErrorCode, FeedPosition, Reply, Start};
 use center_feed::{FeedEvent, FeedLimits, StartAt};
 use center_proto::{Destination, Envelope, Limits, Meta, PeerId};
 use serde_json::json;
@@ -147,6 +147,55 @@ impl Broker {
             }
             subscriber.feed = Some(state);
         }
+    }
+
+    /// How far each service in `[membership] consumers` is: connected and
+    /// subscribed to the feeds, events in flight, and events it has yet to
+    /// be offered. Of several connections of one service, the one furthest
+    /// along counts.
+    pub(super) fn consumer_progress(&self) -> Vec<ConsumerProgress> {
+        let subscribers = self.subscribers();
+        self.consumers
+            .iter()
+            .map(|service| {
+                let mut best: Option<ConsumerProgress> = None;
+                for subscriber in subscribers.values().filter(|s| s.service == *service) {
+                    let Some(state) = subscriber.feed else {
+                        continue;
+                    };
+                    let pending = match self
+                        .links
+                        .feeds()
+                        .count_after(&subscriber.key, state.examined)
+                    {
+                        Ok(pending) => pending,
+                        Err(err) => {
+                            tracing::error!(error = %err, "cannot read the feeds");
+                            u64::MAX
+                        }
+                    };
+                    let in_flight = u64::try_from(state.in_flight).unwrap_or(u64::MAX);
+                    let progress = ConsumerProgress {
+                        service: service.clone(),
+                        connected: true,
+                        in_flight,
+                        pending,
+                        caught_up: in_flight == 0 && pending == 0,
+                    };
+                    let left = |p: &ConsumerProgress| p.in_flight.saturating_add(p.pending);
+                    if best.as_ref().is_none_or(|b| left(&progress) < left(b)) {
+                        best = Some(progress);
+                    }
+                }
+                best.unwrap_or_else(|| ConsumerProgress {
+                    service: service.clone(),
+                    connected: false,
+                    in_flight: 0,
+                    pending: 0,
+                    caught_up: false,
+                })
+            })
+            .collect()
     }
 
     /// Tells local subscribers that `origin` equivocated (seen from `relay`):

@@ -94,6 +94,8 @@ pub struct Broker {
     subscribers: Mutex<HashMap<u64, Subscriber>>,
     /// When the broker was made (dispatchd's start), for `status`.
     started: (Timestamp, std::time::Instant),
+    /// `[membership] consumers`: local services full membership waits for.
+    consumers: Vec<String>,
 }
 
 /// The result of handling one request: the reply to send back.
@@ -117,7 +119,15 @@ impl Broker {
             last_iat: Mutex::new(0),
             subscribers: Mutex::new(HashMap::new()),
             started: (Timestamp::now(), std::time::Instant::now()),
+            consumers: Vec::new(),
         }
+    }
+
+    /// Names the local services that must have handled every feed event
+    /// before this peer counts as a full member (`[membership] consumers`).
+    pub fn with_consumers(mut self, consumers: Vec<String>) -> Broker {
+        self.consumers = consumers;
+        self
     }
 
     pub fn limits(&self) -> &BusLimits {

@@ -140,13 +140,15 @@ impl Broker {
         let by_state =
             |state: PeerState| count(entries.iter().filter(|e| e.state == state).count());
         let me = self.links.whoami();
+        let consumers = self.consumer_progress();
+        let member = progress.member && consumers.iter().all(|c| c.caught_up);
         Ok(StatusReport {
             uuid: self.peer.to_string(),
             name: me.name,
             address: me.address,
             fingerprint: me.fingerprint,
             membership: Membership {
-                state: if progress.member {
+                state: if member {
                     MembershipState::Member
                 } else {
                     MembershipState::Syncing
@@ -164,6 +166,7 @@ impl Broker {
                     })
                     .collect(),
                 waiting_for: progress.waiting_for.iter().map(PeerId::to_string).collect(),
+                consumers,
             },
             peers: PeerCounts {
                 total: count(entries.len()),
