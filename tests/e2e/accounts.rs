@@ -90,10 +90,11 @@ fn uid_number(net: &Testnet, peer: &str, name: &str) -> Option<String> {
 }
 
 /// Publishes `count` accounts `user0…` numbered from `block` as `peer`'s
-/// feed events (one hash for all: hashing is not what is tested), raw
-/// through the bus as root.
+/// feed events, raw through the bus as root. One hash for all, made with
+/// the least argon2id cost so that binding every account stays quick:
+/// hashing is not what is tested, and any argon2id hash is valid.
 fn publish_accounts(peer: &PeerInfo, block: u32, count: u32) {
-    let hash = account::hash_password("pw").unwrap();
+    let hash = cheap_hash("pw");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut client = bus_client(peer, "centerctl", Duration::from_secs(5)).await;
@@ -123,6 +124,62 @@ fn publish_accounts(peer: &PeerInfo, block: u32, count: u32) {
                 .unwrap();
         }
     });
+}
+
+/// `{ARGON2}` + an argon2id PHC string of `password` at the least cost.
+fn cheap_hash(password: &str) -> String {
+    use argon2::{
+        Algorithm, Argon2, Params, Version,
+        password_hash::{PasswordHasher, SaltString},
+    };
+    let params = Params::new(Params::MIN_M_COST.max(64), 1, 1, None).unwrap();
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).unwrap();
+    let phc = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap();
+    format!("{{ARGON2}}{phc}")
+}
+
+/// Whether every `(name, password)` binds on `peer` with `ldapwhoami`
+/// (over TLS, checked with the peer's CA), four at a time; the names
+/// that do not.
+fn not_binding(net: &Testnet, peer: &str, names: &[String], password: &str) -> Vec<String> {
+    let ldap = peer_ldap(net, peer);
+    let chunks: Vec<&[String]> = names.chunks(names.len().div_ceil(4).max(1)).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter(|name| rc(&whoami(ldap, &ldap.ca, name, password)) != 0)
+                        .cloned()
+                        .collect::<Vec<String>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+/// `centerctl status --json` on `peer`.
+fn status(net: &Testnet, peer: &PeerInfo) -> Value {
+    serde_json::from_str(&ok(ctl(net, peer, &["--json", "status"]))).unwrap()
+}
+
+/// The head of `peer`'s own feed, as its `centerctl status` reports it.
+fn own_head(net: &Testnet, peer: &PeerInfo) -> u64 {
+    let report = status(net, peer);
+    report["membership"]["origins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["origin"] == peer.uuid.to_string())
+        .map_or(0, |o| o["held"].as_u64().unwrap())
 }
 
 /// The block `peer`'s userd holds, once it holds one.
@@ -242,6 +299,7 @@ fn the_same_name_made_on_two_peers_at_once_has_one_owner() {
         });
         net.signal_daemon(peer, USERD, Signal::SIGTERM).unwrap();
     }
+    let heads = [&a, &b].map(|peer| own_head(&net, peer));
     let adds: Vec<_> = [&a, &b]
         .map(|peer| {
             let mut command = net.centerctl(peer);
@@ -250,8 +308,13 @@ fn the_same_name_made_on_two_peers_at_once_has_one_owner() {
         })
         .into_iter()
         .collect();
-    // Each add waits for its own userd to apply it; start them while the
-    // adds wait.
+    // Each add waits for its own userd to apply it; once both requests are
+    // on their peers' feeds, start the userds while the adds wait.
+    for (peer, head) in [&a, &b].into_iter().zip(heads) {
+        wait_until(&format!("{}'s request on its feed", peer.name), || {
+            own_head(&net, peer) > head
+        });
+    }
     for peer in [&a, &b] {
         net.start_daemon(peer, USERD).unwrap();
     }
@@ -275,24 +338,36 @@ fn the_same_name_made_on_two_peers_at_once_has_one_owner() {
         (&b, &a)
     };
     assert_eq!(owner(won)["state"], "active");
-    // The loser shows the winner's account. (Telling the loser that its
-    // request was refused is not reliable yet: in some orders its userd
-    // never records the refusal; see CEP 8's open questions.)
+    // The loser shows the winner's account, and its own request as refused.
     let on_loser = owner(lost);
+    assert_eq!(on_loser["state"], "refused", "{on_loser}");
     let holder = on_loser.get("holder").cloned().unwrap_or(on_loser);
     assert_eq!(holder["joined_from"], winner);
-    let texts: Vec<String> = outputs
+    // Each `user add` told its caller how it ended: the winner's created
+    // the account, the loser's reports the refusal.
+    let texts: Vec<(bool, String)> = outputs
         .iter()
         .map(|o| {
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
+            (
+                o.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                ),
             )
         })
         .collect();
+    let (won_at, lost_at) = if won.uuid == a.uuid { (0, 1) } else { (1, 0) };
     assert!(
-        texts.iter().any(|t| t.contains("created as uid")),
+        texts[won_at].0 && texts[won_at].1.contains("created as uid"),
+        "{texts:?}"
+    );
+    assert!(
+        !texts[lost_at].0
+            && texts[lost_at]
+                .1
+                .contains("was refused: the name was created first on"),
         "{texts:?}"
     );
 }
@@ -549,20 +624,40 @@ fn a_new_peer_gets_every_account() {
         !people(&net, "delta", "uidNumber").is_empty()
     });
     net.signal_daemon(&d, USERD, Signal::SIGKILL).unwrap();
+    // Without its userd, delta is not a full member, and says why.
+    wait_until("delta waits for its userd", || {
+        let report = status(&net, &d);
+        let membership = &report["membership"];
+        membership["state"] == "syncing"
+            && membership["consumers"][0]["service"] == "userd"
+            && membership["consumers"][0]["connected"] == false
+    });
+    let text = ok(ctl(&net, &d, &["status"]));
+    assert!(text.contains("applied by   userd: not connected"), "{text}");
     net.start_daemon(&d, USERD).unwrap();
     let deadline = std::time::Instant::now() + PATIENCE * 4;
-    while people(&net, "delta", "uidNumber").len() < 1000 {
+    loop {
+        let report = status(&net, &d);
+        let membership = &report["membership"];
+        if membership["state"] == "member" {
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "delta never got all 1000"
+            "delta never became a member: {report}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let on_a = people(&net, "alpha", "uidNumber");
-    assert_eq!(people(&net, "delta", "uidNumber"), on_a);
-    for i in (0..1000).step_by(97) {
-        assert!(binds(&net, "delta", &format!("user{i}"), "pw"), "user{i}");
-    }
+    // Once delta says it is a full member, all 1,000 are there and bind.
+    let on_d = people(&net, "delta", "uidNumber");
+    assert_eq!(on_d.len(), 1000);
+    assert_eq!(on_d, people(&net, "alpha", "uidNumber"));
+    let names: Vec<String> = on_d.into_iter().map(|(name, _)| name).collect();
+    assert_eq!(
+        not_binding(&net, "delta", &names, "pw"),
+        Vec::<String>::new()
+    );
+    assert!(!binds(&net, "delta", "user7", "not it"));
     // Past slapd's 500 entries per search: the CLI reads page by page.
     let list: Value =
         serde_json::from_str(&ok(ctl(&net, &d, &["--json", "user", "list"]))).unwrap();

@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use center_bus::Publish;
+use center_bus::{AdminOp, PeerState, Publish};
 use serde_json::{Value, json};
 use userd::{
     account::{self, AccountEvent, Created, block_range},
@@ -32,6 +32,8 @@ use crate::{
 const PATIENCE: Duration = Duration::from_secs(5);
 /// How long `user add` waits for this peer's userd to apply the account.
 const APPLIED_WITHIN: Duration = Duration::from_secs(15);
+/// How long `user add` then waits for the other peers to confirm.
+const SETTLED_WITHIN: Duration = Duration::from_secs(15);
 
 pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
     let config = center_config::Config::load(&cli.config)?;
@@ -96,22 +98,14 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                     &format!("would be created as uid {uid_number} (dry run)"),
                 );
             }
+            // A refusal of an earlier request for the name is history now.
+            directory.forget_refusal(name).await?;
             publish(&mut client, &event).await?;
             // Wait for our userd to apply it, or to refuse it.
             let deadline = Instant::now() + APPLIED_WITHIN;
             loop {
-                if let Some(found) = directory.account(name).await?
-                    && found.claim.as_ref().is_some_and(|c| c.joined_from == me)
-                {
-                    return report(cli, name, &format!("created as uid {}", found.uid_number));
-                }
-                if let Some(refusal) = directory
-                    .refusals()
-                    .await?
-                    .into_iter()
-                    .find(|r| r.name == *name)
-                {
-                    bail!("the account `{name}` was {}", refusal.reason);
+                if outcome(&mut directory, name, &me).await?.is_some() {
+                    break;
                 }
                 if Instant::now() > deadline {
                     return report(
@@ -121,6 +115,27 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                     );
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // Two peers may have made the name at once: the answer is final
+            // once every reachable peer holds our request and we have
+            // applied every request it held then (CEP 8).
+            let unconfirmed = settle(&mut client).await?;
+            match outcome(&mut directory, name, &me).await? {
+                Some(Ok(uid_number)) if unconfirmed.is_empty() => {
+                    report(cli, name, &format!("created as uid {uid_number}"))
+                }
+                Some(Ok(uid_number)) => report(
+                    cli,
+                    name,
+                    &format!(
+                        "created as uid {uid_number} here; not yet confirmed by {} \
+                         (a request for `{name}` made there before it hears of this one \
+                         would still win; `centerctl user show {name}` tells)",
+                        unconfirmed.join(", ")
+                    ),
+                ),
+                Some(Err(reason)) => bail!("the account `{name}` was {reason}"),
+                None => bail!("the account `{name}` was removed while it was made"),
             }
         }
         UserCommand::Passwd { name, .. } => {
@@ -377,6 +392,63 @@ fn account_json(a: &Account) -> Value {
         "created": a.claim.as_ref().map(|c| c.created),
         "state": if a.banned { "banned" } else { "active" },
     })
+}
+
+/// What became of our request for `name`: `Ok(uid)` if the account here is
+/// the one this peer made, `Err(reason)` if it was refused, `None` while
+/// neither is known.
+async fn outcome(
+    directory: &mut Directory,
+    name: &str,
+    me: &str,
+) -> anyhow::Result<Option<Result<u32, String>>> {
+    if let Some(refusal) = directory
+        .refusals()
+        .await?
+        .into_iter()
+        .find(|r| r.name == name)
+    {
+        return Ok(Some(Err(refusal.reason)));
+    }
+    Ok(directory
+        .account(name)
+        .await?
+        .filter(|found| found.claim.as_ref().is_some_and(|c| c.joined_from == me))
+        .map(|found| Ok(found.uid_number)))
+}
+
+/// Waits until every roster peer that is not down holds every feed event
+/// this peer holds (our request among them), and this peer then holds
+/// everything they hold and its consumers (userd) have applied it. Returns
+/// the peers that did not confirm: the down ones, and any still behind
+/// when the wait ran out.
+async fn settle(client: &mut center_bus::Client) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + SETTLED_WITHIN;
+    loop {
+        let peers = client.admin(AdminOp::PeerList {}).await?.peers;
+        let unconfirmed: Vec<String> = peers
+            .iter()
+            .filter(|p| p.state != PeerState::Up || p.feed_lag > 0)
+            .map(|p| match p.state {
+                PeerState::Down => format!("{} (down)", p.name),
+                _ => p.name.clone(),
+            })
+            .collect();
+        // Down peers are reported, not waited for.
+        let waiting = unconfirmed.iter().any(|p| !p.ends_with("(down)"));
+        let applied = client
+            .admin(AdminOp::Status {})
+            .await?
+            .status
+            .is_some_and(|s| {
+                s.membership.origins.iter().all(|o| o.held >= o.known)
+                    && s.membership.consumers.iter().all(|c| c.caught_up)
+            });
+        if (!waiting && applied) || Instant::now() > deadline {
+            return Ok(unconfirmed);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn existing(directory: &mut Directory, name: &str) -> anyhow::Result<Account> {

@@ -557,6 +557,12 @@ impl Directory {
         Ok(())
     }
 
+    /// Forgets the refusal of an earlier request for `name` (a new request
+    /// for it is being made); nothing if there is none.
+    pub async fn forget_refusal(&mut self, name: &str) -> Result<(), DirError> {
+        self.delete(&self.refused_dn(name)).await
+    }
+
     /// This peer's refused requests, sorted by name.
     pub async fn refusals(&mut self) -> Result<Vec<Refusal>, DirError> {
         let base = format!("ou=refused,{}", self.base);
