@@ -372,6 +372,110 @@ fn the_same_name_made_on_two_peers_at_once_has_one_owner() {
     );
 }
 
+/// Publishes one account event on `peer`'s feed, raw through the bus as
+/// root (no check of what the peer holds, as a remote peer's event).
+fn publish_raw(peer: &PeerInfo, event: &account::AccountEvent) {
+    let (name, data) = event.to_event();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = bus_client(peer, "centerctl", Duration::from_secs(5)).await;
+        client
+            .publish(center_bus::Publish {
+                name: name.to_owned(),
+                data,
+                to: None,
+                ttl: None,
+                local: false,
+            })
+            .await
+            .unwrap();
+    });
+}
+
+/// Whether `peer`'s slapd records a deletion of `name` (`ou=deleted`).
+fn deletion_recorded(net: &Testnet, peer: &str, name: &str) -> bool {
+    let ldap = peer_ldap(net, peer);
+    let out = tool("ldapsearch", &ldap.ca)
+        .args(["-LLL", "-Q", "-Y", "EXTERNAL", "-H"])
+        .arg(ldap.ldapi_url())
+        .args(["-b", &format!("ou=deleted,{}", ldap.base), "-s", "one"])
+        .arg(format!("(uid={name})"))
+        .arg("uid")
+        .output()
+        .unwrap();
+    ok(out).contains(&format!("uid: {name}"))
+}
+
+fn now_ms() -> u64 {
+    center_proto::Timestamp::now().as_millis()
+}
+
+#[test]
+fn a_creation_that_arrives_after_its_deletion_stays_dead() {
+    let (_dir, net) = ldap_network(3);
+    let [a, b, c] = ["alpha", "bravo", "charlie"].map(|n| net.peer(n).unwrap().clone());
+    let block = block_of(&a);
+    // Alpha makes zed while bravo and charlie are stopped, then stops.
+    net.stop("bravo").unwrap();
+    net.stop("charlie").unwrap();
+    publish_raw(
+        &a,
+        &account::AccountEvent::Created(account::Created {
+            name: "zed".to_owned(),
+            uid_number: block_range(block).start + 1,
+            home: "/home/zed".to_owned(),
+            shell: "/bin/sh".to_owned(),
+            display_name: String::new(),
+            password_hash: cheap_hash("pw"),
+            ssh_keys: Vec::new(),
+            created: now_ms(),
+        }),
+    );
+    wait_until("zed on alpha", || {
+        uid_number(&net, "alpha", "zed").is_some()
+    });
+    net.stop("alpha").unwrap();
+    // Bravo deletes zed, never having seen it; charlie hears of the
+    // deletion from bravo only.
+    net.start("bravo").unwrap();
+    net.start("charlie").unwrap();
+    publish_raw(
+        &b,
+        &account::AccountEvent::Deleted {
+            name: "zed".to_owned(),
+            deleted: now_ms(),
+        },
+    );
+    for peer in ["bravo", "charlie"] {
+        wait_until(&format!("the deletion recorded on {peer}"), || {
+            deletion_recorded(&net, peer, "zed")
+        });
+    }
+    // Now the creation arrives everywhere, after its deletion: it stays
+    // dead, and alpha deletes its own copy.
+    net.start("alpha").unwrap();
+    wait_until("zed gone on alpha", || {
+        uid_number(&net, "alpha", "zed").is_none()
+    });
+    for peer in [&b, &c] {
+        wait_until(&format!("{} has applied everything", peer.name), || {
+            status(&net, peer)["membership"]["state"] == "member"
+        });
+    }
+    for peer in ["alpha", "bravo", "charlie"] {
+        assert_eq!(uid_number(&net, peer, "zed"), None, "zed on {peer}");
+        assert!(!binds(&net, peer, "zed", "pw"), "zed binds on {peer}");
+    }
+    // A new account of that name, made after the deletion, is a new one.
+    let added = ok(ctl(&net, &c, &["user", "add", "zed"]));
+    assert!(added.contains("created as uid"), "{added}");
+    for peer in ["alpha", "bravo", "charlie"] {
+        wait_until(&format!("the new zed on {peer}"), || {
+            uid_number(&net, peer, "zed").is_some()
+        });
+    }
+}
+
 #[test]
 fn forged_and_malformed_account_events_change_nothing() {
     let (_dir, net) = ldap_network(2);

@@ -255,12 +255,21 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
         UserCommand::Remove { name, dry_run } => {
             check_name(name)?;
             require_root("user remove")?;
-            existing(&mut directory, name).await?;
+            let account = existing(&mut directory, name).await?;
             if *dry_run {
                 return report(cli, name, "would be removed (dry run)");
             }
+            // Every claim on the name up to now dies with it; a creation
+            // stamped by a clock ahead of ours is covered too.
+            let deleted = center_proto::Timestamp::now()
+                .as_millis()
+                .max(account.claim.map_or(0, |c| c.created));
             let mut client = connect(cli, "centerctl", PATIENCE).await?;
-            publish(&mut client, &AccountEvent::Deleted { name: name.clone() }).await?;
+            let event = AccountEvent::Deleted {
+                name: name.clone(),
+                deleted,
+            };
+            publish(&mut client, &event).await?;
             report(cli, name, "removed")
         }
         UserCommand::Ban { name, reason } | UserCommand::Unban { name, reason } => {

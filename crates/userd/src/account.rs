@@ -100,8 +100,12 @@ pub enum AccountEvent {
         shell: String,
         display_name: String,
     },
+    /// `account.deleted`: the account is gone, and so is every claim on
+    /// the name made at or before `deleted` (ms): a creation that arrives
+    /// late does not bring it back (CEP 8, "Deletion").
     Deleted {
         name: String,
+        deleted: u64,
     },
     /// `account.notice`: the origin banned (or unbanned) the account on
     /// itself, for this reason. Other peers only record it.
@@ -187,9 +191,14 @@ impl AccountEvent {
                 })
             }
             DELETED => {
-                let o = members(data, &["name"])?;
+                let o = members(data, &["deleted", "name"])?;
+                let deleted = number(o, "deleted")?;
+                if deleted == 0 {
+                    return Err(bad("deleted", "must be a time in milliseconds"));
+                }
                 Ok(AccountEvent::Deleted {
                     name: account_name(o)?,
+                    deleted,
                 })
             }
             NOTICE => {
@@ -254,7 +263,9 @@ impl AccountEvent {
                 PROFILE,
                 json!({ "name": name, "shell": shell, "display_name": display_name }),
             ),
-            AccountEvent::Deleted { name } => (DELETED, json!({ "name": name })),
+            AccountEvent::Deleted { name, deleted } => {
+                (DELETED, json!({ "name": name, "deleted": deleted }))
+            }
             AccountEvent::Notice {
                 name,
                 banned,
@@ -278,7 +289,7 @@ impl AccountEvent {
             AccountEvent::Password { name, .. }
             | AccountEvent::Keys { name, .. }
             | AccountEvent::Profile { name, .. }
-            | AccountEvent::Deleted { name }
+            | AccountEvent::Deleted { name, .. }
             | AccountEvent::Notice { name, .. } => Some(name),
         }
     }

@@ -34,6 +34,9 @@ pub struct Userd {
     pub bus: Client,
     /// A block claim of ours is on its way and not yet seen on our feed.
     pub claim_pending: bool,
+    /// Deleted names and the time of their latest deletion (ms), as kept
+    /// in `ou=deleted`: creations made up to then are dead.
+    pub deleted: std::collections::HashMap<String, u64>,
 }
 
 impl Userd {
@@ -174,10 +177,7 @@ impl Userd {
                     .await?,
                 "profile replaced",
             ),
-            AccountEvent::Deleted { name } => {
-                self.directory.delete_account(name).await?;
-                Ok("account deleted")
-            }
+            AccountEvent::Deleted { name, deleted } => self.deleted(name, *deleted).await,
             AccountEvent::Notice {
                 name,
                 banned,
@@ -217,6 +217,31 @@ impl Userd {
         Ok(())
     }
 
+    /// `account.deleted`: the deletion is recorded first (a crash after it
+    /// deletes on the replay), then the account goes if it was made up to
+    /// the deletion; one made later is a new account and stays.
+    async fn deleted(&mut self, name: &str, deleted: u64) -> Result<&'static str, Refused> {
+        let known = self.deleted.get(name).copied().unwrap_or(0);
+        let latest = known.max(deleted);
+        if latest > known {
+            self.directory.record_deletion(name, latest).await?;
+            self.deleted.insert(name.to_owned(), latest);
+        }
+        match self.directory.account(name).await? {
+            Some(found) => match &found.claim {
+                Some(claim) if claim.created <= latest => {
+                    self.directory.delete_account(name).await?;
+                    Ok("account deleted")
+                }
+                Some(_) => Ok("deletion recorded; the account here was made after it and stays"),
+                None => Err(Refused::Rule(
+                    "the name is held by an entry userd did not make".to_owned(),
+                )),
+            },
+            None => Ok("deletion recorded; no such account here (a late creation stays dead)"),
+        }
+    }
+
     /// `account.created`: the number must be in the origin's block; of two
     /// creations of one name the earlier `created`, then the lower origin
     /// UUID, owns it everywhere.
@@ -235,6 +260,19 @@ impl Userd {
             created: c.created,
             joined_from: origin.to_owned(),
         };
+        if let Some(&at) = self.deleted.get(&c.name)
+            && c.created <= at
+        {
+            let reason = format!(
+                "the name was deleted at {at} ms, after this creation (at {} ms)",
+                c.created
+            );
+            if origin == self.me {
+                self.tell_refused(&c.name, &format!("refused: {reason}"))
+                    .await?;
+            }
+            return Err(Refused::Rule(reason));
+        }
         // The common case first: a new name is one add (two entries).
         if self.directory.add_person(c, &claim).await? {
             self.directory.add_group(c).await?;
@@ -290,11 +328,17 @@ impl Userd {
             "refused: the name was created first on {} (at {} ms; ours at {} ms)",
             winner.joined_from, winner.created, loser.created
         );
+        self.tell_refused(name, &reason).await
+    }
+
+    /// Records that this peer's request for `name` was refused, and tells
+    /// local subscribers (`account.refused`).
+    async fn tell_refused(&mut self, name: &str, reason: &str) -> Result<(), DirError> {
         tracing::warn!(account = name, reason, "our account request was refused");
         self.directory
             .record_refusal(&Refusal {
                 name: name.to_owned(),
-                reason: reason.clone(),
+                reason: reason.to_owned(),
             })
             .await?;
         let publish = Publish {

@@ -25,6 +25,9 @@ use crate::account::Created;
 
 /// The organizational unit where other peers' ban notices are kept.
 pub const NOTICES_OU: &str = "notices";
+/// The organizational unit of deletions (`uid=NAME`, `description`: the
+/// deletion's time in ms): claims on the name up to then are dead.
+pub const DELETED_OU: &str = "deleted";
 
 /// The `pwdEndTime` of a banned account: long past.
 const BANNED_SINCE: &str = "19700101000000Z";
@@ -555,6 +558,46 @@ impl Directory {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Records that `name` was deleted at `deleted` (ms): replaces an
+    /// earlier record (the caller keeps the latest).
+    pub async fn record_deletion(&mut self, name: &str, deleted: u64) -> Result<(), DirError> {
+        let dn = format!("uid={},ou={},{}", dn_escape(name), DELETED_OU, self.base);
+        let text = deleted.to_string();
+        let added = self
+            .add(
+                &dn,
+                vec![
+                    ("objectClass", set(["account"])),
+                    ("uid", set([name])),
+                    ("description", set([text.as_str()])),
+                ],
+            )
+            .await?;
+        if !added {
+            self.replace(&dn, vec![("description", set([text.as_str()]))])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every recorded deletion: name and time (ms). An entry whose time
+    /// does not read is skipped.
+    pub async fn deletions(&mut self) -> Result<Vec<(String, u64)>, DirError> {
+        let base = format!("ou={},{}", DELETED_OU, self.base);
+        let found = self
+            .search(
+                &base,
+                Scope::OneLevel,
+                "(objectClass=account)",
+                &["uid", "description"],
+            )
+            .await?;
+        Ok(found
+            .iter()
+            .filter_map(|e| Some((e.first("uid")?, e.first("description")?.parse().ok()?)))
+            .collect())
     }
 
     /// Forgets the refusal of an earlier request for `name` (a new request

@@ -64,10 +64,18 @@ pub async fn run(
         .ensure_ou(REFUSED_OU)
         .await
         .context("cannot reach this peer's slapd over ldapi")?;
-    directory
-        .ensure_ou(directory::NOTICES_OU)
+    for ou in [directory::NOTICES_OU, directory::DELETED_OU] {
+        directory
+            .ensure_ou(ou)
+            .await
+            .context("cannot reach this peer's slapd over ldapi")?;
+    }
+    let deleted = directory
+        .deletions()
         .await
-        .context("cannot reach this peer's slapd over ldapi")?;
+        .context("cannot read the deletions from slapd")?
+        .into_iter()
+        .collect();
     let mut subscriber = Client::connect(client())
         .await
         .context("cannot connect to the bus")?;
@@ -90,6 +98,7 @@ pub async fn run(
         me,
         bus,
         claim_pending: false,
+        deleted,
     };
     userd.claim_block_if_needed().await?;
     let control_bus = Client::connect(client())

@@ -195,12 +195,17 @@ fn other_events() {
     );
     check(
         DELETED,
-        json!({"name": "alice"}),
+        json!({"name": "alice", "deleted": 1_790_000_000_000u64}),
         expect![[r#"ok Some("alice")"#]],
     );
     check(
         DELETED,
-        json!({"name": "root!"}),
+        json!({"name": "alice"}),
+        expect!["refused: `data` lacks `deleted`"],
+    );
+    check(
+        DELETED,
+        json!({"name": "root!", "deleted": 1}),
         expect!["refused: `name` must match ^[a-z][a-z0-9]{1,31}$"],
     );
     check(
