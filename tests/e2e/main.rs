@@ -12,6 +12,7 @@ mod mallory;
 mod membership;
 mod peer;
 mod rotate;
+mod sshd;
 mod status;
 mod support;
 mod testnet;
