@@ -347,3 +347,25 @@ fn decode_vector<T: serde::de::DeserializeOwned + serde::Serialize>(
     let decoded: T = serde_json::from_value(frame.clone()).map_err(|err| err.to_string())?;
     Ok(serde_json::to_value(&decoded).expect("a decoded frame encodes"))
 }
+
+#[test]
+fn ok_replies_carry_the_one_document_they_are_given() {
+    use crate::Reply;
+    let text = |reply: Reply| String::from_utf8(reply.to_bytes()).unwrap();
+    assert_eq!(text(Reply::ok(7)), r#"{"type":"ok","id":7}"#);
+    assert_eq!(
+        text(Reply::ok(7).with_peers(Vec::new())),
+        r#"{"type":"ok","id":7,"peers":[]}"#
+    );
+    assert_eq!(
+        text(Reply::ok(7).with_value(serde_json::json!({"a": 1}))),
+        r#"{"type":"ok","id":7,"value":{"a":1}}"#
+    );
+    // Only an `ok` takes a document.
+    let error = Reply::Error {
+        id: Some(7),
+        code: crate::ErrorCode::Malformed,
+        message: "no".to_owned(),
+    };
+    assert_eq!(error.clone().with_peers(Vec::new()), error);
+}

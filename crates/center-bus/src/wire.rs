@@ -555,6 +555,59 @@ impl Request {
 }
 
 impl Reply {
+    /// A bare `ok` to request `id`.
+    pub fn ok(id: u64) -> Reply {
+        Reply::Ok {
+            id,
+            grants: None,
+            peers: None,
+            feeds: None,
+            value: None,
+            status: None,
+        }
+    }
+
+    /// Adds the grants to an `ok` (`list`); other replies are unchanged.
+    pub fn with_grants(mut self, list: Vec<Grant>) -> Reply {
+        if let Reply::Ok { grants, .. } = &mut self {
+            *grants = Some(list);
+        }
+        self
+    }
+
+    /// Adds roster entries to an `ok` (`peer-list`, `peer-add`).
+    pub fn with_peers(mut self, list: Vec<PeerEntry>) -> Reply {
+        if let Reply::Ok { peers, .. } = &mut self {
+            *peers = Some(list);
+        }
+        self
+    }
+
+    /// Adds the feed status to an `ok` (`feed-status`, `feed-resolve`).
+    pub fn with_feeds(mut self, status: FeedStatus) -> Reply {
+        if let Reply::Ok { feeds, .. } = &mut self {
+            *feeds = Some(status);
+        }
+        self
+    }
+
+    /// Adds a document of its own to an `ok` (`peer-descriptions`,
+    /// `dht-record`).
+    pub fn with_value(mut self, document: Value) -> Reply {
+        if let Reply::Ok { value, .. } = &mut self {
+            *value = Some(document);
+        }
+        self
+    }
+
+    /// Adds this peer's status to an `ok` (`status`).
+    pub fn with_status(mut self, report: StatusReport) -> Reply {
+        if let Reply::Ok { status, .. } = &mut self {
+            *status = Some(Box::new(report));
+        }
+        self
+    }
+
     /// Encodes the reply as a frame body.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()

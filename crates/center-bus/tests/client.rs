@@ -66,15 +66,7 @@ impl Broker {
     }
 
     async fn ok(&mut self, id: u64) {
-        self.send(&Reply::Ok {
-            id,
-            grants: None,
-            peers: None,
-            feeds: None,
-            value: None,
-            status: None,
-        })
-        .await;
+        self.send(&Reply::ok(id)).await;
     }
 
     /// Reads a `subscribe`, answers `ok`, and returns its patterns and start.

@@ -333,14 +333,7 @@ fn answer(
             start,
         } => {
             broker.subscribe(conn, patterns, start)?;
-            Ok(Reply::Ok {
-                id,
-                grants: None,
-                peers: None,
-                feeds: None,
-                value: None,
-                status: None,
-            })
+            Ok(Reply::ok(id))
         }
         Request::Publish {
             id,

@@ -409,14 +409,7 @@ impl Broker {
                         (ErrorCode::Internal, err.to_string())
                     }
                 })?;
-                return Ok(Reply::Ok {
-                    id,
-                    grants: None,
-                    peers: None,
-                    feeds: None,
-                    value: None,
-                    status: None,
-                });
+                return Ok(Reply::ok(id));
             }
             Destination::Peer(peer) => {
                 return Err((
@@ -428,14 +421,7 @@ impl Broker {
             }
         }
         self.fan_out(&envelope)?;
-        Ok(Reply::Ok {
-            id,
-            grants: None,
-            peers: None,
-            feeds: None,
-            value: None,
-            status: None,
-        })
+        Ok(Reply::ok(id))
     }
 
     /// The feeds as this peer holds them, per origin, with what each peer
@@ -530,14 +516,7 @@ impl Broker {
                             }
                         })?;
                 tracing::warn!(%origin, keep = %keep, ?resolution, "the sysadmin resolved a feed fork");
-                Ok(Reply::Ok {
-                    id,
-                    grants: None,
-                    peers: None,
-                    feeds: Some(self.feed_status()?),
-                    value: None,
-                    status: None,
-                })
+                Ok(Reply::ok(id).with_feeds(self.feed_status()?))
             }
             AdminOp::RotateKeys {} => {
                 let rotated = self.links.rotate_keys().map_err(|err| {
@@ -545,50 +524,15 @@ impl Broker {
                     (ErrorCode::Internal, err)
                 })?;
                 tracing::info!(seq = rotated.seq, "the sysadmin rotated this peer's keys");
-                Ok(Reply::Ok {
-                    id,
-                    grants: None,
-                    peers: None,
-                    feeds: None,
-                    value: None,
-                    status: None,
-                })
+                Ok(Reply::ok(id))
             }
-            AdminOp::FeedStatus {} => Ok(Reply::Ok {
-                id,
-                grants: None,
-                peers: None,
-                feeds: Some(self.feed_status()?),
-                value: None,
-                status: None,
-            }),
-            AdminOp::List {} => Ok(Reply::Ok {
-                id,
-                grants: Some(self.grant_store().list()),
-                peers: None,
-                feeds: None,
-                value: None,
-                status: None,
-            }),
+            AdminOp::FeedStatus {} => Ok(Reply::ok(id).with_feeds(self.feed_status()?)),
+            AdminOp::List {} => Ok(Reply::ok(id).with_grants(self.grant_store().list())),
             AdminOp::PeerList {} => {
                 let peers: Vec<RosterPeer> = self.roster().list().cloned().collect();
-                Ok(Reply::Ok {
-                    id,
-                    grants: None,
-                    peers: Some(self.peer_entries(&peers)?),
-                    feeds: None,
-                    status: None,
-                    value: None,
-                })
+                Ok(Reply::ok(id).with_peers(self.peer_entries(&peers)?))
             }
-            AdminOp::Status {} => Ok(Reply::Ok {
-                id,
-                grants: None,
-                peers: None,
-                feeds: None,
-                value: None,
-                status: Some(Box::new(self.status_report()?)),
-            }),
+            AdminOp::Status {} => Ok(Reply::ok(id).with_status(self.status_report()?)),
             AdminOp::PeerAdd { description } => {
                 let bytes = serde_json::to_vec(&description)
                     .map_err(|err| (ErrorCode::Malformed, err.to_string()))?;
@@ -610,14 +554,7 @@ impl Broker {
                     outcome = ?added,
                     "peer added to the roster"
                 );
-                Ok(Reply::Ok {
-                    id,
-                    grants: None,
-                    peers: Some(self.peer_entries(std::slice::from_ref(&peer))?),
-                    feeds: None,
-                    value: None,
-                    status: None,
-                })
+                Ok(Reply::ok(id).with_peers(self.peer_entries(std::slice::from_ref(&peer))?))
             }
             AdminOp::PeerRemove { uuid } => {
                 let uuid = uuid
@@ -639,29 +576,18 @@ impl Broker {
                     name = gone.description.name(),
                     "peer removed from the roster: no more frames or new feed events are taken from it"
                 );
-                Ok(Reply::Ok {
-                    id,
-                    grants: None,
-                    peers: None,
-                    feeds: None,
-                    value: None,
-                    status: None,
-                })
+                Ok(Reply::ok(id))
             }
-            AdminOp::PeerDescriptions {} => Ok(Reply::Ok {
-                id,
-                grants: None,
-                peers: None,
-                feeds: None,
-                value: Some(serde_json::Value::Array({
+            AdminOp::PeerDescriptions {} => {
+                let entries = {
                     let roster = self.roster();
                     roster
                         .list()
                         .filter_map(|p| roster.export_entry(&p.description.uuid()))
                         .collect()
-                })),
-                status: None,
-            }),
+                };
+                Ok(Reply::ok(id).with_value(serde_json::Value::Array(entries)))
+            }
             AdminOp::PeerImport { entry } => {
                 let (added, peer) =
                     self.roster()
@@ -684,28 +610,14 @@ impl Broker {
                     outcome = ?added,
                     "peer imported into the roster"
                 );
-                Ok(Reply::Ok {
-                    id,
-                    grants: None,
-                    peers: None,
-                    feeds: None,
-                    value: None,
-                    status: None,
-                })
+                Ok(Reply::ok(id))
             }
             AdminOp::DhtRecord {} => {
                 let record = crate::link::join::dht_record(&self.links).map_err(|err| {
                     tracing::error!(error = err.as_str(), "cannot make the DHT record");
                     (ErrorCode::Internal, err)
                 })?;
-                Ok(Reply::Ok {
-                    id,
-                    grants: None,
-                    peers: None,
-                    feeds: None,
-                    value: Some(record),
-                    status: None,
-                })
+                Ok(Reply::ok(id).with_value(record))
             }
             AdminOp::PeerJoin { .. } | AdminOp::PeerWelcome { .. } => Err((
                 ErrorCode::Internal,
@@ -726,14 +638,7 @@ impl Broker {
                     conn,
                     "the sysadmin changed this service's grant; reconnect to use it",
                 );
-                Ok(Reply::Ok {
-                    id,
-                    grants: Some(vec![grant]),
-                    peers: None,
-                    feeds: None,
-                    value: None,
-                    status: None,
-                })
+                Ok(Reply::ok(id).with_grants(vec![grant]))
             }
             AdminOp::Revoke { service } => {
                 if !self.grant_store().revoke(&service).map_err(internal)? {
@@ -744,14 +649,7 @@ impl Broker {
                 }
                 tracing::info!(service, "service revoked");
                 self.kick_service(&service, conn, "the sysadmin revoked this service's grant");
-                Ok(Reply::Ok {
-                    id,
-                    grants: None,
-                    peers: None,
-                    feeds: None,
-                    value: None,
-                    status: None,
-                })
+                Ok(Reply::ok(id))
             }
         }
     }
@@ -793,14 +691,7 @@ impl Broker {
             tracing::warn!(error = err.as_str(), "join message not sent");
             (ErrorCode::Unreachable, err)
         })?;
-        Ok(Reply::Ok {
-            id,
-            grants: None,
-            peers: None,
-            feeds: None,
-            value: None,
-            status: None,
-        })
+        Ok(Reply::ok(id))
     }
 
     /// Now, or one millisecond after the last `iat` given out if the clock
@@ -844,14 +735,7 @@ impl Broker {
 }
 
 fn ok_reply(id: u64) -> Reply {
-    Reply::Ok {
-        id,
-        grants: None,
-        peers: None,
-        feeds: None,
-        value: None,
-        status: None,
-    }
+    Reply::ok(id)
 }
 
 fn kick(subscriber: &mut Subscriber, code: ErrorCode, message: String) {
