@@ -9,7 +9,10 @@
 //! opens sockets or creates directories; the daemons do that.
 //!
 //! The file format is documented in `etc/center.toml`, the example shipped
-//! with the package.
+//! with the package. [`durable`] is how every daemon replaces a small state
+//! file under the state directory.
+
+pub mod durable;
 
 use std::path::{Path, PathBuf};
 

@@ -69,10 +69,8 @@ fn write_description(
         serde_json::to_string_pretty(&description.to_json())?
     );
     let target = config.paths.description_file();
-    let tmp = target.with_extension("tmp");
-    fs::write(&tmp, text)?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
-    fs::rename(&tmp, &target)?;
+    // Durable: dispatchd serves this file, and a crash must not tear it.
+    center_config::durable::replace_file(&target, text.as_bytes(), 0o644)?;
     let state = config.paths.daemon_state("dispatchd");
     give_to_state_owner(&state, &config.paths.identity_dir(), &target)?;
     Ok(description)

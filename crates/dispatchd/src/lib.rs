@@ -21,7 +21,7 @@
 
 pub mod bus;
 pub mod config;
-mod durable;
+use center_config::durable;
 pub mod grants;
 pub mod health;
 pub mod link;

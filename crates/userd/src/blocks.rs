@@ -11,8 +11,6 @@
 
 use std::{
     fs,
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
 
@@ -77,19 +75,10 @@ impl Blocks {
     }
 
     fn save(&self) -> anyhow::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(&File {
             claims: self.claims.clone(),
         })?;
-        let mut file = fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, &self.path)?;
+        center_config::durable::replace_file(&self.path, &bytes, 0o600)?;
         Ok(())
     }
 
