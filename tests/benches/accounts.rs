@@ -80,15 +80,7 @@ fn run() -> anyhow::Result<()> {
         .await?;
         for c in &created {
             let (name, data) = AccountEvent::Created(c.clone()).to_event();
-            client
-                .publish(Publish {
-                    name: name.to_owned(),
-                    data,
-                    to: None,
-                    ttl: None,
-                    local: false,
-                })
-                .await?;
+            client.publish(Publish::feed(name, data)).await?;
         }
         anyhow::Ok(())
     })?;

@@ -95,35 +95,22 @@ fn uid_number(net: &Testnet, peer: &str, name: &str) -> Option<String> {
 /// hashing is not what is tested, and any argon2id hash is valid.
 fn publish_accounts(peer: &PeerInfo, block: u32, count: u32) {
     let hash = cheap_hash("pw");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let mut client = bus_client(peer, "centerctl", Duration::from_secs(5)).await;
-        for i in 0..count {
+    let events: Vec<account::AccountEvent> = (0..count)
+        .map(|i| {
             let name = format!("user{i}");
-            let uid = block_range(block).start + 1 + i;
-            let (event, data) = account::AccountEvent::Created(account::Created {
-                name: name.clone(),
-                uid_number: uid,
+            account::AccountEvent::Created(account::Created {
+                uid_number: block_range(block).start + 1 + i,
                 home: format!("/home/{name}"),
+                name,
                 shell: "/bin/sh".to_owned(),
                 display_name: String::new(),
                 password_hash: hash.clone(),
                 ssh_keys: Vec::new(),
                 created: 1_790_000_000_000 + u64::from(i),
             })
-            .to_event();
-            client
-                .publish(center_bus::Publish {
-                    name: event.to_owned(),
-                    data,
-                    to: None,
-                    ttl: None,
-                    local: false,
-                })
-                .await
-                .unwrap();
-        }
-    });
+        })
+        .collect();
+    publish_raw(peer, &events);
 }
 
 /// `{ARGON2}` + an argon2id PHC string of `password` at the least cost.
@@ -372,23 +359,19 @@ fn the_same_name_made_on_two_peers_at_once_has_one_owner() {
     );
 }
 
-/// Publishes one account event on `peer`'s feed, raw through the bus as
-/// root (no check of what the peer holds, as a remote peer's event).
-fn publish_raw(peer: &PeerInfo, event: &account::AccountEvent) {
-    let (name, data) = event.to_event();
+/// Publishes account events on `peer`'s feed, raw through the bus as root
+/// (no check of what the peer holds, as a remote peer's events).
+fn publish_raw(peer: &PeerInfo, events: &[account::AccountEvent]) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut client = bus_client(peer, "centerctl", Duration::from_secs(5)).await;
-        client
-            .publish(center_bus::Publish {
-                name: name.to_owned(),
-                data,
-                to: None,
-                ttl: None,
-                local: false,
-            })
-            .await
-            .unwrap();
+        for event in events {
+            let (name, data) = event.to_event();
+            client
+                .publish(center_bus::Publish::feed(name, data))
+                .await
+                .unwrap();
+        }
     });
 }
 
@@ -420,7 +403,7 @@ fn a_creation_that_arrives_after_its_deletion_stays_dead() {
     net.stop("charlie").unwrap();
     publish_raw(
         &a,
-        &account::AccountEvent::Created(account::Created {
+        &[account::AccountEvent::Created(account::Created {
             name: "zed".to_owned(),
             uid_number: block_range(block).start + 1,
             home: "/home/zed".to_owned(),
@@ -429,7 +412,7 @@ fn a_creation_that_arrives_after_its_deletion_stays_dead() {
             password_hash: cheap_hash("pw"),
             ssh_keys: Vec::new(),
             created: now_ms(),
-        }),
+        })],
     );
     wait_until("zed on alpha", || {
         uid_number(&net, "alpha", "zed").is_some()
@@ -441,10 +424,10 @@ fn a_creation_that_arrives_after_its_deletion_stays_dead() {
     net.start("charlie").unwrap();
     publish_raw(
         &b,
-        &account::AccountEvent::Deleted {
+        &[account::AccountEvent::Deleted {
             name: "zed".to_owned(),
             deleted: now_ms(),
-        },
+        }],
     );
     for peer in ["bravo", "charlie"] {
         wait_until(&format!("the deletion recorded on {peer}"), || {

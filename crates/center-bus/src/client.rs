@@ -110,6 +110,37 @@ pub struct Publish {
     pub local: bool,
 }
 
+impl Publish {
+    /// A feed event (CEP 6): signed into this peer's feed, replicated to
+    /// every peer.
+    pub fn feed(name: impl Into<String>, data: Value) -> Publish {
+        Publish {
+            name: name.into(),
+            data,
+            to: None,
+            ttl: None,
+            local: false,
+        }
+    }
+
+    /// A broadcast to this peer's current subscribers only, kept nowhere.
+    pub fn local(name: impl Into<String>, data: Value) -> Publish {
+        Publish {
+            local: true,
+            ..Publish::feed(name, data)
+        }
+    }
+
+    /// A direct message to one peer (CEP 5), with the broker's default
+    /// lifetime.
+    pub fn direct(to: PeerId, name: impl Into<String>, data: Value) -> Publish {
+        Publish {
+            to: Some(to),
+            ..Publish::feed(name, data)
+        }
+    }
+}
+
 /// One event handed to the subscriber.
 #[derive(Debug, Clone)]
 pub struct Delivery {

@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use center_bus::{AdminOp, PeerState, Publish};
+use center_bus::{AdminOp, PeerEntry, PeerState, Publish};
 use serde_json::{Value, json};
 use userd::{
     account::{self, AccountEvent, Created, block_range},
@@ -368,13 +368,7 @@ async fn publish_change(
 async fn publish(client: &mut center_bus::Client, event: &AccountEvent) -> anyhow::Result<()> {
     let (name, data) = event.to_event();
     client
-        .publish(Publish {
-            name: name.to_owned(),
-            data,
-            to: None,
-            ttl: None,
-            local: false,
-        })
+        .publish(Publish::feed(name, data))
         .await
         .with_context(|| format!("cannot publish {name}"))
 }
@@ -429,22 +423,18 @@ async fn outcome(
 /// Waits until every roster peer that is not down holds every feed event
 /// this peer holds (our request among them), and this peer then holds
 /// everything they hold and its consumers (userd) have applied it. Returns
-/// the peers that did not confirm: the down ones, and any still behind
-/// when the wait ran out.
+/// the peers that did not confirm, by name: the down ones, and any still
+/// behind when the wait ran out.
 async fn settle(client: &mut center_bus::Client) -> anyhow::Result<Vec<String>> {
     let deadline = Instant::now() + SETTLED_WITHIN;
     loop {
         let peers = client.admin(AdminOp::PeerList {}).await?.peers;
-        let unconfirmed: Vec<String> = peers
+        let unconfirmed: Vec<&PeerEntry> = peers
             .iter()
             .filter(|p| p.state != PeerState::Up || p.feed_lag > 0)
-            .map(|p| match p.state {
-                PeerState::Down => format!("{} (down)", p.name),
-                _ => p.name.clone(),
-            })
             .collect();
         // Down peers are reported, not waited for.
-        let waiting = unconfirmed.iter().any(|p| !p.ends_with("(down)"));
+        let waiting = unconfirmed.iter().any(|p| p.state != PeerState::Down);
         let applied = client
             .admin(AdminOp::Status {})
             .await?
@@ -454,7 +444,13 @@ async fn settle(client: &mut center_bus::Client) -> anyhow::Result<Vec<String>> 
                     && s.membership.consumers.iter().all(|c| c.caught_up)
             });
         if (!waiting && applied) || Instant::now() > deadline {
-            return Ok(unconfirmed);
+            return Ok(unconfirmed
+                .iter()
+                .map(|p| match p.state {
+                    PeerState::Down => format!("{} (down)", p.name),
+                    _ => p.name.clone(),
+                })
+                .collect());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

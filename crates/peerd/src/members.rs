@@ -142,12 +142,9 @@ impl Peerd {
         self.bus
             .lock()
             .await
-            .publish(Publish {
-                name: name.to_owned(),
-                data,
-                to,
-                ttl: None,
-                local: false,
+            .publish(match to {
+                Some(peer) => Publish::direct(peer, name, data),
+                None => Publish::feed(name, data),
             })
             .await
     }

@@ -51,15 +51,7 @@ impl Userd {
             return Ok(());
         };
         let (name, data) = AccountEvent::Block { index }.to_event();
-        self.bus
-            .publish(Publish {
-                name: name.to_owned(),
-                data,
-                to: None,
-                ttl: None,
-                local: false,
-            })
-            .await?;
+        self.bus.publish(Publish::feed(name, data)).await?;
         self.claim_pending = true;
         tracing::info!(index, "number block claimed");
         Ok(())
@@ -341,13 +333,7 @@ impl Userd {
                 reason: reason.to_owned(),
             })
             .await?;
-        let publish = Publish {
-            name: account::REFUSED.to_owned(),
-            data: json!({ "name": name, "reason": reason }),
-            to: None,
-            ttl: None,
-            local: true,
-        };
+        let publish = Publish::local(account::REFUSED, json!({ "name": name, "reason": reason }));
         if let Err(err) = self.bus.publish(publish).await {
             tracing::warn!(error = %err, "cannot announce the refusal locally");
         }

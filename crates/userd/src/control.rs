@@ -134,13 +134,7 @@ async fn publish(bus: &Mutex<Client>, uid: u32, event: &AccountEvent) -> Result<
     let (name, data) = event.to_event();
     bus.lock()
         .await
-        .publish(Publish {
-            name: name.to_owned(),
-            data,
-            to: None,
-            ttl: None,
-            local: false,
-        })
+        .publish(Publish::feed(name, data))
         .await
         .map_err(|e| format!("cannot publish: {e}"))?;
     tracing::info!(

@@ -21,7 +21,7 @@ use ldap3::{
     dn_escape, ldap_escape,
 };
 
-use crate::account::Created;
+use crate::{REFUSED_OU, account::Created};
 
 /// The organizational unit where other peers' ban notices are kept.
 pub const NOTICES_OU: &str = "notices";
@@ -147,10 +147,6 @@ impl Directory {
 
     pub fn group_dn(&self, name: &str) -> String {
         format!("cn={},ou=groups,{}", dn_escape(name), self.base)
-    }
-
-    fn refused_dn(&self, name: &str) -> String {
-        format!("uid={},ou=refused,{}", dn_escape(name), self.base)
     }
 
     /// A live connection, bound with SASL EXTERNAL; a new one if the last
@@ -495,7 +491,7 @@ impl Directory {
 
     /// Keeps a ban notice another peer sent about `name`.
     pub async fn record_notice(&mut self, name: &str, text: &str) -> Result<(), DirError> {
-        let dn = format!("uid={},ou={},{}", dn_escape(name), NOTICES_OU, self.base);
+        let dn = self.record_dn(NOTICES_OU, name);
         let added = self
             .add(
                 &dn,
@@ -519,7 +515,83 @@ impl Directory {
 
     /// The notices other peers sent, by account name.
     pub async fn notices(&mut self) -> Result<Vec<(String, Vec<String>)>, DirError> {
-        let base = format!("ou={},{}", NOTICES_OU, self.base);
+        self.records(NOTICES_OU).await
+    }
+
+    /// Records that this peer's request for `name` was refused.
+    pub async fn record_refusal(&mut self, refusal: &Refusal) -> Result<(), DirError> {
+        self.put_record(REFUSED_OU, &refusal.name, &refusal.reason)
+            .await
+    }
+
+    /// Records that `name` was deleted at `deleted` (ms): replaces an
+    /// earlier record (the caller keeps the latest).
+    pub async fn record_deletion(&mut self, name: &str, deleted: u64) -> Result<(), DirError> {
+        self.put_record(DELETED_OU, name, &deleted.to_string())
+            .await
+    }
+
+    /// Every recorded deletion: name and time (ms). An entry whose time
+    /// does not read is skipped.
+    pub async fn deletions(&mut self) -> Result<Vec<(String, u64)>, DirError> {
+        Ok(self
+            .records(DELETED_OU)
+            .await?
+            .into_iter()
+            .filter_map(|(name, texts)| Some((name, texts.first()?.parse().ok()?)))
+            .collect())
+    }
+
+    /// Forgets the refusal of an earlier request for `name` (a new request
+    /// for it is being made); nothing if there is none.
+    pub async fn forget_refusal(&mut self, name: &str) -> Result<(), DirError> {
+        self.delete(&self.record_dn(REFUSED_OU, name)).await
+    }
+
+    /// This peer's refused requests, sorted by name.
+    pub async fn refusals(&mut self) -> Result<Vec<Refusal>, DirError> {
+        Ok(self
+            .records(REFUSED_OU)
+            .await?
+            .into_iter()
+            .map(|(name, texts)| Refusal {
+                name,
+                reason: texts.into_iter().next().unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// `uid=NAME,ou=OU,<base>`: one of userd's own records (refusals,
+    /// notices, deletions).
+    fn record_dn(&self, ou: &str, name: &str) -> String {
+        format!("uid={},ou={},{}", dn_escape(name), ou, self.base)
+    }
+
+    /// Writes userd's record `name` under `ou` with `text` as its only
+    /// description, whether or not it existed.
+    async fn put_record(&mut self, ou: &str, name: &str, text: &str) -> Result<(), DirError> {
+        let dn = self.record_dn(ou, name);
+        let added = self
+            .add(
+                &dn,
+                vec![
+                    ("objectClass", set(["account"])),
+                    ("uid", set([name])),
+                    ("description", set([text])),
+                ],
+            )
+            .await?;
+        if !added {
+            self.replace(&dn, vec![("description", set([text]))])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every record under `ou`: its name and its descriptions (sorted),
+    /// sorted by name.
+    async fn records(&mut self, ou: &str) -> Result<Vec<(String, Vec<String>)>, DirError> {
+        let base = format!("ou={},{}", ou, self.base);
         let found = self
             .search(
                 &base,
@@ -537,96 +609,6 @@ impl Directory {
             })
             .collect();
         out.sort();
-        Ok(out)
-    }
-
-    /// Records that this peer's request for `name` was refused.
-    pub async fn record_refusal(&mut self, refusal: &Refusal) -> Result<(), DirError> {
-        let dn = self.refused_dn(&refusal.name);
-        let added = self
-            .add(
-                &dn,
-                vec![
-                    ("objectClass", set(["account"])),
-                    ("uid", set([refusal.name.as_str()])),
-                    ("description", set([refusal.reason.as_str()])),
-                ],
-            )
-            .await?;
-        if !added {
-            self.replace(&dn, vec![("description", set([refusal.reason.as_str()]))])
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Records that `name` was deleted at `deleted` (ms): replaces an
-    /// earlier record (the caller keeps the latest).
-    pub async fn record_deletion(&mut self, name: &str, deleted: u64) -> Result<(), DirError> {
-        let dn = format!("uid={},ou={},{}", dn_escape(name), DELETED_OU, self.base);
-        let text = deleted.to_string();
-        let added = self
-            .add(
-                &dn,
-                vec![
-                    ("objectClass", set(["account"])),
-                    ("uid", set([name])),
-                    ("description", set([text.as_str()])),
-                ],
-            )
-            .await?;
-        if !added {
-            self.replace(&dn, vec![("description", set([text.as_str()]))])
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Every recorded deletion: name and time (ms). An entry whose time
-    /// does not read is skipped.
-    pub async fn deletions(&mut self) -> Result<Vec<(String, u64)>, DirError> {
-        let base = format!("ou={},{}", DELETED_OU, self.base);
-        let found = self
-            .search(
-                &base,
-                Scope::OneLevel,
-                "(objectClass=account)",
-                &["uid", "description"],
-            )
-            .await?;
-        Ok(found
-            .iter()
-            .filter_map(|e| Some((e.first("uid")?, e.first("description")?.parse().ok()?)))
-            .collect())
-    }
-
-    /// Forgets the refusal of an earlier request for `name` (a new request
-    /// for it is being made); nothing if there is none.
-    pub async fn forget_refusal(&mut self, name: &str) -> Result<(), DirError> {
-        self.delete(&self.refused_dn(name)).await
-    }
-
-    /// This peer's refused requests, sorted by name.
-    pub async fn refusals(&mut self) -> Result<Vec<Refusal>, DirError> {
-        let base = format!("ou=refused,{}", self.base);
-        let found = self
-            .search(
-                &base,
-                Scope::OneLevel,
-                "(objectClass=account)",
-                &["uid", "description"],
-            )
-            .await?;
-        let mut out: Vec<Refusal> = found
-            .iter()
-            .filter_map(|e| {
-                Some(Refusal {
-                    name: e.first("uid")?,
-                    reason: e.first("description").unwrap_or_default(),
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 }
