@@ -1,5 +1,5 @@
-//! The userd binary: parse arguments, load the config, start tracing, run
-//! until SIGTERM or SIGINT.
+//! The userd binary: its arguments; the rest is `center_daemon::main`
+//! (logging, readiness, SIGTERM, exit codes).
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -16,53 +16,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CENTER_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-    let result = center_config::Config::load(&args.config)
-        .map_err(anyhow::Error::from)
-        .and_then(|config| {
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(userd::run(config, shutdown_signal(), notify_ready))
-        });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            eprintln!("userd: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Tells systemd (or a test harness) we are ready.
-fn notify_ready() {
-    if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
-        tracing::warn!(error = %err, "cannot notify readiness");
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            tracing::error!("cannot install signal handlers; stopping only on SIGKILL");
-            std::future::pending::<()>().await;
-        }
-    }
-    tracing::info!("shutting down");
+    center_daemon::main("userd", |shutdown, ready| async move {
+        let config = center_config::Config::load(&args.config)?;
+        userd::run(config, shutdown, ready).await
+    })
 }
