@@ -76,7 +76,7 @@ impl Mallory {
         let mut mallory = Mallory {
             identity,
             sessions,
-            replay: ReplayCache::new(1024),
+            replay: ReplayCache::new(1024, 1024),
             peer: peer.uuid,
             peer_keys: PeerKeys::from_description(&peer_description),
             stream,

@@ -93,7 +93,7 @@ impl Peer {
             state,
             identity,
             sessions,
-            replay: ReplayCache::new(16),
+            replay: ReplayCache::new(16, 16),
             description,
         })
     }

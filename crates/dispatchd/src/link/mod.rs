@@ -45,6 +45,10 @@ use store::Store;
 pub const BATCH: usize = 50;
 /// Digests of GPG frames remembered against replay.
 const REPLAY_CAPACITY: usize = 100_000;
+/// The most of them from one sender: heartbeats at a 1 s keepalive with a
+/// 5-minute lifetime leave 600 (pings and pongs), so only a peer sending
+/// far faster than any dispatcher does reaches it.
+const REPLAY_SHARE: usize = 4096;
 
 /// What the crypto needs, under one lock.
 pub struct Crypto {
@@ -184,7 +188,7 @@ impl Links {
             crypto: Mutex::new(Crypto {
                 identity,
                 sessions,
-                replay: ReplayCache::new(REPLAY_CAPACITY),
+                replay: ReplayCache::new(REPLAY_CAPACITY, REPLAY_SHARE),
             }),
             store: Mutex::new(store),
             signals: Mutex::new(HashMap::new()),

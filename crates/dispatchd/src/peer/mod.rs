@@ -304,7 +304,7 @@ pub fn open(
     if prefix == Prefix::Gpg
         && !receiver
             .replay
-            .first_time(&frame.signing_input(), envelope.meta.exp, now)
+            .first_time(from, &frame.signing_input(), envelope.meta.exp, now)
     {
         return Err(Refusal::Replay { from });
     }

@@ -37,7 +37,7 @@ impl Party {
             _dir: dir,
             identity,
             sessions,
-            replay: ReplayCache::new(1000),
+            replay: ReplayCache::new(1000, 1000),
             roster: HashMap::new(),
         }
     }
@@ -367,16 +367,35 @@ fn sealing_without_a_session_says_what_to_do() {
 
 #[test]
 fn the_replay_cache_is_bounded_and_forgets_what_expired() {
-    let mut cache = ReplayCache::new(2);
+    let peer = PeerId::new_random();
+    let mut cache = ReplayCache::new(2, 2);
     let now = Timestamp::from_millis(1_000);
     let soon = Timestamp::from_millis(2_000);
-    assert!(cache.first_time(b"one", soon, now));
-    assert!(!cache.first_time(b"one", soon, now));
-    assert!(cache.first_time(b"two", soon, now));
+    assert!(cache.first_time(peer, b"one", soon, now));
+    assert!(!cache.first_time(peer, b"one", soon, now));
+    assert!(cache.first_time(peer, b"two", soon, now));
     // Full of live entries: refused (fail closed), not grown.
-    assert!(!cache.first_time(b"three", soon, now));
+    assert!(!cache.first_time(PeerId::new_random(), b"three", soon, now));
     assert_eq!(cache.len(), 2);
     // Once they expired, room again.
-    assert!(cache.first_time(b"three", soon, Timestamp::from_millis(2_000)));
+    assert!(cache.first_time(peer, b"three", soon, Timestamp::from_millis(2_000)));
     assert_eq!(cache.len(), 1);
+}
+
+#[test]
+fn one_sender_fills_only_its_share_of_the_replay_cache() {
+    let (noisy, quiet) = (PeerId::new_random(), PeerId::new_random());
+    let mut cache = ReplayCache::new(10, 3);
+    let now = Timestamp::from_millis(1_000);
+    let soon = Timestamp::from_millis(2_000);
+    for n in 0..3u8 {
+        assert!(cache.first_time(noisy, &[n], soon, now));
+    }
+    // The noisy sender is at its share: its next frame is refused...
+    assert!(!cache.first_time(noisy, b"more", soon, now));
+    // ...and everyone else's still gets in.
+    assert!(cache.first_time(quiet, b"hello", soon, now));
+    // Its entries expire and its share is free again.
+    let later = Timestamp::from_millis(2_000);
+    assert!(cache.first_time(noisy, b"more", Timestamp::from_millis(3_000), later));
 }

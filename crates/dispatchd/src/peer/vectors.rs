@@ -85,7 +85,7 @@ impl Side {
             _state: state,
             identity,
             sessions,
-            replay: ReplayCache::new(16),
+            replay: ReplayCache::new(16, 16),
             roster: PeerKeys::from_description(other),
         }
     }
