@@ -16,7 +16,9 @@ use userd::account::{self, BLOCK_SIZE, block_range};
 
 use crate::{
     ldap::{peer_ldap, rc, tool, whoami},
-    support::{PATIENCE, STRANGER, bus_client, ctl, ctl_as, network_with, ok, wait_until},
+    support::{
+        PATIENCE, STRANGER, bus_client, ctl, ctl_as, network_with, ok, roster_entry, wait_until,
+    },
 };
 
 const KEY: &str =
@@ -749,6 +751,56 @@ fn a_new_peer_gets_every_account() {
     let list: Value =
         serde_json::from_str(&ok(ctl(&net, &d, &["--json", "user", "list"]))).unwrap();
     assert_eq!(list["accounts"].as_array().unwrap().len(), 1000);
+}
+
+#[test]
+fn accounts_made_on_a_peer_that_left_reach_a_peer_that_joins_later() {
+    let (_dir, net) = network_with(4, Formation::Alone, Some(LdapOptions::default()));
+    let [a, b, c, d] = ["alpha", "bravo", "charlie", "delta"].map(|n| net.peer(n).unwrap().clone());
+    net.join_through(&b, &a).unwrap();
+    net.join_through(&c, &a).unwrap();
+    let added = ok(ctl_stdin(
+        &net,
+        &c,
+        &["user", "add", "carol", "--password-stdin"],
+        "hers\n",
+    ));
+    assert!(added.contains("created as uid"), "{added}");
+    let number = uid_number(&net, "charlie", "carol").unwrap();
+    wait_until("carol on bravo", || {
+        uid_number(&net, "bravo", "carol").is_some()
+    });
+    // Alpha excommunicates charlie, which is gone for good once alpha and
+    // bravo have dropped it.
+    let charlie = c.uuid.to_string();
+    ok(ctl(
+        &net,
+        &a,
+        &["peer", "excommunicate", &charlie, "--reason", "gone"],
+    ));
+    for peer in [&a, &b] {
+        wait_until(&format!("{} drops charlie", peer.name), || {
+            roster_entry(&net, peer, &c) == Value::Null
+        });
+    }
+    net.stop("charlie").unwrap();
+    // Delta joins after: the hand-off carries charlie's keys for the events
+    // it published before it was expelled, so carol is there once delta
+    // says it is a full member; delta never trusts charlie (the old
+    // announcement of charlie on alpha's feed does not bring it back).
+    net.join_through(&d, &b).unwrap();
+    wait_until("delta is a full member", || {
+        status(&net, &d)["membership"]["state"] == "member"
+    });
+    assert_eq!(uid_number(&net, "delta", "carol"), Some(number));
+    assert!(binds(&net, "delta", "carol", "hers"));
+    assert_eq!(roster_entry(&net, &d, &c), Value::Null);
+    let log = std::fs::read_to_string(d.log_dir.join("peerd.log")).unwrap();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("peer trusted") && l.contains(&charlie)),
+        "delta trusted charlie:\n{log}"
+    );
 }
 
 /// A local Unix account whose name is also a network account: what a

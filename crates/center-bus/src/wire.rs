@@ -181,8 +181,14 @@ pub enum AdminOp {
     /// approved its join request (CEP 7).
     PeerWelcome { uuid: String },
     /// Removes a peer from the roster: this peer stops talking to it and
-    /// refuses its new feed events (CEP 7).
-    PeerRemove { uuid: String },
+    /// refuses its feed events after `until` (its `peer.leave`; when
+    /// absent, the last event this peer holds of it), keeping the earlier
+    /// ones valid for everyone (CEP 7, "Departed origins").
+    PeerRemove {
+        uuid: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<u64>,
+    },
     /// The roster's entries (each peer's description and the keys it
     /// retired by rotation), for a join's roster hand-off (answered in
     /// `value`, a list).

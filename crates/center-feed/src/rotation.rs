@@ -35,6 +35,10 @@ pub struct OriginKeys {
     current: PeerKeys,
     /// Oldest first; `last_seq` strictly increasing.
     retired: Vec<RetiredKeys>,
+    /// The origin left the network (or was removed) after this seq: later
+    /// events are refused, earlier ones stay valid (CEP 7, "Departed
+    /// origins").
+    until: Option<u64>,
 }
 
 /// Why a key history is refused.
@@ -51,6 +55,7 @@ impl From<PeerKeys> for OriginKeys {
         OriginKeys {
             current,
             retired: Vec::new(),
+            until: None,
         }
     }
 }
@@ -73,7 +78,24 @@ impl OriginKeys {
         {
             return Err(HistoryError::SameSeq { seq: a.last_seq });
         }
-        Ok(OriginKeys { current, retired })
+        Ok(OriginKeys {
+            current,
+            retired,
+            until: None,
+        })
+    }
+
+    /// The same history for an origin that departed after event `seq`.
+    pub fn ending_at(self, seq: u64) -> OriginKeys {
+        OriginKeys {
+            until: Some(seq),
+            ..self
+        }
+    }
+
+    /// The last seq of a departed origin.
+    pub fn until(&self) -> Option<u64> {
+        self.until
     }
 
     /// The keys that must have signed event `seq`.

@@ -317,3 +317,33 @@ fn a_page_of_many_origins_interleaved_is_stored_in_order() {
         );
     }
 }
+
+#[test]
+fn a_departed_origin_s_events_are_taken_up_to_its_end_and_refused_after() {
+    let alpha = Peer::new("alpha");
+    let mut s = Store::new(FeedBudget::DEFAULT);
+    let keys = alpha.keys.clone();
+    let ended = move |_: &center_proto::PeerId| {
+        Some(center_feed::OriginKeys::from(keys.clone()).ending_at(40))
+    };
+    // Long enough for the signatures to be checked ahead, in parallel.
+    let chain = alpha.chain(45, "main");
+    let outcomes = s.store.accept(&bytes(&chain), &ended, NOW).expect("accept");
+    let stored = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Stored { .. }))
+        .count();
+    assert_eq!(stored, 40);
+    assert!(
+        matches!(
+            outcomes.get(40),
+            Some(Outcome::Refused(Refusal::Departed {
+                seq: 41,
+                until: 40,
+                ..
+            }))
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(s.store.frontier().expect("frontier")[&alpha.id()].seq, 40);
+}

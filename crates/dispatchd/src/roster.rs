@@ -76,11 +76,16 @@ pub enum Added {
     Unchanged,
 }
 
-/// The peers this peer trusts.
+/// The peers this peer trusts, and those that departed.
 pub struct Roster {
     path: PathBuf,
     me: PeerId,
     peers: BTreeMap<PeerId, RosterPeer>,
+    /// Peers that left or were removed, with the last seq of their feed
+    /// still taken: their earlier events (accounts made there among them)
+    /// stay verifiable for every peer, newcomers included (CEP 7,
+    /// "Departed origins"). Nothing else is done with them.
+    departed: BTreeMap<PeerId, (RosterPeer, u64)>,
 }
 
 /// Why the roster could not be read, written or changed.
@@ -139,6 +144,7 @@ impl Roster {
             path: path.clone(),
             me,
             peers: BTreeMap::new(),
+            departed: BTreeMap::new(),
         };
         let bytes = match std::fs::read(&path) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(roster),
@@ -160,8 +166,25 @@ impl Roster {
             let added = entry["added"]
                 .as_u64()
                 .ok_or_else(|| corrupt("an entry lacks `added`".to_owned()))?;
-            let peer = read_entry(entry, Timestamp::from_millis(added)).map_err(corrupt)?;
+            let (peer, until) =
+                read_entry(entry, Timestamp::from_millis(added)).map_err(corrupt)?;
+            if until.is_some() {
+                return Err(corrupt("a trusted entry has `until`".to_owned()));
+            }
             roster.peers.insert(peer.description.uuid(), peer);
+        }
+        let departed = match &doc["departed"] {
+            Value::Null => &[][..],
+            Value::Array(entries) => &entries[..],
+            _ => return Err(corrupt("`departed` is not a list".to_owned())),
+        };
+        for entry in departed {
+            let (peer, until) = read_entry(entry, Timestamp::now()).map_err(corrupt)?;
+            let until =
+                until.ok_or_else(|| corrupt("a departed entry lacks `until`".to_owned()))?;
+            roster
+                .departed
+                .insert(peer.description.uuid(), (peer, until));
         }
         Ok(roster)
     }
@@ -210,22 +233,51 @@ impl Roster {
         };
         let mut next = self.peers.clone();
         next.insert(uuid, peer.clone());
-        self.save(&next)?;
+        // A departed peer the sysadmin adds again is trusted again.
+        let mut departed = self.departed.clone();
+        departed.remove(&uuid);
+        self.save_with(&next, &departed)?;
         self.peers = next;
+        self.departed = departed;
         Ok((outcome, peer))
     }
 
-    /// Removes a peer; on disk before it returns. `None` if it was not
-    /// in the roster.
-    pub fn remove(&mut self, uuid: &PeerId) -> Result<Option<RosterPeer>, RosterError> {
+    /// Removes a peer, keeping its keys for the events of its feed up to
+    /// `until`; on disk before it returns. `None` if it was not in the
+    /// roster.
+    pub fn remove(&mut self, uuid: &PeerId, until: u64) -> Result<Option<RosterPeer>, RosterError> {
         let Some(gone) = self.peers.get(uuid).cloned() else {
             return Ok(None);
         };
         let mut next = self.peers.clone();
         next.remove(uuid);
-        self.save(&next)?;
+        let mut departed = self.departed.clone();
+        departed.insert(*uuid, (gone.clone(), until));
+        self.save_with(&next, &departed)?;
         self.peers = next;
+        self.departed = departed;
         Ok(Some(gone))
+    }
+
+    /// The last seq still taken of each departed origin.
+    pub fn departed_ends(&self) -> BTreeMap<PeerId, u64> {
+        self.departed
+            .iter()
+            .map(|(uuid, (_, until))| (*uuid, *until))
+            .collect()
+    }
+
+    /// The departed entries, for a newcomer's hand-off (as
+    /// [`Roster::export_entry`], with `until`).
+    pub fn export_departed(&self) -> Vec<Value> {
+        self.departed
+            .values()
+            .map(|(peer, until)| {
+                let mut entry = entry_json(peer);
+                entry["until"] = json!(until);
+                entry
+            })
+            .collect()
     }
 
     /// Every peer, ordered by UUID.
@@ -238,11 +290,21 @@ impl Roster {
         self.peers.get(uuid)
     }
 
-    /// Which key verifies which seq of `uuid`'s feed, if it is trusted.
+    /// Which key verifies which seq of `uuid`'s feed, if it is trusted
+    /// or departed (then only up to its end).
     pub fn history(&self, uuid: &PeerId) -> Option<OriginKeys> {
-        let peer = self.peers.get(uuid)?;
+        let (peer, until) = match self.peers.get(uuid) {
+            Some(peer) => (peer, None),
+            None => self
+                .departed
+                .get(uuid)
+                .map(|(peer, until)| (peer, Some(*until)))?,
+        };
         match peer.history() {
-            Ok(history) => Some(history),
+            Ok(history) => Some(match until {
+                Some(until) => history.ending_at(until),
+                None => history,
+            }),
             Err(err) => {
                 // Loading checked the history; this cannot happen.
                 tracing::error!(peer = %uuid, error = %err, "a roster key history is inconsistent");
@@ -309,10 +371,21 @@ impl Roster {
     /// the same keys (a history only fills in what was missing); keys
     /// never change by import. On disk before it returns.
     pub fn import_entry(&mut self, entry: &Value) -> Result<(Added, RosterPeer), RosterError> {
-        let peer = read_entry(entry, Timestamp::now()).map_err(RosterError::Entry)?;
+        let (peer, until) = read_entry(entry, Timestamp::now()).map_err(RosterError::Entry)?;
         let uuid = peer.description.uuid();
         if uuid == self.me {
             return Err(RosterError::Myself);
+        }
+        if let Some(until) = until {
+            // A departed peer: its keys for its old events, never trust.
+            if self.peers.contains_key(&uuid) || self.departed.contains_key(&uuid) {
+                return Ok((Added::Unchanged, peer));
+            }
+            let mut departed = self.departed.clone();
+            departed.insert(uuid, (peer.clone(), until));
+            self.save_with(&self.peers, &departed)?;
+            self.departed = departed;
+            return Ok((Added::New, peer));
         }
         let (outcome, peer) = match self.peers.get(&uuid) {
             None => (Added::New, peer),
@@ -342,13 +415,30 @@ impl Roster {
     }
 
     fn save(&self, peers: &BTreeMap<PeerId, RosterPeer>) -> Result<(), RosterError> {
+        self.save_with(peers, &self.departed)
+    }
+
+    fn save_with(
+        &self,
+        peers: &BTreeMap<PeerId, RosterPeer>,
+        departed: &BTreeMap<PeerId, (RosterPeer, u64)>,
+    ) -> Result<(), RosterError> {
         let entries: Vec<Value> = peers.values().map(entry_json).collect();
-        let mut bytes =
-            serde_json::to_vec_pretty(&json!({ "version": FILE_VERSION, "peers": entries }))
-                .map_err(|err| RosterError::Write {
-                    path: self.path.clone(),
-                    source: err.into(),
-                })?;
+        let mut doc = json!({ "version": FILE_VERSION, "peers": entries });
+        if !departed.is_empty() {
+            doc["departed"] = departed
+                .values()
+                .map(|(peer, until)| {
+                    let mut entry = entry_json(peer);
+                    entry["until"] = json!(until);
+                    entry
+                })
+                .collect();
+        }
+        let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|err| RosterError::Write {
+            path: self.path.clone(),
+            source: err.into(),
+        })?;
         bytes.push(b'\n');
         crate::durable::replace_file(&self.path, &bytes, 0o644).map_err(|source| {
             RosterError::Write {
@@ -378,8 +468,9 @@ fn entry_json(peer: &RosterPeer) -> Value {
 
 /// Reads and verifies one entry (hostile: a file, or another peer's
 /// export): every description's binding, all of them the same peer's, the
-/// retired ones in strictly increasing `last_seq`.
-fn read_entry(entry: &Value, added: Timestamp) -> Result<RosterPeer, String> {
+/// retired ones in strictly increasing `last_seq`; and `until`, the end of
+/// a departed peer's feed, if the entry has one.
+fn read_entry(entry: &Value, added: Timestamp) -> Result<(RosterPeer, Option<u64>), String> {
     let description = |value: &Value| -> Result<PeerDescription, String> {
         let text = serde_json::to_vec(value).map_err(|err| err.to_string())?;
         PeerDescription::from_json(&text).map_err(|err| err.to_string())
@@ -389,7 +480,7 @@ fn read_entry(entry: &Value, added: Timestamp) -> Result<RosterPeer, String> {
     };
     if let Some(unknown) = members
         .keys()
-        .find(|k| !["added", "description", "retired"].contains(&k.as_str()))
+        .find(|k| !["added", "description", "retired", "until"].contains(&k.as_str()))
     {
         return Err(format!("an entry has the unknown member `{unknown}`"));
     }
@@ -439,13 +530,24 @@ fn read_entry(entry: &Value, added: Timestamp) -> Result<RosterPeer, String> {
             last_seq,
         });
     }
+    let until = match members.get("until") {
+        None => None,
+        Some(value) => Some(
+            value
+                .as_u64()
+                .ok_or_else(|| "an entry's `until` is not a number".to_owned())?,
+        ),
+    };
     let keys = PeerKeys::from_description(&current);
-    Ok(RosterPeer {
-        description: current,
-        keys,
-        added,
-        retired,
-    })
+    Ok((
+        RosterPeer {
+            description: current,
+            keys,
+            added,
+            retired,
+        },
+        until,
+    ))
 }
 
 #[cfg(test)]
@@ -462,6 +564,37 @@ mod tests {
     fn identity(dir: &tempfile::TempDir, name: &str) -> Identity {
         let paths = IdentityPaths::new(dir.path().join(name));
         Identity::create(&paths, name, "127.0.0.1:7350").unwrap()
+    }
+
+    #[test]
+    fn a_removed_peer_s_keys_verify_its_feed_up_to_its_end_on_disk_and_in_an_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let bravo = identity(&dir, "bravo").describe().unwrap();
+        let me = PeerId::new_random();
+        let mut roster = Roster::open(dir.path(), me).unwrap();
+        roster.add(bravo.to_json().to_string().as_bytes()).unwrap();
+        assert!(roster.remove(&bravo.uuid(), 7).unwrap().is_some());
+        // Not trusted any more; its history ends at 7, on disk too.
+        for roster in [&roster, &Roster::open(dir.path(), me).unwrap()] {
+            assert!(roster.get(&bravo.uuid()).is_none());
+            assert_eq!(roster.list().count(), 0);
+            assert_eq!(roster.history(&bravo.uuid()).unwrap().until(), Some(7));
+            assert_eq!(roster.departed_ends().get(&bravo.uuid()), Some(&7));
+        }
+        // Removing it again changes nothing.
+        assert!(roster.remove(&bravo.uuid(), 9).unwrap().is_none());
+        // A newcomer imports the departed entry: keys for the old events only.
+        let exported = roster.export_departed();
+        assert_eq!(exported.len(), 1);
+        let newcomer_dir = tempfile::tempdir().unwrap();
+        let mut newcomer = Roster::open(newcomer_dir.path(), PeerId::new_random()).unwrap();
+        newcomer.import_entry(&exported[0]).unwrap();
+        assert!(newcomer.get(&bravo.uuid()).is_none());
+        assert_eq!(newcomer.history(&bravo.uuid()).unwrap().until(), Some(7));
+        // The sysadmin adding it again trusts it again, for all its feed.
+        roster.add(bravo.to_json().to_string().as_bytes()).unwrap();
+        assert_eq!(roster.history(&bravo.uuid()).unwrap().until(), None);
+        assert!(roster.departed_ends().is_empty());
     }
 
     #[test]

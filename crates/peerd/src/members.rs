@@ -176,10 +176,13 @@ impl Peerd {
     }
 
     /// Stops trusting a peer (already gone: nothing to do).
-    async fn distrust(&self, peer: PeerId) -> Result<(), String> {
+    /// Removes `peer` from dispatchd's roster; its feed events up to
+    /// `until` (all this peer holds, when `None`) stay valid.
+    async fn distrust(&self, peer: PeerId, until: Option<u64>) -> Result<(), String> {
         match self
             .admin(AdminOp::PeerRemove {
                 uuid: peer.to_string(),
+                until,
             })
             .await
         {
@@ -221,7 +224,10 @@ impl Peerd {
             messages::ADD_PEER_SERVER if direct => self.on_welcome(envelope).await,
             messages::ROSTER if direct => self.on_roster(envelope).await,
             messages::JOINED if on_feed => self.on_joined(envelope).await,
-            messages::LEAVE if on_feed => self.on_leave(envelope).await,
+            messages::LEAVE if on_feed => {
+                let seq = delivery.feed.as_ref().map(|f| f.seq);
+                self.on_leave(envelope, seq).await
+            }
             messages::EXCOMMUNICATE if on_feed => self.on_excommunicate(envelope).await,
             messages::UNREACHABLE if !on_feed && from == self.me => {
                 self.on_unreachable(envelope).await
@@ -410,10 +416,31 @@ impl Peerd {
         let mut imported = Vec::new();
         for (description, entry) in peers {
             let uuid = description.uuid();
-            if uuid == self.me || self.departed(uuid) {
+            // A departed peer's entry carries the end of its feed: its keys
+            // verify its old events (accounts made there), nothing more.
+            let ended = entry.get("until").is_some();
+            if uuid == self.me || (!ended && self.departed(uuid)) {
                 continue;
             }
             match self.admin_op(AdminOp::PeerImport { entry }).await {
+                Ok(_) if ended => {
+                    // Remembered as departed: an old announcement of it on
+                    // a feed does not bring it back.
+                    let key = uuid.to_string();
+                    self.state().update(|s| {
+                        s.departed.entry(key).or_insert(Departed {
+                            how: "departed before this peer joined".to_owned(),
+                            reason: format!("in the roster handed over by {from}"),
+                            at: now_ms(),
+                        });
+                        Ok(())
+                    })?;
+                    tracing::info!(
+                        peer = %uuid,
+                        name = description.name(),
+                        "departed peer's keys kept for its old feed events, from the roster handed over by {from}"
+                    )
+                }
                 Ok(_) => {
                     imported.push(uuid);
                     tracing::info!(
@@ -524,14 +551,15 @@ impl Peerd {
         Ok(())
     }
 
-    /// `peer.leave` on a peer's own feed: it retires.
-    async fn on_leave(&self, envelope: &Envelope) -> Result<(), String> {
+    /// `peer.leave` at `seq` of a peer's own feed: it retires, and its
+    /// feed ends there (what it published before stays valid).
+    async fn on_leave(&self, envelope: &Envelope, seq: Option<u64>) -> Result<(), String> {
         let origin = envelope.meta.from;
         let reason = messages::leave(&envelope.data).map_err(|e| e.to_string())?;
         if origin == self.me {
             return Ok(());
         }
-        self.depart(origin, "left", &reason).await
+        self.depart(origin, "left", &reason, seq).await
     }
 
     /// `peer.excommunicate`: a peer is expelled.
@@ -542,10 +570,16 @@ impl Peerd {
             tracing::error!(by = %envelope.meta.from, reason, "this peer was excommunicated");
             return Ok(());
         }
-        self.depart(peer, "excommunicated", &reason).await
+        self.depart(peer, "excommunicated", &reason, None).await
     }
 
-    async fn depart(&self, peer: PeerId, how: &str, reason: &str) -> Result<(), String> {
+    async fn depart(
+        &self,
+        peer: PeerId,
+        how: &str,
+        reason: &str,
+        until: Option<u64>,
+    ) -> Result<(), String> {
         let key = peer.to_string();
         self.state().update(|s| {
             s.requests.retain(|r| r.uuid != key);
@@ -556,7 +590,7 @@ impl Peerd {
             });
             Ok(())
         })?;
-        self.distrust(peer).await?;
+        self.distrust(peer, until).await?;
         tracing::warn!(%peer, how, reason, "peer departed: removed from the roster");
         Ok(())
     }
@@ -586,7 +620,7 @@ impl Peerd {
             }
             ControlRequest::Remove { uuid, reason } => match uuid.parse::<PeerId>() {
                 Err(err) => Err(format!("bad uuid: {err}")),
-                Ok(peer) => self.depart(peer, "removed", &reason).await.map(|()| {
+                Ok(peer) => self.depart(peer, "removed", &reason, None).await.map(|()| {
                     ControlReply::done(format!(
                         "peer {peer} removed; this peer no longer talks to it"
                     ))
@@ -615,7 +649,7 @@ impl Peerd {
                     match published {
                         Err(err) => Err(err),
                         Ok(()) => self
-                            .depart(peer, "excommunicated", &reason)
+                            .depart(peer, "excommunicated", &reason, None)
                             .await
                             .map(|()| ControlReply::done(format!("peer {peer} excommunicated"))),
                     }

@@ -81,7 +81,8 @@ pub fn welcome(data: &Value) -> Result<PeerDescription, MessageError> {
 
 /// Reads the `data` of `peer.roster` (the hand-off): roster entries, each
 /// a description (verified here) with the keys that peer retired by
-/// rotation (verified by dispatchd when it imports the entry). Returns
+/// rotation (verified by dispatchd when it imports the entry), and for a
+/// departed peer `until`, the last seq of its feed still taken. Returns
 /// each entry's description and the entry to import.
 pub fn roster(data: &Value) -> Result<Vec<(PeerDescription, Value)>, MessageError> {
     let object = members(data, &["peers"])?;
@@ -99,11 +100,17 @@ pub fn roster(data: &Value) -> Result<Vec<(PeerDescription, Value)>, MessageErro
     }
     list.iter()
         .map(|entry| {
-            let object = members(entry, &["description", "retired"])?;
+            let object = members(entry, &["description", "retired", "until"])?;
             if object.get("retired").is_some_and(|r| !r.is_array()) {
                 return Err(MessageError::Field {
                     field: "retired",
                     reason: "must be a list".to_owned(),
+                });
+            }
+            if object.get("until").is_some_and(|u| !u.is_u64()) {
+                return Err(MessageError::Field {
+                    field: "until",
+                    reason: "must be a seq".to_owned(),
                 });
             }
             Ok((

@@ -77,6 +77,12 @@ pub enum Refusal {
     Parse(FeedError),
     #[error("event {seq} of {origin}: the origin is not a known peer")]
     UnknownOrigin { origin: PeerId, seq: u64 },
+    #[error("event {seq} of {origin}: the origin departed after event {until}")]
+    Departed {
+        origin: PeerId,
+        seq: u64,
+        until: u64,
+    },
     #[error("event {seq} of {origin}: {reason}")]
     BadSignature {
         origin: PeerId,
@@ -416,6 +422,9 @@ impl OriginState {
         let Some(found) = self.keys(origin, keys) else {
             return Err(Refusal::UnknownOrigin { origin, seq });
         };
+        if let Some(until) = found.until().filter(|until| seq > *until) {
+            return Err(Refusal::Departed { origin, seq, until });
+        }
         event
             .verify(found.for_seq(seq))
             .map_err(|reason| Refusal::BadSignature {

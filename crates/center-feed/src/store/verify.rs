@@ -51,7 +51,11 @@ pub(super) fn ahead(
         let Some(state) = states.get_mut(&origin) else {
             continue;
         };
-        if state.forked || rotating.contains(&origin) || state.keys(origin, keys).is_none() {
+        let ended = match state.keys(origin, keys) {
+            None => continue,
+            Some(found) => found.until().is_some_and(|until| event.seq() > until),
+        };
+        if state.forked || rotating.contains(&origin) || ended {
             continue;
         }
         if event.name().as_str() == ROTATE_EVENT {

@@ -556,11 +556,21 @@ impl Broker {
                 );
                 Ok(Reply::ok(id).with_peers(self.peer_entries(std::slice::from_ref(&peer))?))
             }
-            AdminOp::PeerRemove { uuid } => {
+            AdminOp::PeerRemove { uuid, until } => {
                 let uuid = uuid
                     .parse::<PeerId>()
                     .map_err(|err| (ErrorCode::BadEvent, format!("bad uuid: {err}")))?;
-                let gone = self.roster().remove(&uuid).map_err(|err| {
+                let until = match until {
+                    Some(until) => until,
+                    None => self
+                        .links
+                        .feeds()
+                        .frontier()
+                        .map_err(|err| (ErrorCode::Internal, format!("feeds: {err}")))?
+                        .get(&uuid)
+                        .map_or(0, |head| head.seq),
+                };
+                let gone = self.roster().remove(&uuid, until).map_err(|err| {
                     tracing::error!(error = %err, "roster change failed");
                     (ErrorCode::Internal, err.to_string())
                 })?;
@@ -574,17 +584,20 @@ impl Broker {
                 tracing::warn!(
                     peer = %uuid,
                     name = gone.description.name(),
-                    "peer removed from the roster: no more frames or new feed events are taken from it"
+                    until,
+                    "peer removed from the roster: no more frames, and no feed events after `until`, are taken from it"
                 );
                 Ok(Reply::ok(id))
             }
             AdminOp::PeerDescriptions {} => {
                 let entries = {
                     let roster = self.roster();
-                    roster
+                    let mut entries: Vec<serde_json::Value> = roster
                         .list()
                         .filter_map(|p| roster.export_entry(&p.description.uuid()))
-                        .collect()
+                        .collect();
+                    entries.extend(roster.export_departed());
+                    entries
                 };
                 Ok(Reply::ok(id).with_value(serde_json::Value::Array(entries)))
             }

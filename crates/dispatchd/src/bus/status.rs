@@ -37,6 +37,10 @@ impl Broker {
             tracing::error!(error = %err, "cannot read the feeds");
             (ErrorCode::Internal, err.to_string())
         };
+        // A departed origin counts up to its end only: what a peer holds
+        // beyond it is refused here and is nothing to wait for.
+        let ends = self.roster().departed_ends();
+        let clamp = |origin: &PeerId, seq: u64| ends.get(origin).map_or(seq, |end| seq.min(*end));
         let feeds = self.links.feeds();
         let origins = feeds.status().map_err(internal)?;
         let mut theirs: BTreeMap<PeerId, Heads> = BTreeMap::new();
@@ -44,7 +48,7 @@ impl Broker {
             theirs
                 .entry(frontier.peer)
                 .or_default()
-                .insert(frontier.origin, frontier.seq);
+                .insert(frontier.origin, clamp(&frontier.origin, frontier.seq));
         }
         let conflicts = feeds
             .equivocations()
@@ -65,7 +69,10 @@ impl Broker {
             conflicts: count(conflicts),
         };
         Ok(FeedFacts {
-            ours: origins.iter().map(|o| (o.origin, o.head_seq)).collect(),
+            ours: origins
+                .iter()
+                .map(|o| (o.origin, clamp(&o.origin, o.head_seq)))
+                .collect(),
             theirs,
             frozen,
             summary,
