@@ -795,6 +795,23 @@ fn accounts_made_on_a_peer_that_left_reach_a_peer_that_joins_later() {
     assert_eq!(uid_number(&net, "delta", "carol"), Some(number));
     assert!(binds(&net, "delta", "carol", "hers"));
     assert_eq!(roster_entry(&net, &d, &c), Value::Null);
+    // Charlie's feed ends at the same seq everywhere: the one alpha put in
+    // its announcement.
+    let end = |peer: &PeerInfo| -> Value {
+        let text = std::fs::read_to_string(peer.state_dir.join("dispatchd/roster.json")).unwrap();
+        let roster: Value = serde_json::from_str(&text).unwrap();
+        roster["departed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["description"]["uuid"] == charlie.as_str())
+            .map(|e| e["until"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let on_alpha = end(&a);
+    assert!(on_alpha.as_u64().is_some_and(|n| n > 0), "{on_alpha}");
+    assert_eq!(end(&b), on_alpha);
+    assert_eq!(end(&d), on_alpha);
     let log = std::fs::read_to_string(d.log_dir.join("peerd.log")).unwrap();
     assert!(
         !log.lines()

@@ -183,7 +183,8 @@ pub enum AdminOp {
     /// Removes a peer from the roster: this peer stops talking to it and
     /// refuses its feed events after `until` (its `peer.leave`; when
     /// absent, the last event this peer holds of it), keeping the earlier
-    /// ones valid for everyone (CEP 7, "Departed origins").
+    /// ones valid for everyone (CEP 7, "Departed origins"). Answered with
+    /// `value` `{"until": N}`, the end used; again for a departed peer.
     PeerRemove {
         uuid: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -78,6 +78,16 @@ fn main() -> anyhow::Result<()> {
                 json!({ "peer": newcomer.uuid().to_string(), "reason": "decided by vote" }),
                 None,
             ),
+            message_vector(
+                "peer.excommunicate",
+                json!({ "peer": newcomer.uuid().to_string(), "reason": "decided by vote", "until": 42 }),
+                None,
+            ),
+            message_vector(
+                "peer.excommunicate",
+                json!({ "peer": newcomer.uuid().to_string(), "reason": "x", "until": -1 }),
+                Some("`until`"),
+            ),
             message_vector("peer.leave", json!({}), Some("`data` lacks `reason`")),
             message_vector(
                 "peer.excommunicate",

@@ -177,20 +177,23 @@ impl Peerd {
 
     /// Stops trusting a peer (already gone: nothing to do).
     /// Removes `peer` from dispatchd's roster; its feed events up to
-    /// `until` (all this peer holds, when `None`) stay valid.
-    async fn distrust(&self, peer: PeerId, until: Option<u64>) -> Result<(), String> {
-        match self
+    /// `until` (all this peer holds, when `None`) stay valid. Returns the
+    /// end dispatchd used (`None`: the peer was never known here).
+    async fn distrust(&self, peer: PeerId, until: Option<u64>) -> Result<Option<u64>, String> {
+        let end = match self
             .admin(AdminOp::PeerRemove {
                 uuid: peer.to_string(),
                 until,
             })
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(reply) => Ok(reply
+                .value
+                .and_then(|v| v.get("until").and_then(Value::as_u64))),
             Err(BusError::Refused {
                 code: center_bus::ErrorCode::NotFound,
                 ..
-            }) => Ok(()),
+            }) => Ok(None),
             Err(err) => Err(err.to_string()),
         }?;
         if let Err(err) = self.refresh_trusted().await {
@@ -199,7 +202,7 @@ impl Peerd {
                 "the DHT's list of trusted keys is stale"
             );
         }
-        Ok(())
+        Ok(end)
     }
 
     async fn in_roster(&self, peer: PeerId) -> Result<bool, String> {
@@ -559,27 +562,33 @@ impl Peerd {
         if origin == self.me {
             return Ok(());
         }
-        self.depart(origin, "left", &reason, seq).await
+        self.depart(origin, "left", &reason, seq).await.map(drop)
     }
 
     /// `peer.excommunicate`: a peer is expelled.
     async fn on_excommunicate(&self, envelope: &Envelope) -> Result<(), String> {
-        let (peer, reason) =
+        let (peer, reason, until) =
             messages::excommunicate(&envelope.data).map_err(|e: MessageError| e.to_string())?;
         if peer == self.me {
             tracing::error!(by = %envelope.meta.from, reason, "this peer was excommunicated");
             return Ok(());
         }
-        self.depart(peer, "excommunicated", &reason, None).await
+        // Its feed ends where the excommunicating peer's did: the same
+        // cut on every peer.
+        self.depart(peer, "excommunicated", &reason, until)
+            .await
+            .map(drop)
     }
 
+    /// Records `peer` as departed and removes it from the roster; returns
+    /// where its feed ends here.
     async fn depart(
         &self,
         peer: PeerId,
         how: &str,
         reason: &str,
         until: Option<u64>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<u64>, String> {
         let key = peer.to_string();
         self.state().update(|s| {
             s.requests.retain(|r| r.uuid != key);
@@ -590,9 +599,9 @@ impl Peerd {
             });
             Ok(())
         })?;
-        self.distrust(peer, until).await?;
-        tracing::warn!(%peer, how, reason, "peer departed: removed from the roster");
-        Ok(())
+        let end = self.distrust(peer, until).await?;
+        tracing::warn!(%peer, how, reason, until = ?end, "peer departed: removed from the roster");
+        Ok(end)
     }
 
     /// Answers a sysadmin's command.
@@ -620,7 +629,7 @@ impl Peerd {
             }
             ControlRequest::Remove { uuid, reason } => match uuid.parse::<PeerId>() {
                 Err(err) => Err(format!("bad uuid: {err}")),
-                Ok(peer) => self.depart(peer, "removed", &reason, None).await.map(|()| {
+                Ok(peer) => self.depart(peer, "removed", &reason, None).await.map(|_| {
                     ControlReply::done(format!(
                         "peer {peer} removed; this peer no longer talks to it"
                     ))
@@ -638,20 +647,20 @@ impl Peerd {
             ControlRequest::Excommunicate { uuid, reason } => match uuid.parse::<PeerId>() {
                 Err(err) => Err(format!("bad uuid: {err}")),
                 Ok(peer) => {
-                    let published = self
-                        .publish(
-                            messages::EXCOMMUNICATE,
-                            json!({ "peer": peer.to_string(), "reason": reason }),
-                            None,
-                        )
-                        .await
-                        .map_err(|err| err.to_string());
-                    match published {
+                    // Removed here first: the announcement carries where
+                    // its feed ends, so every peer cuts at the same seq.
+                    match self.depart(peer, "excommunicated", &reason, None).await {
                         Err(err) => Err(err),
-                        Ok(()) => self
-                            .depart(peer, "excommunicated", &reason, None)
-                            .await
-                            .map(|()| ControlReply::done(format!("peer {peer} excommunicated"))),
+                        Ok(until) => {
+                            let mut data = json!({ "peer": peer.to_string(), "reason": reason });
+                            if let Some(until) = until {
+                                data["until"] = json!(until);
+                            }
+                            self.publish(messages::EXCOMMUNICATE, data, None)
+                                .await
+                                .map_err(|err| err.to_string())
+                                .map(|()| ControlReply::done(format!("peer {peer} excommunicated")))
+                        }
                     }
                 }
             },

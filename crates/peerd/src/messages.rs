@@ -134,15 +134,22 @@ pub fn leave(data: &Value) -> Result<String, MessageError> {
 }
 
 /// `peer.excommunicate`: a peer is expelled from the network.
-pub fn excommunicate(data: &Value) -> Result<(PeerId, String), MessageError> {
-    let object = members(data, &["peer", "reason"])?;
+pub fn excommunicate(data: &Value) -> Result<(PeerId, String, Option<u64>), MessageError> {
+    let object = members(data, &["peer", "reason", "until"])?;
     let peer = text(object, "peer", 64)?
         .parse::<PeerId>()
         .map_err(|err| MessageError::Field {
             field: "peer",
             reason: err.to_string(),
         })?;
-    Ok((peer, text(object, "reason", MAX_TEXT)?.to_owned()))
+    let until = match object.get("until") {
+        None => None,
+        Some(value) => Some(value.as_u64().ok_or(MessageError::Field {
+            field: "until",
+            reason: "must be a seq".to_owned(),
+        })?),
+    };
+    Ok((peer, text(object, "reason", MAX_TEXT)?.to_owned(), until))
 }
 
 /// `peer.dht-contact`: how to reach the origin's DHT node, in libp2p's

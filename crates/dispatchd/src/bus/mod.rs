@@ -560,6 +560,10 @@ impl Broker {
                 let uuid = uuid
                     .parse::<PeerId>()
                     .map_err(|err| (ErrorCode::BadEvent, format!("bad uuid: {err}")))?;
+                // Already departed: the same answer again (idempotent).
+                if let Some(end) = self.roster().departed_ends().get(&uuid) {
+                    return Ok(Reply::ok(id).with_value(serde_json::json!({ "until": end })));
+                }
                 let until = match until {
                     Some(until) => until,
                     None => self
@@ -587,7 +591,7 @@ impl Broker {
                     until,
                     "peer removed from the roster: no more frames, and no feed events after `until`, are taken from it"
                 );
-                Ok(Reply::ok(id))
+                Ok(Reply::ok(id).with_value(serde_json::json!({ "until": until })))
             }
             AdminOp::PeerDescriptions {} => {
                 let entries = {
