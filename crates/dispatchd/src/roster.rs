@@ -409,8 +409,12 @@ impl Roster {
         };
         let mut peers = self.peers.clone();
         peers.insert(uuid, peer.clone());
-        self.save(&peers)?;
+        // Trusted from now on: no longer departed.
+        let mut departed = self.departed.clone();
+        departed.remove(&uuid);
+        self.save_with(&peers, &departed)?;
         self.peers = peers;
+        self.departed = departed;
         Ok((outcome, peer))
     }
 
@@ -591,6 +595,13 @@ mod tests {
         newcomer.import_entry(&exported[0]).unwrap();
         assert!(newcomer.get(&bravo.uuid()).is_none());
         assert_eq!(newcomer.history(&bravo.uuid()).unwrap().until(), Some(7));
+        // A trusted entry for it (a hand-off) trusts it again too.
+        newcomer.import_entry(&roster.export_departed()[0]).unwrap();
+        let mut trusted = roster.export_departed()[0].clone();
+        trusted.as_object_mut().unwrap().remove("until");
+        newcomer.import_entry(&trusted).unwrap();
+        assert!(newcomer.get(&bravo.uuid()).is_some());
+        assert!(newcomer.departed_ends().is_empty());
         // The sysadmin adding it again trusts it again, for all its feed.
         roster.add(bravo.to_json().to_string().as_bytes()).unwrap();
         assert_eq!(roster.history(&bravo.uuid()).unwrap().until(), None);
