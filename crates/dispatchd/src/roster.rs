@@ -272,11 +272,7 @@ impl Roster {
     pub fn export_departed(&self) -> Vec<Value> {
         self.departed
             .values()
-            .map(|(peer, until)| {
-                let mut entry = entry_json(peer);
-                entry["until"] = json!(until);
-                entry
-            })
+            .map(|(peer, until)| departed_json(peer, *until))
             .collect()
     }
 
@@ -432,11 +428,7 @@ impl Roster {
         if !departed.is_empty() {
             doc["departed"] = departed
                 .values()
-                .map(|(peer, until)| {
-                    let mut entry = entry_json(peer);
-                    entry["until"] = json!(until);
-                    entry
-                })
+                .map(|(peer, until)| departed_json(peer, *until))
                 .collect();
         }
         let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|err| RosterError::Write {
@@ -451,6 +443,13 @@ impl Roster {
             }
         })
     }
+}
+
+/// A departed peer's entry: its roster entry and the end of its feed.
+fn departed_json(peer: &RosterPeer, until: u64) -> Value {
+    let mut entry = entry_json(peer);
+    entry["until"] = json!(until);
+    entry
 }
 
 /// A roster entry as the file (and [`Roster::export_entry`]) holds it.
