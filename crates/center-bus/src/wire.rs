@@ -538,20 +538,7 @@ impl ErrorCode {
     }
 }
 
-/// The rule for service names: `^[a-z][a-z0-9-]{0,31}$`, like a Unix account.
-pub fn check_service_name(name: &str) -> Result<(), String> {
-    let mut bytes = name.bytes();
-    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
-    let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if first_ok && rest_ok && name.len() <= 32 {
-        Ok(())
-    } else {
-        Err(format!(
-            "service name `{}` must be 1 to 32 characters of a-z, 0-9 and '-', starting with a letter",
-            name.chars().take(40).collect::<String>()
-        ))
-    }
-}
+pub use center_proto::name::check_service_name;
 
 impl Request {
     /// Encodes the request as a frame body.

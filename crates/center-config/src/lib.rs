@@ -624,11 +624,12 @@ impl RawMembership {
                 ),
             ));
         }
-        if let Some(bad) = self.consumers.iter().find(|name| !is_service_name(name)) {
-            return Err(invalid(
-                "membership.consumers",
-                format!("must list bus service names, got {bad:?}"),
-            ));
+        if let Some(err) = self
+            .consumers
+            .iter()
+            .find_map(|name| center_proto::name::check_service_name(name).err())
+        {
+            return Err(invalid("membership.consumers", err));
         }
         Ok(Membership {
             control_socket: self.control_socket,
@@ -640,15 +641,6 @@ impl RawMembership {
             consumers: self.consumers,
         })
     }
-}
-
-/// A bus service name (CEP 4): 1 to 32 of a-z, 0-9 and '-', starting with
-/// a letter.
-fn is_service_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && name.len() <= 32
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Event names: the validated `name` of an envelope, the key that services
-//! subscribe to and sysadmins grant.
+//! subscribe to and sysadmins grant; and the rule for the names of the
+//! services themselves ([`check_service_name`]), which the bus and the
+//! configuration both check.
 //!
 //! The grammar is deliberately small so that a name is safe to print, to put
 //! in a file name and to match with a glob:
@@ -116,5 +118,20 @@ impl<'de> Deserialize<'de> for EventName {
         let s = String::deserialize(deserializer)?;
         validate(&s).map_err(serde::de::Error::custom)?;
         Ok(EventName(s))
+    }
+}
+
+/// The rule for service names: `^[a-z][a-z0-9-]{0,31}$`, like a Unix account.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+    let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if first_ok && rest_ok && name.len() <= 32 {
+        Ok(())
+    } else {
+        Err(format!(
+            "service name `{}` must be 1 to 32 characters of a-z, 0-9 and '-', starting with a letter",
+            name.chars().take(40).collect::<String>()
+        ))
     }
 }
