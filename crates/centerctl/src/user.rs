@@ -200,11 +200,7 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
         UserCommand::Show { name } => {
             check_name(name)?;
             let found = directory.account(name).await?;
-            let refusal = directory
-                .refusals()
-                .await?
-                .into_iter()
-                .find(|r| r.name == *name);
+            let refusal = directory.refusal(name).await?;
             match (found, refusal) {
                 (found, Some(refusal)) => {
                     // Our request for the name lost; the account, if any, is another's.
@@ -405,12 +401,7 @@ async fn outcome(
     name: &str,
     me: &str,
 ) -> anyhow::Result<Option<Result<u32, String>>> {
-    if let Some(refusal) = directory
-        .refusals()
-        .await?
-        .into_iter()
-        .find(|r| r.name == name)
-    {
+    if let Some(refusal) = directory.refusal(name).await? {
         return Ok(Some(Err(refusal.reason)));
     }
     Ok(directory

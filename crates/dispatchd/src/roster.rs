@@ -259,6 +259,11 @@ impl Roster {
         Ok(Some(gone))
     }
 
+    /// The last seq still taken of a departed origin.
+    pub fn departed_end(&self, uuid: &PeerId) -> Option<u64> {
+        self.departed.get(uuid).map(|(_, until)| *until)
+    }
+
     /// The last seq still taken of each departed origin.
     pub fn departed_ends(&self) -> BTreeMap<PeerId, u64> {
         self.departed

@@ -175,8 +175,8 @@ impl Peerd {
         Ok(())
     }
 
-    /// Stops trusting a peer (already gone: nothing to do).
-    /// Removes `peer` from dispatchd's roster; its feed events up to
+    /// Stops trusting a peer: removes it from dispatchd's roster (already
+    /// gone: nothing to do); its feed events up to
     /// `until` (all this peer holds, when `None`) stay valid. Returns the
     /// end dispatchd used (`None`: the peer was never known here).
     async fn distrust(&self, peer: PeerId, until: Option<u64>) -> Result<Option<u64>, String> {

@@ -107,12 +107,7 @@ pub fn roster(data: &Value) -> Result<Vec<(PeerDescription, Value)>, MessageErro
                     reason: "must be a list".to_owned(),
                 });
             }
-            if object.get("until").is_some_and(|u| !u.is_u64()) {
-                return Err(MessageError::Field {
-                    field: "until",
-                    reason: "must be a seq".to_owned(),
-                });
-            }
+            optional_seq(object, "until")?;
             Ok((
                 description(required(object, "description")?)?,
                 entry.clone(),
@@ -142,13 +137,7 @@ pub fn excommunicate(data: &Value) -> Result<(PeerId, String, Option<u64>), Mess
             field: "peer",
             reason: err.to_string(),
         })?;
-    let until = match object.get("until") {
-        None => None,
-        Some(value) => Some(value.as_u64().ok_or(MessageError::Field {
-            field: "until",
-            reason: "must be a seq".to_owned(),
-        })?),
-    };
+    let until = optional_seq(object, "until")?;
     Ok((peer, text(object, "reason", MAX_TEXT)?.to_owned(), until))
 }
 
@@ -169,6 +158,22 @@ fn members<'a>(
         return Err(MessageError::Unknown(unknown.chars().take(64).collect()));
     }
     Ok(object)
+}
+
+/// A member that, when present, is a feed seq.
+fn optional_seq(
+    object: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<u64>, MessageError> {
+    object
+        .get(field)
+        .map(|value| {
+            value.as_u64().ok_or(MessageError::Field {
+                field,
+                reason: "must be a seq".to_owned(),
+            })
+        })
+        .transpose()
 }
 
 fn required<'a>(

@@ -548,17 +548,17 @@ impl Directory {
         self.delete(&self.record_dn(REFUSED_OU, name)).await
     }
 
-    /// This peer's refused requests, sorted by name.
-    pub async fn refusals(&mut self) -> Result<Vec<Refusal>, DirError> {
-        Ok(self
-            .records(REFUSED_OU)
-            .await?
-            .into_iter()
-            .map(|(name, texts)| Refusal {
-                name,
-                reason: texts.into_iter().next().unwrap_or_default(),
-            })
-            .collect())
+    /// The refusal of this peer's request for `name`, if it was refused:
+    /// one entry read, however many refusals there are.
+    pub async fn refusal(&mut self, name: &str) -> Result<Option<Refusal>, DirError> {
+        let dn = self.record_dn(REFUSED_OU, name);
+        let found = self
+            .search(&dn, Scope::Base, "(objectClass=account)", &["description"])
+            .await?;
+        Ok(found.first().map(|entry| Refusal {
+            name: name.to_owned(),
+            reason: entry.first("description").unwrap_or_default(),
+        }))
     }
 
     /// `uid=NAME,ou=OU,<base>`: one of userd's own records (refusals,

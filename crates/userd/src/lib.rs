@@ -60,11 +60,7 @@ pub async fn run(
         .with_context(|| format!("cannot create {}", state.display()))?;
     let blocks = Blocks::open(&state)?;
     let mut directory = Directory::new(&config.ldap.ldapi, &config.ldap.base);
-    directory
-        .ensure_ou(REFUSED_OU)
-        .await
-        .context("cannot reach this peer's slapd over ldapi")?;
-    for ou in [directory::NOTICES_OU, directory::DELETED_OU] {
+    for ou in [REFUSED_OU, directory::NOTICES_OU, directory::DELETED_OU] {
         directory
             .ensure_ou(ou)
             .await

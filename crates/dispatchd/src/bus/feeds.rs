@@ -152,48 +152,47 @@ impl Broker {
     /// How far each service in `[membership] consumers` is: connected and
     /// subscribed to the feeds, events in flight, and events it has yet to
     /// be offered. Of several connections of one service, the one furthest
-    /// along counts.
+    /// along counts. The feed store is read after the subscribers lock is
+    /// released, so deliveries do not wait on these counts.
     pub(super) fn consumer_progress(&self) -> Vec<ConsumerProgress> {
-        let subscribers = self.subscribers();
+        let places: Vec<(String, String, FeedState)> = self
+            .subscribers()
+            .values()
+            .filter(|s| self.consumers.contains(&s.service))
+            .filter_map(|s| Some((s.service.clone(), s.key.clone(), s.feed?)))
+            .collect();
         self.consumers
             .iter()
             .map(|service| {
-                let mut best: Option<ConsumerProgress> = None;
-                for subscriber in subscribers.values().filter(|s| s.service == *service) {
-                    let Some(state) = subscriber.feed else {
-                        continue;
-                    };
-                    let pending = match self
-                        .links
-                        .feeds()
-                        .count_after(&subscriber.key, state.examined)
-                    {
-                        Ok(pending) => pending,
-                        Err(err) => {
-                            tracing::error!(error = %err, "cannot read the feeds");
-                            u64::MAX
+                places
+                    .iter()
+                    .filter(|(of, _, _)| of == service)
+                    .map(|(_, key, state)| {
+                        let pending = self
+                            .links
+                            .feeds()
+                            .count_after(key, state.examined)
+                            .unwrap_or_else(|err| {
+                                tracing::error!(error = %err, "cannot read the feeds");
+                                u64::MAX
+                            });
+                        let in_flight = u64::try_from(state.in_flight).unwrap_or(u64::MAX);
+                        ConsumerProgress {
+                            service: service.clone(),
+                            connected: true,
+                            in_flight,
+                            pending,
+                            caught_up: in_flight == 0 && pending == 0,
                         }
-                    };
-                    let in_flight = u64::try_from(state.in_flight).unwrap_or(u64::MAX);
-                    let progress = ConsumerProgress {
+                    })
+                    .min_by_key(|p| p.in_flight.saturating_add(p.pending))
+                    .unwrap_or_else(|| ConsumerProgress {
                         service: service.clone(),
-                        connected: true,
-                        in_flight,
-                        pending,
-                        caught_up: in_flight == 0 && pending == 0,
-                    };
-                    let left = |p: &ConsumerProgress| p.in_flight.saturating_add(p.pending);
-                    if best.as_ref().is_none_or(|b| left(&progress) < left(b)) {
-                        best = Some(progress);
-                    }
-                }
-                best.unwrap_or_else(|| ConsumerProgress {
-                    service: service.clone(),
-                    connected: false,
-                    in_flight: 0,
-                    pending: 0,
-                    caught_up: false,
-                })
+                        connected: false,
+                        in_flight: 0,
+                        pending: 0,
+                        caught_up: false,
+                    })
             })
             .collect()
     }

@@ -561,7 +561,7 @@ impl Broker {
                     .parse::<PeerId>()
                     .map_err(|err| (ErrorCode::BadEvent, format!("bad uuid: {err}")))?;
                 // Already departed: the same answer again (idempotent).
-                if let Some(end) = self.roster().departed_ends().get(&uuid) {
+                if let Some(end) = self.roster().departed_end(&uuid) {
                     return Ok(Reply::ok(id).with_value(serde_json::json!({ "until": end })));
                 }
                 let until = match until {
