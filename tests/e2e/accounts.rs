@@ -698,12 +698,20 @@ fn a_ban_holds_on_its_peer_only_and_lockout_stays_local() {
     assert!(binds(&net, "charlie", "alice", "battery staple"));
 }
 
+/// Four peers with their own slapds: bravo and charlie joined through
+/// alpha by the join flow; delta alone, to join later.
+fn three_joined_and_a_newcomer() -> (tempfile::TempDir, Testnet, [PeerInfo; 4]) {
+    let (dir, net) = network_with(4, Formation::Alone, Some(LdapOptions::default()));
+    let peers = ["alpha", "bravo", "charlie", "delta"].map(|n| net.peer(n).unwrap().clone());
+    let [a, b, c, _] = &peers;
+    net.join_through(b, a).unwrap();
+    net.join_through(c, a).unwrap();
+    (dir, net, peers)
+}
+
 #[test]
 fn a_new_peer_gets_every_account() {
-    let (_dir, net) = network_with(4, Formation::Alone, Some(LdapOptions::default()));
-    let [a, b, c, d] = ["alpha", "bravo", "charlie", "delta"].map(|n| net.peer(n).unwrap().clone());
-    net.join_through(&b, &a).unwrap();
-    net.join_through(&c, &a).unwrap();
+    let (_dir, net, [a, b, _, d]) = three_joined_and_a_newcomer();
     let block = block_of(&a);
     publish_accounts(&a, block, 1000);
     // D joins a network that has 1,000 accounts; its userd is killed -9
@@ -755,10 +763,7 @@ fn a_new_peer_gets_every_account() {
 
 #[test]
 fn accounts_made_on_a_peer_that_left_reach_a_peer_that_joins_later() {
-    let (_dir, net) = network_with(4, Formation::Alone, Some(LdapOptions::default()));
-    let [a, b, c, d] = ["alpha", "bravo", "charlie", "delta"].map(|n| net.peer(n).unwrap().clone());
-    net.join_through(&b, &a).unwrap();
-    net.join_through(&c, &a).unwrap();
+    let (_dir, net, [a, b, c, d]) = three_joined_and_a_newcomer();
     let added = ok(ctl_stdin(
         &net,
         &c,

@@ -54,9 +54,14 @@ fn four_peers_form_a_network_with_the_join_flow_only() {
             .collect();
         net.wait_for_roster(peer, &others).unwrap();
     }
-    // C learned D from B's announcement, D learned C from B's hand-off.
-    assert!(log(c, "peerd").contains(&format!("announced by {}", b.uuid)));
-    assert!(log(d, "peerd").contains(&format!("in the roster handed over by {}", b.uuid)));
+    // C learned D from B's announcement, D learned C from B's hand-off
+    // (peerd logs it once dispatchd has added the peer).
+    wait_until("charlie logs delta's announcement", || {
+        log(c, "peerd").contains(&format!("announced by {}", b.uuid))
+    });
+    wait_until("delta logs bravo's hand-off", || {
+        log(d, "peerd").contains(&format!("in the roster handed over by {}", b.uuid))
+    });
     // An event published on D reaches A.
     let tail = Tail::start(&net, a, None, &["membership.hello"]);
     publish(&net, d, "membership.hello", r#"{"from":"delta"}"#);
@@ -269,12 +274,17 @@ fn removed_departed_and_excommunicated_peers_are_refused() {
             roster_entry(&net, peer, c) == Value::Null
         });
     }
-    assert!(log(a, "peerd").contains("how=\"excommunicated\""));
+    // peerd logs the departure once dispatchd has removed the peer.
+    wait_until("alpha's peerd logs the excommunication", || {
+        log(a, "peerd").contains("how=\"excommunicated\"")
+    });
 
     // D retires: B, which still trusted it, removes it.
     ok(ctl(&net, d, &["peer", "leave", "--reason", "moving on"]));
     wait_until("bravo still trusts delta", || {
         roster_entry(&net, b, d) == Value::Null
     });
-    assert!(log(b, "peerd").contains("how=\"left\""));
+    wait_until("bravo's peerd logs the leave", || {
+        log(b, "peerd").contains("how=\"left\"")
+    });
 }
