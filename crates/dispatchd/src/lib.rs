@@ -73,6 +73,12 @@ pub async fn run(
     let feeds = center_feed::FeedStore::open(&feeds_path, config.feeds)
         .with_context(|| format!("cannot open {}", feeds_path.display()))?;
     let rotations = link::reconcile(&mut identity, &mut sessions, &mut roster, &feeds)?;
+    // The proofs a roster hand-off carries for retired keys (CEP 7).
+    match roster.attach_rotation_proofs(&feeds) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(proofs = n, "rotation proofs kept with the roster's retired keys"),
+        Err(err) => tracing::warn!(error = %err, "rotation proofs not kept with the roster"),
+    }
     let links = Arc::new(
         Links::new(identity, sessions, roster, store, feeds, config.keepalive)
             .map_err(anyhow::Error::msg)?

@@ -18,7 +18,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use center_feed::{OriginKeys, RetiredKeys, Rotation};
+use center_feed::{FeedEvent, FeedLimits, OriginKeys, RetiredKeys, Rotation};
 use center_identity::{PeerDescription, PeerKeys};
 use center_proto::{PeerId, Timestamp};
 use serde_json::{Value, json};
@@ -40,6 +40,11 @@ pub struct RosterPeer {
 pub struct Retired {
     pub description: PeerDescription,
     pub last_seq: u64,
+    /// The `peer.rotate` event (CEP 6 form) at `last_seq` that retired
+    /// it, signed by this key and naming the next one: the proof a roster
+    /// hand-off carries (CEP 7, "History hand-off"). `None` until this
+    /// peer has read it from its feed store.
+    pub rotation: Option<Value>,
 }
 
 impl RosterPeer {
@@ -350,6 +355,7 @@ impl Roster {
         peer.retired.push(Retired {
             description: std::mem::replace(&mut peer.description, next.clone()),
             last_seq: seq,
+            rotation: None,
         });
         peer.keys = PeerKeys::from_description(next);
         let mut peers = self.peers.clone();
@@ -367,20 +373,36 @@ impl Roster {
         self.peers.get(uuid).map(entry_json)
     }
 
-    /// Adds an entry [`Roster::export_entry`] made on another peer, every
-    /// description verified as when loading. A peer already here must have
-    /// the same keys (a history only fills in what was missing); keys
-    /// never change by import. On disk before it returns.
+    /// Adds an entry [`Roster::export_entry`] made on another peer (a
+    /// hand-off: hostile input), every description verified as when
+    /// loading. What this peer already holds about a peer, trusted or
+    /// departed, is never replaced: keys never change by import, and a
+    /// history only fills in one that was empty. A retired key is kept
+    /// only with its proof ([`check_rotation_proof`]): the keys before
+    /// the first one that lacks it are dropped, with a logged reason. On
+    /// disk before it returns.
     pub fn import_entry(&mut self, entry: &Value) -> Result<(Added, RosterPeer), RosterError> {
-        let (peer, until) = read_entry(entry, Timestamp::now()).map_err(RosterError::Entry)?;
+        let (mut peer, until) = read_entry(entry, Timestamp::now()).map_err(RosterError::Entry)?;
         let uuid = peer.description.uuid();
         if uuid == self.me {
             return Err(RosterError::Myself);
         }
+        if let Some(reason) = keep_proven_history(&mut peer) {
+            tracing::warn!(
+                peer = %uuid,
+                reason,
+                kept = peer.retired.len(),
+                "retired keys of a roster hand-off refused: that peer's events they signed will not verify here"
+            );
+        }
+        if let Some((known, _)) = self.departed.get(&uuid) {
+            // Departed here: what this peer decided stands.
+            return Ok((Added::Unchanged, known.clone()));
+        }
         if let Some(until) = until {
             // A departed peer: its keys for its old events, never trust.
-            if self.peers.contains_key(&uuid) || self.departed.contains_key(&uuid) {
-                return Ok((Added::Unchanged, peer));
+            if let Some(known) = self.peers.get(&uuid) {
+                return Ok((Added::Unchanged, known.clone()));
             }
             let mut departed = self.departed.clone();
             departed.insert(uuid, (peer.clone(), until));
@@ -397,26 +419,91 @@ impl Roster {
                     offered: peer.description.fingerprint().to_owned(),
                 });
             }
-            Some(known) if known.retired.len() >= peer.retired.len() => {
+            // A history held is never replaced (nor one shown longer).
+            Some(known) if !known.retired.is_empty() || peer.retired.is_empty() => {
                 return Ok((Added::Unchanged, known.clone()));
             }
+            // Fills in the proven history of a peer known by its current
+            // key only (the peer joined through, added from its welcome).
             Some(known) => (
                 Added::Updated,
                 RosterPeer {
-                    added: known.added,
-                    ..peer
+                    retired: peer.retired,
+                    ..known.clone()
                 },
             ),
         };
         let mut peers = self.peers.clone();
         peers.insert(uuid, peer.clone());
-        // Trusted from now on: no longer departed.
-        let mut departed = self.departed.clone();
-        departed.remove(&uuid);
-        self.save_with(&peers, &departed)?;
+        self.save_with(&peers, &self.departed)?;
         self.peers = peers;
-        self.departed = departed;
         Ok((outcome, peer))
+    }
+
+    /// Attaches to every retired key that lacks it its proof, the
+    /// `peer.rotate` event at its `last_seq` as `feeds` holds it (checked
+    /// as an import would), so that hand-offs carry it. Returns how many
+    /// proofs it attached; on disk before it returns.
+    pub fn attach_rotation_proofs(
+        &mut self,
+        feeds: &center_feed::FeedStore,
+    ) -> Result<usize, RosterError> {
+        let mut attached = 0;
+        let mut peers = self.peers.clone();
+        let mut departed = self.departed.clone();
+        let all = peers
+            .values_mut()
+            .chain(departed.values_mut().map(|(peer, _)| peer));
+        for peer in all {
+            if peer.retired.iter().all(|r| r.rotation.is_some()) {
+                continue;
+            }
+            let uuid = peer.description.uuid();
+            let events = match feeds.rotations(uuid, 0) {
+                Ok(events) => events,
+                Err(err) => {
+                    tracing::warn!(peer = %uuid, error = %err, "cannot read a peer's rotations for its roster proofs");
+                    continue;
+                }
+            };
+            let nexts: Vec<PeerDescription> = peer
+                .retired
+                .iter()
+                .skip(1)
+                .map(|r| r.description.clone())
+                .chain(std::iter::once(peer.description.clone()))
+                .collect();
+            for (retired, next) in peer.retired.iter_mut().zip(nexts.iter()) {
+                if retired.rotation.is_some() {
+                    continue;
+                }
+                let Some(event) = events.iter().find(|e| e.seq() == retired.last_seq) else {
+                    continue;
+                };
+                let Ok(value) = serde_json::from_slice::<Value>(event.as_bytes()) else {
+                    continue;
+                };
+                let candidate = Retired {
+                    rotation: Some(value),
+                    ..retired.clone()
+                };
+                match check_rotation_proof(uuid, &candidate, next) {
+                    Ok(()) => {
+                        *retired = candidate;
+                        attached += 1;
+                    }
+                    Err(reason) => {
+                        tracing::warn!(peer = %uuid, seq = retired.last_seq, reason, "a stored rotation does not prove a retired key")
+                    }
+                }
+            }
+        }
+        if attached > 0 {
+            self.save_with(&peers, &departed)?;
+            self.peers = peers;
+            self.departed = departed;
+        }
+        Ok(attached)
     }
 
     fn save(&self, peers: &BTreeMap<PeerId, RosterPeer>) -> Result<(), RosterError> {
@@ -450,6 +537,76 @@ impl Roster {
     }
 }
 
+/// Checks that `retired` (a key `uuid` rotated away from) is proven: its
+/// `rotation` is the `peer.rotate` event of `uuid`'s feed at its
+/// `last_seq`, signed by the retired key itself, naming it as the old
+/// certificate and `next` (the following retired key, or the current one)
+/// as the new description (CEP 7, "History hand-off").
+pub fn check_rotation_proof(
+    uuid: PeerId,
+    retired: &Retired,
+    next: &PeerDescription,
+) -> Result<(), String> {
+    let value = retired
+        .rotation
+        .as_ref()
+        .ok_or_else(|| format!("the key retired at seq {} comes without its rotation", retired.last_seq))?;
+    let bytes = center_proto::canonical::to_canonical(value)
+        .map_err(|err| format!("its rotation is not canonical JSON: {err}"))?;
+    let event = FeedEvent::parse(&bytes, &FeedLimits::DEFAULT)
+        .map_err(|err| format!("its rotation is not a feed event: {err}"))?;
+    if event.origin() != uuid {
+        return Err(format!("its rotation is in the feed of {}", event.origin()));
+    }
+    if event.seq() != retired.last_seq {
+        return Err(format!(
+            "its rotation is at seq {}, not {}",
+            event.seq(),
+            retired.last_seq
+        ));
+    }
+    let rotation = Rotation::from_event(&event)
+        .ok_or_else(|| "its rotation is not a `peer.rotate` event".to_owned())?
+        .map_err(|err| format!("its rotation is refused: {err}"))?;
+    let keys = PeerKeys::from_description(&retired.description);
+    event
+        .verify(&keys)
+        .map_err(|err| format!("its rotation is not signed by the retired key: {err}"))?;
+    rotation
+        .check_signer(&keys)
+        .map_err(|err| format!("its rotation is refused: {err}"))?;
+    if rotation.description().fingerprint() != next.fingerprint() {
+        return Err(format!(
+            "its rotation hands over to {}, not to the next key {}",
+            rotation.description().fingerprint(),
+            next.fingerprint()
+        ));
+    }
+    Ok(())
+}
+
+/// Keeps of `peer`'s retired keys the newest ones that are each proven
+/// ([`check_rotation_proof`]), dropping every key older than the newest
+/// that is not; returns why, if it dropped any.
+fn keep_proven_history(peer: &mut RosterPeer) -> Option<String> {
+    let uuid = peer.description.uuid();
+    let mut next = peer.description.clone();
+    let mut keep = peer.retired.len();
+    let mut reason = None;
+    for (i, retired) in peer.retired.iter().enumerate().rev() {
+        if let Err(why) = check_rotation_proof(uuid, retired, &next) {
+            reason = Some(why);
+            break;
+        }
+        next = retired.description.clone();
+        keep = i;
+    }
+    if reason.is_some() {
+        peer.retired.drain(..keep);
+    }
+    reason
+}
+
 /// A departed peer's entry: its roster entry and the end of its feed.
 fn departed_json(peer: &RosterPeer, until: u64) -> Value {
     let mut entry = entry_json(peer);
@@ -462,7 +619,13 @@ fn entry_json(peer: &RosterPeer) -> Value {
     let retired: Vec<Value> = peer
         .retired
         .iter()
-        .map(|r| json!({ "description": r.description.to_json(), "last_seq": r.last_seq }))
+        .map(|r| {
+            let mut item = json!({ "description": r.description.to_json(), "last_seq": r.last_seq });
+            if let Some(rotation) = &r.rotation {
+                item["rotation"] = rotation.clone();
+            }
+            item
+        })
         .collect();
     let mut entry = json!({
         "added": peer.added.as_millis(),
@@ -533,9 +696,15 @@ fn read_entry(entry: &Value, added: Timestamp) -> Result<(RosterPeer, Option<u64
         {
             return Err("retired keys out of order".to_owned());
         }
+        let rotation = match item.get("rotation") {
+            None => None,
+            Some(value @ Value::Object(_)) => Some(value.clone()),
+            Some(_) => return Err("a retired key's `rotation` is not an object".to_owned()),
+        };
         retired.push(Retired {
             description: old,
             last_seq,
+            rotation,
         });
     }
     let until = match members.get("until") {
@@ -563,11 +732,31 @@ mod tests {
     //! Rotation in the roster: the switch, its history on disk, and the
     //! hand-over of an entry with its history.
 
-    use center_feed::{Rotation, rotation_data};
+    use center_feed::{EventBody, EventHash, FeedEvent, Rotation, rotation_data};
     use center_identity::{Identity, IdentityPaths};
-    use center_proto::PeerId;
+    use center_proto::{EventName, PeerId, Timestamp};
+    use serde_json::Value;
 
     use super::{Added, Roster, RosterError, Rotated};
+
+    /// Event `seq` of `identity`'s feed (its `prev` is made up: only the
+    /// signature matters to a proof).
+    fn event(identity: &Identity, seq: u64, name: &str, data: Value) -> Value {
+        let body = EventBody {
+            origin: identity.uuid(),
+            seq,
+            prev: if seq == 1 {
+                EventHash::ZERO
+            } else {
+                EventHash::digest(b"earlier")
+            },
+            name: EventName::parse(name).unwrap(),
+            iat: Timestamp::from_millis(1_800_000_000_000),
+            data,
+        };
+        let event = FeedEvent::sign(body, |m| identity.sign(m)).unwrap();
+        serde_json::from_slice(event.as_bytes()).unwrap()
+    }
 
     fn identity(dir: &tempfile::TempDir, name: &str) -> Identity {
         let paths = IdentityPaths::new(dir.path().join(name));
@@ -599,13 +788,14 @@ mod tests {
         newcomer.import_entry(&exported[0]).unwrap();
         assert!(newcomer.get(&bravo.uuid()).is_none());
         assert_eq!(newcomer.history(&bravo.uuid()).unwrap().until(), Some(7));
-        // A trusted entry for it (a hand-off) trusts it again too.
+        // A trusted entry for it (a hand-off) changes nothing: what this
+        // peer holds about a peer is never replaced by an import.
         newcomer.import_entry(&roster.export_departed()[0]).unwrap();
         let mut trusted = roster.export_departed()[0].clone();
         trusted.as_object_mut().unwrap().remove("until");
-        newcomer.import_entry(&trusted).unwrap();
-        assert!(newcomer.get(&bravo.uuid()).is_some());
-        assert!(newcomer.departed_ends().is_empty());
+        assert_eq!(newcomer.import_entry(&trusted).unwrap().0, Added::Unchanged);
+        assert!(newcomer.get(&bravo.uuid()).is_none());
+        assert_eq!(newcomer.departed_ends().get(&bravo.uuid()), Some(&7));
         // The sysadmin adding it again trusts it again, for all its feed.
         roster.add(bravo.to_json().to_string().as_bytes()).unwrap();
         assert_eq!(roster.history(&bravo.uuid()).unwrap().until(), None);
@@ -624,6 +814,10 @@ mod tests {
         let prepared = bravo.prepare_rotation().unwrap();
         let data = rotation_data(prepared.description(), old.fingerprint());
         let rotation = Rotation::from_data(bravo.uuid(), &data).unwrap();
+        // The proof: the rotation event, signed by the old key.
+        let proof = event(&bravo, 3, "peer.rotate", data.clone());
+        let mallory = identity(&dir, "mallory");
+        let forged = event(&mallory, 3, "peer.rotate", data.clone());
         let new = prepared.description().clone();
         bravo.commit_rotation(prepared).unwrap();
         // Naming another certificate as the old one: refused.
@@ -657,13 +851,56 @@ mod tests {
         let reopened = Roster::open(dir.path(), me).unwrap();
         check(&reopened);
 
-        // A newcomer imports the entry with its history.
-        let entry = roster.export_entry(&bravo.uuid()).unwrap();
+        // Without its proof, a retired key of a hand-off is refused; so is
+        // one whose proof another key signed, or is at another seq, or
+        // hands over to another key. The current key is still taken.
+        let unproven = roster.export_entry(&bravo.uuid()).unwrap();
+        let mut at_4 = unproven.clone();
+        at_4["retired"][0]["rotation"] = event(&bravo, 4, "peer.rotate", data.clone());
+        let mut by_mallory = unproven.clone();
+        by_mallory["retired"][0]["rotation"] = forged;
+        let elsewhere_key = mallory.describe().unwrap();
+        let mut to_another = unproven.clone();
+        to_another["retired"][0]["rotation"] = event(
+            &bravo,
+            3,
+            "peer.rotate",
+            rotation_data(&elsewhere_key, old.fingerprint()),
+        );
+        for refused in [&unproven, &at_4, &by_mallory, &to_another] {
+            let elsewhere = tempfile::tempdir().unwrap();
+            let mut newcomer = Roster::open(elsewhere.path(), PeerId::new_random()).unwrap();
+            assert_eq!(newcomer.import_entry(refused).unwrap().0, Added::New);
+            let held = newcomer.get(&bravo.uuid()).unwrap();
+            assert!(held.retired.is_empty());
+            assert_eq!(held.description.fingerprint(), new.fingerprint());
+        }
+        // A newcomer imports the entry with its history and its proof.
+        let mut entry = unproven.clone();
+        entry["retired"][0]["rotation"] = proof;
         let elsewhere = tempfile::tempdir().unwrap();
         let mut newcomer = Roster::open(elsewhere.path(), PeerId::new_random()).unwrap();
         assert_eq!(newcomer.import_entry(&entry).unwrap().0, Added::New);
         check(&newcomer);
         assert_eq!(newcomer.import_entry(&entry).unwrap().0, Added::Unchanged);
+        // It hands the proof on, on disk too.
+        let reopened = Roster::open(elsewhere.path(), newcomer.me).unwrap();
+        assert_eq!(reopened.export_entry(&bravo.uuid()).unwrap()["retired"], entry["retired"]);
+        // A history held is never replaced, not even by a longer one.
+        let mut longer = entry.clone();
+        let extra = longer["retired"][0].clone();
+        longer["retired"].as_array_mut().unwrap().insert(0, extra);
+        longer["retired"][0]["last_seq"] = 1.into();
+        assert_eq!(newcomer.import_entry(&longer).unwrap().0, Added::Unchanged);
+        assert_eq!(newcomer.get(&bravo.uuid()).unwrap().retired.len(), 1);
+        // A peer known by its current key only gets its proven history
+        // filled in (the peer joined through, added from its welcome).
+        let fourth = tempfile::tempdir().unwrap();
+        let mut welcomed = Roster::open(fourth.path(), PeerId::new_random()).unwrap();
+        welcomed.add(new.to_json().to_string().as_bytes()).unwrap();
+        assert_eq!(welcomed.import_entry(&unproven).unwrap().0, Added::Unchanged);
+        assert_eq!(welcomed.import_entry(&entry).unwrap().0, Added::Updated);
+        check(&welcomed);
         // A peer known with other keys is not changed by an import.
         let third = tempfile::tempdir().unwrap();
         let mut other = Roster::open(third.path(), me).unwrap();

@@ -406,14 +406,10 @@ impl Peerd {
     /// `peer.roster`: the hand-off of the peer this peer joined through.
     async fn on_roster(&self, envelope: &Envelope) -> Result<(), String> {
         let from = envelope.meta.from;
-        let welcomed = self
-            .state()
-            .now
-            .joining
-            .get(&from.to_string())
-            .is_some_and(|j| j.welcomed.is_some());
-        if !welcomed {
-            return Err("a roster is taken only from the peer this peer joined through".to_owned());
+        if let Some(refusal) =
+            Joining::hand_off_refusal(self.state().now.joining.get(&from.to_string()))
+        {
+            return Err(refusal.to_owned());
         }
         let peers = messages::roster(&envelope.data).map_err(|e| e.to_string())?;
         let mut imported = Vec::new();
@@ -457,6 +453,15 @@ impl Peerd {
                 }
             }
         }
+        // Taken: no other hand-off is (a delivery of this one again,
+        // after a crash before this line, only imports the same again).
+        self.state().update(|s| {
+            if let Some(j) = s.joining.get_mut(&from.to_string()) {
+                j.handed_over.get_or_insert(now_ms());
+            }
+            Ok(())
+        })?;
+        tracing::info!(peer = %from, imported = imported.len(), "roster hand-off taken; no other is");
         if let Err(err) = self.refresh_trusted().await {
             tracing::warn!(
                 error = err.as_str(),
@@ -831,6 +836,7 @@ impl Peerd {
             fingerprint: fingerprint.to_ascii_uppercase(),
             asked: now_ms(),
             welcomed: None,
+            handed_over: None,
         };
         self.state().update(|s| {
             s.departed.remove(&key);

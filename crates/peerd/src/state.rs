@@ -11,7 +11,7 @@
 //! - departed: peers that left or were removed or excommunicated, never to
 //!   be added back by an announcement;
 //! - joining: the peers this peer asked to join through, whose roster
-//!   hand-off it will take.
+//!   hand-off it takes once, after their welcome;
 
 use std::{
     collections::BTreeMap,
@@ -82,6 +82,28 @@ pub struct Joining {
     /// When its `add-peer-server` came (the peer is in the roster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub welcomed: Option<u64>,
+    /// When its roster hand-off was taken: the join is complete, and no
+    /// other hand-off is taken from it (CEP 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handed_over: Option<u64>,
+}
+
+impl Joining {
+    /// Why a roster hand-off from this peer is refused now, if it is:
+    /// one is taken once, after its welcome, before any other (CEP 7).
+    pub fn hand_off_refusal(joining: Option<&Joining>) -> Option<&'static str> {
+        match joining {
+            None => Some("a roster is taken only from a peer this peer asked to join through"),
+            Some(Joining { welcomed: None, .. }) => {
+                Some("a roster is taken only once the peer joined through has welcomed this one")
+            }
+            Some(Joining {
+                handed_over: Some(_),
+                ..
+            }) => Some("this peer already took the roster of its join; a roster is taken once"),
+            Some(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

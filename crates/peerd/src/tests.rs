@@ -96,3 +96,33 @@ fn dht_records_verify_only_with_the_trusted_key() {
     unsigned.as_object_mut().unwrap().remove("signature");
     assert!(Record::parse(&unsigned).is_err());
 }
+
+#[test]
+fn a_roster_hand_off_is_taken_once_after_the_welcome_only() {
+    use crate::state::Joining;
+    let joining = |welcomed: Option<u64>, handed_over: Option<u64>| Joining {
+        address: "127.0.0.1:7350".to_owned(),
+        fingerprint: "0".repeat(40),
+        asked: 1,
+        welcomed,
+        handed_over,
+    };
+    let table = [
+        // Not a peer this peer asked to join through.
+        (None, false),
+        // Asked, not yet welcomed.
+        (Some(joining(None, None)), false),
+        // Welcomed, no hand-off yet: the one taken.
+        (Some(joining(Some(2), None)), true),
+        // The hand-off was taken: no other, nor the same again.
+        (Some(joining(Some(2), Some(3))), false),
+        (Some(joining(None, Some(3))), false),
+    ];
+    for (state, taken) in table {
+        assert_eq!(
+            Joining::hand_off_refusal(state.as_ref()).is_none(),
+            taken,
+            "{state:?}"
+        );
+    }
+}
