@@ -188,6 +188,36 @@ fn the_rate_budget_refuses_past_its_limits_until_the_window_ends() {
     );
 }
 
+/// A relay sending a page far over the origin's budget costs this peer no
+/// signature check for what the budget refuses (issue 13): the budget is
+/// checked before any signature, the parallel checks ahead included.
+#[test]
+fn no_signature_is_checked_for_events_over_the_budget() {
+    let alpha = Peer::new("alpha");
+    let budget = FeedBudget {
+        window: Duration::from_secs(60),
+        max_events_per_window: 2,
+        ..FeedBudget::DEFAULT
+    };
+    let mut s = Store::new(budget);
+    let chain = bytes(&alpha.chain(100, "main"));
+    let outcomes = s
+        .store
+        .accept(&chain, roster(&[&alpha]), NOW)
+        .expect("accept");
+    let stored = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Stored { .. }))
+        .count();
+    assert_eq!(stored, 2);
+    assert_eq!(s.store.signature_checks(), 2);
+    // Again while the window lasts: refused, and still nothing checked.
+    s.store
+        .accept(&chain[2..], roster(&[&alpha]), later(1))
+        .expect("accept");
+    assert_eq!(s.store.signature_checks(), 2);
+}
+
 #[test]
 fn local_appends_chain_and_replicate_to_another_store() {
     let alpha = Peer::new("alpha");

@@ -75,6 +75,33 @@ fn a_second_event_for_a_stored_seq_is_kept_as_evidence_and_freezes_the_origin() 
     assert!(matches!(own, Err(StoreError::Forked { .. })), "{own:?}");
 }
 
+/// Evidence relayed again is answered from what is held, without checking
+/// its signature again (issue 13): the same contradicting event 500 times
+/// costs one check, not 500.
+#[test]
+fn evidence_already_held_is_not_verified_again() {
+    let (alpha, mut s, _main, other) = forked_setup();
+    let first = s
+        .store
+        .accept(&bytes(&other[1..2]), roster(&[&alpha]), NOW)
+        .expect("accept");
+    assert!(matches!(first[..], [Outcome::Equivocation { .. }]), "{first:?}");
+    let checks = s.store.signature_checks();
+    let again: Vec<_> = std::iter::repeat_n(other[1].clone(), 100).collect();
+    let outcomes = s
+        .store
+        .accept(&bytes(&again), roster(&[&alpha]), NOW)
+        .expect("accept");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Refused(center_feed::Refusal::Forked { .. }))),
+        "{outcomes:?}"
+    );
+    assert_eq!(s.store.signature_checks(), checks);
+    assert_eq!(s.store.equivocations().expect("evidence").len(), 1);
+}
+
 #[test]
 fn an_event_that_breaks_the_chain_at_the_head_is_an_equivocation() {
     let (alpha, mut s, _main, other) = forked_setup();

@@ -214,7 +214,8 @@ impl FeedStore {
                 entry.insert(OriginState::load(&tx, event.origin())?);
             }
         }
-        let mut checks = verify::ahead(&page, &mut states, &keys);
+        let mut checks = verify::ahead(&page, &mut states, &keys, now, &config.budget);
+        let mut signature_checks = checks.iter().filter(|check| check.is_some()).count();
         let walk = Walk {
             keys: &keys,
             now,
@@ -240,8 +241,12 @@ impl FeedStore {
         }
         for state in states.values() {
             state.save(&tx)?;
+            signature_checks = signature_checks.saturating_add(state.checks);
         }
         tx.commit()?;
+        self.signature_checks = self
+            .signature_checks
+            .saturating_add(u64::try_from(signature_checks).unwrap_or(u64::MAX));
         Ok(outcomes)
     }
 }
@@ -350,8 +355,10 @@ pub(super) struct OriginState {
     pub(super) forked: bool,
     /// `head` or `forked` changed.
     pub(super) head_dirty: bool,
-    rate: Rate,
+    pub(super) rate: Rate,
     rate_dirty: bool,
+    /// Signatures checked inline (not ahead) for this origin in this write.
+    pub(super) checks: usize,
     /// The origin's keys, once asked for; rotated as the page rotates them.
     keys: Option<Option<OriginKeys>>,
 }
@@ -386,6 +393,7 @@ impl OriginState {
             head_dirty: false,
             rate: rate.unwrap_or_default(),
             rate_dirty: false,
+            checks: 0,
             keys: None,
         })
     }
@@ -425,6 +433,10 @@ impl OriginState {
         if let Some(until) = found.until().filter(|until| seq > *until) {
             return Err(Refusal::Departed { origin, seq, until });
         }
+        self.checks = self.checks.saturating_add(1);
+        let Some(found) = self.known_keys() else {
+            return Err(Refusal::UnknownOrigin { origin, seq });
+        };
         event
             .verify(found.for_seq(seq))
             .map_err(|reason| Refusal::BadSignature {
@@ -486,7 +498,7 @@ impl OriginState {
 
 /// An origin's use of its current rate window.
 #[derive(Clone, Copy, Default)]
-struct Rate {
+pub(super) struct Rate {
     /// When the window started, in ms.
     start: u64,
     events: u64,
@@ -504,7 +516,12 @@ impl Rate {
     }
 
     /// The limit storing `size` more bytes at `now` would break, if any.
-    fn over(&self, now: Timestamp, size: u64, budget: &FeedBudget) -> Option<BudgetLimit> {
+    pub(super) fn over(
+        &self,
+        now: Timestamp,
+        size: u64,
+        budget: &FeedBudget,
+    ) -> Option<BudgetLimit> {
         let (events, bytes) = if self.ended(now, budget.window) {
             (0, 0)
         } else {
@@ -522,7 +539,7 @@ impl Rate {
         None
     }
 
-    fn add(&mut self, now: Timestamp, size: u64, budget: &FeedBudget) {
+    pub(super) fn add(&mut self, now: Timestamp, size: u64, budget: &FeedBudget) {
         if self.ended(now, budget.window) {
             *self = Rate {
                 start: now.as_millis(),

@@ -97,6 +97,12 @@ pub(super) fn conflict(
     if is_rejected(tx, &state.key, event.hash())? {
         return Ok(Outcome::Refused(Refusal::Rejected { origin, seq }));
     }
+    // So was evidence already held: relayed again, it changes nothing and
+    // costs no signature check. Nor does more evidence against an origin
+    // already frozen with all the evidence it may keep.
+    if state.forked && (is_held(tx, &state.key, event.hash())? || evidence_full(tx, &state.key)?) {
+        return Ok(Outcome::Refused(Refusal::Forked { origin, seq }));
+    }
     if let Err(refusal) = state.verify(event, keys) {
         return Ok(Outcome::Refused(refusal));
     }
@@ -115,10 +121,7 @@ pub(super) fn conflict(
         })
         .optional()?
         .ok_or_else(|| StoreError::Corrupt(format!("event {first_seq} of {origin} is missing")))?;
-    let held: i64 = tx
-        .prepare_cached("SELECT COUNT(*) FROM equivocations WHERE origin = ?1")?
-        .query_row([&state.key], |row| row.get(0))?;
-    if from_sql(held) < MAX_EVIDENCE_PER_ORIGIN {
+    if !evidence_full(tx, &state.key)? {
         tx.prepare_cached(
             "INSERT OR IGNORE INTO equivocations
              (origin, seq, kind, first_hash, first, second_hash, second, detected_at)
@@ -146,6 +149,24 @@ pub(super) fn conflict(
         "equivocation: two validly signed events of one origin conflict; its feed is frozen"
     );
     Ok(Outcome::Equivocation { origin, seq })
+}
+
+/// Whether `hash` is the contradicting event of evidence held (and not
+/// yet resolved) against `origin`.
+fn is_held(tx: &Transaction<'_>, origin: &str, hash: EventHash) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT 1 FROM equivocations WHERE origin = ?1 AND second_hash = ?2 AND NOT resolved",
+        )?
+        .exists(params![origin, hash.to_hex()])?)
+}
+
+/// Whether `origin` has all the evidence rows it may keep.
+fn evidence_full(tx: &Transaction<'_>, origin: &str) -> Result<bool, StoreError> {
+    let held: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM equivocations WHERE origin = ?1")?
+        .query_row([origin], |row| row.get(0))?;
+    Ok(from_sql(held) >= MAX_EVIDENCE_PER_ORIGIN)
 }
 
 fn is_rejected(tx: &Transaction<'_>, origin: &str, hash: EventHash) -> Result<bool, StoreError> {

@@ -11,13 +11,18 @@
 //! with the key valid at its seq; after a `peer.rotate` event nothing more
 //! of its origin is checked ahead, since the keys change only once the
 //! walk has stored it.
+//!
+//! The guess follows the origin's rate budget as the walk will: an event
+//! the walk will refuse as over budget is not checked ahead, so a relay
+//! cannot make this peer check signatures it will not store.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZero;
 
-use center_proto::PeerId;
+use center_proto::{PeerId, Timestamp};
 
-use super::accept::OriginState;
+use super::accept::{OriginState, Rate};
+use crate::budget::FeedBudget;
 use crate::event::{FeedError, FeedEvent, VerifyEventError};
 use crate::hash::EventHash;
 use crate::rotation::{OriginKeys, ROTATE_EVENT};
@@ -38,13 +43,18 @@ pub(super) fn ahead(
     page: &[Result<FeedEvent, FeedError>],
     states: &mut HashMap<PeerId, OriginState>,
     keys: &dyn Fn(&PeerId) -> Option<OriginKeys>,
+    now: Timestamp,
+    budget: &FeedBudget,
 ) -> Checks {
     let mut checks: Checks = vec![None; page.len()];
     // Each origin's head as it will be if every expected event is stored.
     let mut heads: HashMap<PeerId, (u64, EventHash)> = HashMap::new();
+    // Each origin's rate window as it will be, likewise.
+    let mut rates: HashMap<PeerId, Rate> = HashMap::new();
     let mut jobs: Vec<(usize, &FeedEvent)> = Vec::new();
-    // Origins whose keys a rotation in the page changes from here on.
-    let mut rotating: HashSet<PeerId> = HashSet::new();
+    // Origins nothing more is checked ahead for: a rotation in the page
+    // changes their keys from here on, or their budget is spent.
+    let mut stopped: HashSet<PeerId> = HashSet::new();
     for (index, event) in page.iter().enumerate() {
         let Ok(event) = event else { continue };
         let origin = event.origin();
@@ -55,16 +65,24 @@ pub(super) fn ahead(
             None => continue,
             Some(found) => found.until().is_some_and(|until| event.seq() > until),
         };
-        if state.forked || rotating.contains(&origin) || ended {
+        if state.forked || stopped.contains(&origin) || ended {
             continue;
         }
         if event.name().as_str() == ROTATE_EVENT {
-            rotating.insert(origin);
+            stopped.insert(origin);
         }
         let head = heads
             .entry(origin)
             .or_insert_with(|| state.head.map_or((0, EventHash::ZERO), |h| (h.seq, h.hash)));
         if event.seq() == head.0 + 1 && event.prev() == head.1 {
+            let rate = rates.entry(origin).or_insert(state.rate);
+            let size = u64::try_from(event.as_bytes().len()).unwrap_or(u64::MAX);
+            if rate.over(now, size, budget).is_some() {
+                // The walk refuses it, and everything after it, unchecked.
+                stopped.insert(origin);
+                continue;
+            }
+            rate.add(now, size, budget);
             *head = (event.seq(), event.hash());
             jobs.push((index, event));
         }
