@@ -97,7 +97,7 @@ pub fn set_address(cli: &Cli, address: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Chowns what init wrote (the identity directory, everything in it, and
+/// Chowns what init wrote (the identity directory, its known files, and
 /// the description) to the owner of the state directory, if that is not us:
 /// root preparing files for the daemon's system user.
 fn give_to_state_owner(
@@ -110,14 +110,71 @@ fn give_to_state_owner(
     if uid == nix::unistd::geteuid().as_raw() {
         return Ok(());
     }
-    let mut files = vec![identity_dir.to_owned(), description.to_owned()];
-    for entry in fs::read_dir(identity_dir)? {
-        files.push(entry?.path());
+    chown_known_files(identity_dir, description, uid, gid)
+}
+
+/// The names an identity directory holds (see [`IdentityPaths`]), and
+/// nothing else: whatever else is there was not written by us.
+fn identity_file_names(identity_dir: &Path) -> Vec<std::ffi::OsString> {
+    let paths = IdentityPaths::new(identity_dir);
+    let mut names: Vec<_> = [
+        paths.identity_json(),
+        paths.cert(),
+        paths.olm_account(),
+        paths.pickle_key(),
+        paths.cert_next(),
+        paths.olm_account_next(),
+    ]
+    .iter()
+    .filter_map(|path| path.file_name().map(ToOwned::to_owned))
+    .collect();
+    names.push(".lock".into());
+    names
+}
+
+/// Gives the identity directory, its known files and the description to
+/// `uid`:`gid`. The directory's owner could have planted symlinks there, so
+/// every file is opened with `O_NOFOLLOW` (the files relative to the opened
+/// directory) and the opened file is `fchown`ed: a symlink under a known
+/// name is refused, one under any other name is never looked at.
+fn chown_known_files(
+    identity_dir: &Path,
+    description: &Path,
+    uid: u32,
+    gid: u32,
+) -> anyhow::Result<()> {
+    use nix::{
+        fcntl::{OFlag, openat},
+        sys::stat::Mode,
+        unistd::{Gid, Uid, fchown},
+    };
+    let (owner, group) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let refused = |path: &Path, err: nix::Error| {
+        anyhow::anyhow!(
+            "cannot give {} to uid {uid}: {err}{}",
+            path.display(),
+            if err == nix::Error::ELOOP {
+                " (a symlink: not followed)"
+            } else {
+                ""
+            }
+        )
+    };
+    let dir = nix::fcntl::open(identity_dir, flags | OFlag::O_DIRECTORY, Mode::empty())
+        .map_err(|err| refused(identity_dir, err))?;
+    fchown(&dir, owner, group).map_err(|err| refused(identity_dir, err))?;
+    for name in identity_file_names(identity_dir) {
+        let path = identity_dir.join(&name);
+        match openat(&dir, name.as_os_str(), flags, Mode::empty()) {
+            Ok(file) => fchown(&file, owner, group).map_err(|err| refused(&path, err))?,
+            Err(nix::Error::ENOENT) => {}
+            Err(err) => return Err(refused(&path, err)),
+        }
     }
-    for file in &files {
-        std::os::unix::fs::chown(file, Some(uid), Some(gid))
-            .with_context(|| format!("cannot give {} to uid {uid}", file.display()))?;
-    }
+    let file = nix::fcntl::open(description, flags, Mode::empty())
+        .map_err(|err| refused(description, err))?;
+    fchown(&file, owner, group).map_err(|err| refused(description, err))?;
     Ok(())
 }
 
@@ -296,4 +353,67 @@ fn row(peer: &PeerEntry, now: u64) -> Vec<String> {
         peer.queued.to_string(),
         feed.to_owned(),
     ]
+}
+
+#[cfg(test)]
+mod chown_tests {
+    use std::os::unix::fs::{MetadataExt, symlink};
+
+    use super::*;
+
+    /// Some uid that is not ours: root's tests give files to `nobody`, and
+    /// anyone else can only give files to themselves.
+    fn other_ids() -> (u32, u32) {
+        if nix::unistd::geteuid().is_root() {
+            (65534, 65534)
+        } else {
+            (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            )
+        }
+    }
+
+    fn identity_dir(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+        let dir = tmp.join("identity");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("identity.json"), b"{}").unwrap();
+        fs::write(dir.join("cert.asc"), b"secret").unwrap();
+        let description = tmp.join("description.json");
+        fs::write(&description, b"{}").unwrap();
+        let victim = tmp.join("victim");
+        fs::write(&victim, b"root's").unwrap();
+        (dir, description, victim)
+    }
+
+    #[test]
+    fn known_files_are_given_and_planted_links_under_other_names_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, description, victim) = identity_dir(tmp.path());
+        symlink(&victim, dir.join("planted")).unwrap();
+        let before = fs::metadata(&victim).unwrap().uid();
+        let (uid, gid) = other_ids();
+        chown_known_files(&dir, &description, uid, gid).unwrap();
+        for file in [dir.clone(), dir.join("cert.asc"), description] {
+            assert_eq!(fs::metadata(&file).unwrap().uid(), uid, "{}", file.display());
+        }
+        assert_eq!(fs::metadata(&victim).unwrap().uid(), before);
+    }
+
+    #[test]
+    fn a_symlink_under_a_known_name_is_refused_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, description, victim) = identity_dir(tmp.path());
+        symlink(&victim, dir.join("pickle.key")).unwrap();
+        let before = fs::metadata(&victim).unwrap().uid();
+        let (uid, gid) = other_ids();
+        let err = chown_known_files(&dir, &description, uid, gid).unwrap_err();
+        assert!(err.to_string().contains("not followed"), "{err}");
+        assert_eq!(fs::metadata(&victim).unwrap().uid(), before);
+        // The identity directory itself as a symlink: refused too.
+        let moved = tmp.path().join("moved");
+        fs::rename(&dir, &moved).unwrap();
+        symlink(&moved, &dir).unwrap();
+        chown_known_files(&dir, &description, uid, gid).unwrap_err();
+    }
 }
