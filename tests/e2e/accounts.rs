@@ -775,14 +775,30 @@ fn accounts_made_on_a_peer_that_left_reach_a_peer_that_joins_later() {
     wait_until("carol on bravo", || {
         uid_number(&net, "bravo", "carol").is_some()
     });
-    // Alpha excommunicates charlie, which is gone for good once alpha and
-    // bravo have dropped it.
+    // Alpha and bravo, every member but charlie, vote to excommunicate
+    // it (one vote would remove it only on the voter); each cuts it at
+    // the head it holds, so they first hold charlie's feed alike.
     let charlie = c.uuid.to_string();
-    ok(ctl(
-        &net,
-        &a,
-        &["peer", "excommunicate", &charlie, "--reason", "gone"],
-    ));
+    let head_of_charlie = |peer: &PeerInfo| -> u64 {
+        let status: Value =
+            serde_json::from_str(&ok(ctl(&net, peer, &["--json", "feed", "status"]))).unwrap();
+        status["origins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["origin"] == charlie.as_str())
+            .map_or(0, |o| o["head_seq"].as_u64().unwrap())
+    };
+    wait_until("alpha and bravo hold charlie's feed alike", || {
+        head_of_charlie(&a) == head_of_charlie(&b)
+    });
+    for peer in [&a, &b] {
+        ok(ctl(
+            &net,
+            peer,
+            &["peer", "excommunicate", &charlie, "--reason", "gone"],
+        ));
+    }
     for peer in [&a, &b] {
         wait_until(&format!("{} drops charlie", peer.name), || {
             roster_entry(&net, peer, &c) == Value::Null
@@ -800,8 +816,8 @@ fn accounts_made_on_a_peer_that_left_reach_a_peer_that_joins_later() {
     assert_eq!(uid_number(&net, "delta", "carol"), Some(number));
     assert!(binds(&net, "delta", "carol", "hers"));
     assert_eq!(roster_entry(&net, &d, &c), Value::Null);
-    // Charlie's feed ends at the same seq everywhere: the one alpha put in
-    // its announcement.
+    // Charlie's feed ends at the same seq everywhere: where the voters cut
+    // it, which delta got in bravo's hand-off.
     let end = |peer: &PeerInfo| -> Value {
         let text = std::fs::read_to_string(peer.state_dir.join("dispatchd/roster.json")).unwrap();
         let roster: Value = serde_json::from_str(&text).unwrap();

@@ -12,7 +12,9 @@ use center_proto::{
 use center_testnet::{Formation, PeerInfo, TEST_ADMIN, Testnet};
 use serde_json::{Value, json};
 
-use crate::support::{Tail, ctl, network_formed, ok, refused, roster_entry, wait_until};
+use crate::support::{
+    PATIENCE, Tail, bus_client, ctl, network_formed, ok, refused, roster_entry, wait_until,
+};
 
 /// Publishes a feed event as root through `centerctl`.
 fn publish(net: &Testnet, peer: &PeerInfo, name: &str, data: &str) {
@@ -255,29 +257,47 @@ fn removed_departed_and_excommunicated_peers_are_refused() {
         "A took an event of a peer it removed"
     );
 
-    // B excommunicates C (governance will decide when): B removes it, and
-    // so does every peer that gets the event.
-    ok(ctl(
-        &net,
-        b,
-        &[
-            "peer",
-            "excommunicate",
-            &c.uuid.to_string(),
-            "--reason",
-            "test",
-        ],
-    ));
+    // B votes to excommunicate C: B removes it at once (its sysadmin's
+    // right), but one peer's vote removes it nowhere else. On D, which
+    // counts A, B and D as members who may vote on C, 2 votes are needed.
+    let excommunicate = |peer: &PeerInfo| {
+        ok(ctl(
+            &net,
+            peer,
+            &[
+                "peer",
+                "excommunicate",
+                &c.uuid.to_string(),
+                "--reason",
+                "test",
+            ],
+        ))
+    };
+    excommunicate(b);
     assert_eq!(roster_entry(&net, b, c), Value::Null);
     for peer in [a, d] {
-        wait_until(&format!("{} still trusts charlie", peer.name), || {
-            roster_entry(&net, peer, c) == Value::Null
-        });
+        wait_for_log(peer, "peerd", "excommunication pending");
+        assert_ne!(
+            roster_entry(&net, peer, c),
+            Value::Null,
+            "one peer's vote removed charlie on {}",
+            peer.name
+        );
     }
-    // peerd logs the departure once dispatchd has removed the peer.
-    wait_until("alpha's peerd logs the excommunication", || {
-        log(a, "peerd").contains("how=\"excommunicated\"")
+    assert!(
+        log(d, "peerd").contains("votes=1 needed=2"),
+        "{}",
+        log(d, "peerd")
+    );
+    // A votes too: a quorum of distinct members, so D removes C (A at once).
+    excommunicate(a);
+    assert_eq!(roster_entry(&net, a, c), Value::Null);
+    wait_until("delta still trusts charlie after a quorum's votes", || {
+        roster_entry(&net, d, c) == Value::Null
     });
+    // peerd logs the departure once dispatchd has removed the peer.
+    wait_for_log(d, "peerd", "how=\"excommunicated\"");
+    wait_for_log(d, "peerd", "voted by 2 members");
 
     // D retires: B, which still trusted it, removes it.
     ok(ctl(&net, d, &["peer", "leave", "--reason", "moving on"]));
@@ -287,4 +307,47 @@ fn removed_departed_and_excommunicated_peers_are_refused() {
     wait_until("bravo's peerd logs the leave", || {
         log(b, "peerd").contains("how=\"left\"")
     });
+}
+
+#[test]
+fn a_roster_hand_off_after_the_join_changes_nothing() {
+    let (dir, net) = network_formed(3, Formation::Joined);
+    let [a, b, c] = [0, 1, 2].map(|i| &net.peers()[i]);
+    // B took A's hand-off when it joined through A: the only one it takes.
+    wait_for_log(b, "peerd", "roster hand-off taken");
+    // A hostile A (root speaks for its peerd on its bus) hands B a roster
+    // again, with a stranger in it; so does C, which B never joined
+    // through.
+    let mallory = Identity::create(
+        &IdentityPaths::new(dir.path().join("mallory")),
+        "mallory",
+        "127.0.0.1:7399",
+    )
+    .unwrap();
+    let forged = json!({ "peers": [{ "description": mallory.describe().unwrap().to_json() }] });
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        for sender in [a, c] {
+            let mut client = bus_client(sender, "peerd", PATIENCE).await;
+            client
+                .publish(center_bus::Publish::direct(
+                    b.uuid,
+                    "peer.roster",
+                    forged.clone(),
+                ))
+                .await
+                .unwrap();
+        }
+    });
+    wait_for_log(b, "peerd", "a roster is taken once");
+    wait_for_log(
+        b,
+        "peerd",
+        "a roster is taken only from a peer this peer asked to join through",
+    );
+    let mut roster = net.roster(b).unwrap();
+    roster.sort();
+    let mut expected = uuids(&[a, c]);
+    expected.sort();
+    assert_eq!(roster, expected);
+    assert!(!log(b, "dispatchd").contains(&mallory.uuid().to_string()));
 }

@@ -63,6 +63,12 @@ pub struct Membership {
     /// feed event this peer holds before it counts as a full member, e.g.
     /// `userd`: a new peer is a member once every account is in its slapd.
     pub consumers: Vec<String>,
+    /// How many distinct members' `peer.excommunicate` votes remove a peer
+    /// here (CEP 7); `None`: a majority of the members that may vote.
+    pub excommunicate_quorum: Option<usize>,
+    /// How many peers one sponsor (the origin of `peer.joined`) may add
+    /// here per day under `policy = "auto"`; more wait for the sysadmin.
+    pub max_announced_per_day: usize,
 }
 
 /// What peerd does with a peer announced by a trusted peer.
@@ -238,6 +244,8 @@ struct RawMembership {
     dht_republish_seconds: u64,
     dht_record_ttl_seconds: u64,
     consumers: Vec<String>,
+    excommunicate_quorum: u64,
+    max_announced_per_day: u64,
 }
 
 impl Default for RawMembership {
@@ -250,6 +258,8 @@ impl Default for RawMembership {
             dht_republish_seconds: 3600,
             dht_record_ttl_seconds: 86_400,
             consumers: Vec::new(),
+            excommunicate_quorum: 0,
+            max_announced_per_day: 4,
         }
     }
 }
@@ -631,6 +641,24 @@ impl RawMembership {
         {
             return Err(invalid("membership.consumers", err));
         }
+        if self.excommunicate_quorum > 1000 {
+            return Err(invalid(
+                "membership.excommunicate_quorum",
+                format!(
+                    "must be between 0 (a majority) and 1000, got {}",
+                    self.excommunicate_quorum
+                ),
+            ));
+        }
+        if !(1..=1000).contains(&self.max_announced_per_day) {
+            return Err(invalid(
+                "membership.max_announced_per_day",
+                format!(
+                    "must be between 1 and 1000, got {}",
+                    self.max_announced_per_day
+                ),
+            ));
+        }
         Ok(Membership {
             control_socket: self.control_socket,
             policy,
@@ -639,6 +667,10 @@ impl RawMembership {
             dht_republish: std::time::Duration::from_secs(self.dht_republish_seconds),
             dht_record_ttl: std::time::Duration::from_secs(self.dht_record_ttl_seconds),
             consumers: self.consumers,
+            excommunicate_quorum: usize::try_from(self.excommunicate_quorum)
+                .ok()
+                .filter(|n| *n > 0),
+            max_announced_per_day: usize::try_from(self.max_announced_per_day).unwrap_or(1000),
         })
     }
 }

@@ -547,10 +547,12 @@ pub fn check_rotation_proof(
     retired: &Retired,
     next: &PeerDescription,
 ) -> Result<(), String> {
-    let value = retired
-        .rotation
-        .as_ref()
-        .ok_or_else(|| format!("the key retired at seq {} comes without its rotation", retired.last_seq))?;
+    let value = retired.rotation.as_ref().ok_or_else(|| {
+        format!(
+            "the key retired at seq {} comes without its rotation",
+            retired.last_seq
+        )
+    })?;
     let bytes = center_proto::canonical::to_canonical(value)
         .map_err(|err| format!("its rotation is not canonical JSON: {err}"))?;
     let event = FeedEvent::parse(&bytes, &FeedLimits::DEFAULT)
@@ -620,7 +622,8 @@ fn entry_json(peer: &RosterPeer) -> Value {
         .retired
         .iter()
         .map(|r| {
-            let mut item = json!({ "description": r.description.to_json(), "last_seq": r.last_seq });
+            let mut item =
+                json!({ "description": r.description.to_json(), "last_seq": r.last_seq });
             if let Some(rotation) = &r.rotation {
                 item["rotation"] = rotation.clone();
             }
@@ -885,7 +888,10 @@ mod tests {
         assert_eq!(newcomer.import_entry(&entry).unwrap().0, Added::Unchanged);
         // It hands the proof on, on disk too.
         let reopened = Roster::open(elsewhere.path(), newcomer.me).unwrap();
-        assert_eq!(reopened.export_entry(&bravo.uuid()).unwrap()["retired"], entry["retired"]);
+        assert_eq!(
+            reopened.export_entry(&bravo.uuid()).unwrap()["retired"],
+            entry["retired"]
+        );
         // A history held is never replaced, not even by a longer one.
         let mut longer = entry.clone();
         let extra = longer["retired"][0].clone();
@@ -898,7 +904,10 @@ mod tests {
         let fourth = tempfile::tempdir().unwrap();
         let mut welcomed = Roster::open(fourth.path(), PeerId::new_random()).unwrap();
         welcomed.add(new.to_json().to_string().as_bytes()).unwrap();
-        assert_eq!(welcomed.import_entry(&unproven).unwrap().0, Added::Unchanged);
+        assert_eq!(
+            welcomed.import_entry(&unproven).unwrap().0,
+            Added::Unchanged
+        );
         assert_eq!(welcomed.import_entry(&entry).unwrap().0, Added::Updated);
         check(&welcomed);
         // A peer known with other keys is not changed by an import.

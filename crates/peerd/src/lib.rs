@@ -18,6 +18,7 @@ pub mod dht;
 pub mod fuzz;
 pub mod locate;
 pub mod members;
+pub mod quorum;
 pub mod messages;
 pub mod state;
 

@@ -494,12 +494,39 @@ impl Peerd {
         if self.in_roster(uuid).await? {
             return Ok(());
         }
+        let sponsor = origin.to_string();
+        let over_limit = {
+            let state = self.state();
+            let times = state
+                .now
+                .sponsored
+                .get(&sponsor)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            !state::sponsor_may_add(
+                times,
+                now_ms(),
+                self.config.membership.max_announced_per_day,
+            )
+        };
+        if self.config.membership.policy == Policy::Auto && over_limit {
+            tracing::warn!(
+                peer = %uuid,
+                sponsor = %origin,
+                limit = self.config.membership.max_announced_per_day,
+                "announced peer not trusted at once: its sponsor already added `max_announced_per_day` peers here in the last day; it waits for the sysadmin"
+            );
+        }
         match self.config.membership.policy {
-            Policy::Auto => {
+            Policy::Auto if !over_limit => {
                 self.trust(&description, &format!("announced by {origin}"))
-                    .await
+                    .await?;
+                self.state().update(|s| {
+                    s.sponsored.entry(sponsor).or_default().push(now_ms());
+                    Ok(())
+                })
             }
-            Policy::Manual => {
+            Policy::Auto | Policy::Manual => {
                 let key = uuid.to_string();
                 self.state().update(|s| {
                     if s.requests.iter().any(|r| r.uuid == key) {
@@ -570,19 +597,104 @@ impl Peerd {
         self.depart(origin, "left", &reason, seq).await.map(drop)
     }
 
-    /// `peer.excommunicate`: a peer is expelled.
+    /// This peer and the peers of its roster: who may vote.
+    async fn members(&self) -> Result<std::collections::BTreeSet<String>, String> {
+        let list = self.admin_op(AdminOp::PeerList {}).await?;
+        let mut members: std::collections::BTreeSet<String> =
+            list.peers.into_iter().map(|p| p.uuid).collect();
+        members.insert(self.me.to_string());
+        Ok(members)
+    }
+
+    /// `peer.excommunicate` on a member's feed: its vote to expel a peer.
+    /// Recorded (each origin once, never the target's own); the peer is
+    /// removed here only once a quorum of distinct members voted (CEP 7).
     async fn on_excommunicate(&self, envelope: &Envelope) -> Result<(), String> {
+        let voter = envelope.meta.from;
         let (peer, reason, until) =
             messages::excommunicate(&envelope.data).map_err(|e: MessageError| e.to_string())?;
-        if peer == self.me {
-            tracing::error!(by = %envelope.meta.from, reason, "this peer was excommunicated");
+        if voter == self.me {
+            // This peer's own vote: it cut the peer when its sysadmin cast it.
             return Ok(());
         }
-        // Its feed ends where the excommunicating peer's did: the same
-        // cut on every peer.
-        self.depart(peer, "excommunicated", &reason, until)
-            .await
-            .map(drop)
+        if peer == self.me {
+            tracing::error!(by = %voter, reason, "a peer voted to excommunicate this peer");
+            return Ok(());
+        }
+        if peer == voter {
+            return Err("a peer cannot vote on its own excommunication".to_owned());
+        }
+        if self.departed(peer) {
+            tracing::info!(%peer, by = %voter, "excommunication vote for a peer already departed here: nothing to do");
+            return Ok(());
+        }
+        let members = self.members().await?;
+        if !members.contains(&peer.to_string()) {
+            return Err(format!(
+                "{peer} is not in this peer's roster; the vote is not recorded"
+            ));
+        }
+        if !members.contains(&voter.to_string()) {
+            return Err("the voter is not a member here; its vote does not count".to_owned());
+        }
+        let (target, from) = (peer.to_string(), voter.to_string());
+        let votes = self.state().update(|s| {
+            let votes = s.votes.entry(target.clone()).or_default();
+            if votes.contains_key(&from) {
+                return Ok(None);
+            }
+            votes.insert(
+                from.clone(),
+                crate::quorum::Vote {
+                    reason: reason.clone(),
+                    until,
+                    at: now_ms(),
+                },
+            );
+            Ok(Some(votes.clone()))
+        })?;
+        let Some(votes) = votes else {
+            tracing::info!(%peer, by = %voter, "an origin votes once: its second excommunication vote changes nothing");
+            return Ok(());
+        };
+        self.count_votes(peer, &votes, &members).await
+    }
+
+    /// Removes `peer` if the votes held reach the quorum; logs the votes
+    /// pending otherwise.
+    async fn count_votes(
+        &self,
+        peer: PeerId,
+        votes: &std::collections::BTreeMap<String, crate::quorum::Vote>,
+        members: &std::collections::BTreeSet<String>,
+    ) -> Result<(), String> {
+        let voters: Vec<&String> = votes.keys().collect();
+        match crate::quorum::decide(
+            &peer.to_string(),
+            votes,
+            members,
+            self.config.membership.excommunicate_quorum,
+        ) {
+            crate::quorum::Decision::Pending { have, need } => {
+                tracing::warn!(
+                    %peer,
+                    votes = have,
+                    needed = need,
+                    ?voters,
+                    "excommunication pending: not removed until a quorum of distinct members votes"
+                );
+                Ok(())
+            }
+            crate::quorum::Decision::Remove { until, voters: n } => {
+                let reasons: Vec<&str> = votes.values().map(|v| v.reason.as_str()).collect();
+                let reason = format!("voted by {n} members: {}", reasons.join("; "));
+                // Its feed ends at the least of the voters' ends: a seq
+                // every one of them held.
+                self.depart(peer, "excommunicated", &reason, until)
+                    .await
+                    .map(drop)
+            }
+        }
     }
 
     /// Records `peer` as departed and removes it from the roster; returns
@@ -597,6 +709,7 @@ impl Peerd {
         let key = peer.to_string();
         self.state().update(|s| {
             s.requests.retain(|r| r.uuid != key);
+            s.votes.remove(&key);
             s.departed.entry(key.clone()).or_insert(Departed {
                 how: how.to_owned(),
                 reason: reason.to_owned(),
@@ -651,9 +764,14 @@ impl Peerd {
                 .map_err(|err| err.to_string()),
             ControlRequest::Excommunicate { uuid, reason } => match uuid.parse::<PeerId>() {
                 Err(err) => Err(format!("bad uuid: {err}")),
+                Ok(peer) if peer == self.me => {
+                    Err("this peer cannot vote on its own excommunication".to_owned())
+                }
                 Ok(peer) => {
-                    // Removed here first: the announcement carries where
-                    // its feed ends, so every peer cuts at the same seq.
+                    // This peer's sysadmin cuts the peer here at once (its
+                    // right, as `peer remove`); the vote carries where its
+                    // feed ended here, and the other peers remove it only
+                    // once a quorum of distinct members voted.
                     match self.depart(peer, "excommunicated", &reason, None).await {
                         Err(err) => Err(err),
                         Ok(until) => {
@@ -664,7 +782,7 @@ impl Peerd {
                             self.publish(messages::EXCOMMUNICATE, data, None)
                                 .await
                                 .map_err(|err| err.to_string())
-                                .map(|()| ControlReply::done(format!("peer {peer} excommunicated")))
+                                .map(|()| ControlReply::done(format!("peer {peer} removed here; excommunication vote published (the other peers remove it once a quorum of members voted)")))
                         }
                     }
                 }
@@ -676,6 +794,7 @@ impl Peerd {
                     "departed": state.now.departed,
                     "requests": state.now.requests.len(),
                     "invitations": state.now.invitations.len(),
+                    "excommunication_votes": state.now.votes,
                 })))
             }
         };

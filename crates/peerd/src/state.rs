@@ -10,6 +10,10 @@
 //!   they expire, so a replayed request is recognised;
 //! - departed: peers that left or were removed or excommunicated, never to
 //!   be added back by an announcement;
+//! - votes: the `peer.excommunicate` votes seen, until a quorum of
+//!   distinct members removes the target (or it departs otherwise);
+//! - sponsored: when each sponsor's announced peers were trusted, to bound
+//!   how many one member adds per day;
 //! - joining: the peers this peer asked to join through, whose roster
 //!   hand-off it takes once, after their welcome;
 
@@ -127,6 +131,28 @@ pub struct Membership {
     /// This peer's own DHT contact as last announced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announced_contact: Option<String>,
+    /// Excommunication votes seen on the feeds and not yet decided:
+    /// target uuid → voter uuid → its vote (each origin once).
+    #[serde(default)]
+    pub votes: BTreeMap<String, BTreeMap<String, crate::quorum::Vote>>,
+    /// When each sponsor's announcements were trusted here under the
+    /// `auto` policy (ms, the last day's only): sponsor uuid → times.
+    #[serde(default)]
+    pub sponsored: BTreeMap<String, Vec<u64>>,
+}
+
+/// A day, in ms: the period of `[membership] max_announced_per_day`.
+pub const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// Whether a sponsor that had peers trusted here at `times` (ms) may
+/// have one more trusted at `now` under the `auto` policy: fewer than
+/// `limit` in the day before `now`.
+pub fn sponsor_may_add(times: &[u64], now: u64, limit: usize) -> bool {
+    times
+        .iter()
+        .filter(|t| now.saturating_sub(**t) < DAY_MS)
+        .count()
+        < limit
 }
 
 /// The state and its file.
@@ -165,6 +191,11 @@ impl State {
         let now = center_proto::Timestamp::now().as_millis();
         next.invitations.retain(|i| i.expires > now);
         next.seen.retain(|_, exp| *exp > now);
+        next.votes.retain(|_, votes| !votes.is_empty());
+        for times in next.sponsored.values_mut() {
+            times.retain(|t| now.saturating_sub(*t) < DAY_MS);
+        }
+        next.sponsored.retain(|_, times| !times.is_empty());
         while next.seen.len() > MAX_SEEN {
             let Some(oldest) = next
                 .seen

@@ -126,3 +126,26 @@ fn a_roster_hand_off_is_taken_once_after_the_welcome_only() {
         );
     }
 }
+
+#[test]
+fn a_sponsor_adds_a_bounded_number_of_peers_per_day() {
+    use crate::state::{DAY_MS, sponsor_may_add};
+    let now = 10 * DAY_MS;
+    // (times its peers were trusted, limit, one more allowed)
+    let table: [(&[u64], usize, bool); 6] = [
+        (&[], 4, true),
+        (&[now - 1, now - 2, now - 3], 4, true),
+        (&[now - 1, now - 2, now - 3, now - 4], 4, false),
+        // Older than a day: no longer counted.
+        (&[now - DAY_MS, now - 2 * DAY_MS, now - 3, now - 4], 4, true),
+        (&[now], 1, false),
+        (&[now - DAY_MS - 1], 1, true),
+    ];
+    for (times, limit, allowed) in table {
+        assert_eq!(
+            sponsor_may_add(times, now, limit),
+            allowed,
+            "{times:?} {limit}"
+        );
+    }
+}
