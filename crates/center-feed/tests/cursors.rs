@@ -193,10 +193,15 @@ fn peer_frontiers_are_recorded_per_peer_and_origin() {
     let later = Timestamp::from_millis(NOW.as_millis() + 1000);
     let first = BTreeMap::from([(alpha.id(), 4), (charlie.id(), 1)]);
     s.store
-        .record_peer_frontier(bravo.id(), &first, NOW)
+        .record_peer_frontier(bravo.id(), &first, |_| true, NOW)
         .expect("record");
     s.store
-        .record_peer_frontier(bravo.id(), &BTreeMap::from([(alpha.id(), 7)]), later)
+        .record_peer_frontier(
+            bravo.id(),
+            &BTreeMap::from([(alpha.id(), 7)]),
+            |_| true,
+            later,
+        )
         .expect("record");
     let s = s.reopen(FeedBudget::DEFAULT);
     let got: Vec<_> = s
@@ -212,4 +217,42 @@ fn peer_frontiers_are_recorded_per_peer_and_origin() {
     ];
     expected.sort();
     assert_eq!(got, expected);
+}
+
+/// A frontier naming thousands of made-up origins stores nothing for them
+/// (issue 13): only the origins the caller knows (its roster) are kept, and
+/// a record of an origin no longer known is forgotten.
+#[test]
+fn a_frontier_keeps_only_known_origins() {
+    let (alpha, bravo, charlie) = (Peer::new("alpha"), Peer::new("bravo"), Peer::new("charlie"));
+    let mut s = Store::new(FeedBudget::DEFAULT);
+    let mut frontier: BTreeMap<_, _> = (0..4096)
+        .map(|_| (center_proto::PeerId::new_random(), 1))
+        .collect();
+    frontier.insert(alpha.id(), 3);
+    frontier.insert(charlie.id(), 2);
+    let roster = [alpha.id(), charlie.id()];
+    let ignored = s
+        .store
+        .record_peer_frontier(bravo.id(), &frontier, |o| roster.contains(o), NOW)
+        .expect("record");
+    assert_eq!(ignored, 4096);
+    let held = |s: &Store| -> Vec<_> {
+        s.store
+            .peer_frontiers()
+            .expect("frontiers")
+            .into_iter()
+            .map(|f| (f.origin, f.seq))
+            .collect()
+    };
+    let mut expected = vec![(alpha.id(), 3), (charlie.id(), 2)];
+    expected.sort();
+    assert_eq!(held(&s), expected);
+    // Charlie leaves the roster: its record goes with the next frontier.
+    let ignored = s
+        .store
+        .record_peer_frontier(bravo.id(), &BTreeMap::new(), |o| *o == alpha.id(), NOW)
+        .expect("record");
+    assert_eq!(ignored, 0);
+    assert_eq!(held(&s), vec![(alpha.id(), 3)]);
 }

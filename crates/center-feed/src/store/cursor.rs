@@ -180,16 +180,34 @@ impl FeedStore {
     }
 
     /// Records what `peer` says it holds (origin → highest contiguous seq),
-    /// at `now`. Origins it did not mention keep their last record.
+    /// at `now`, for the origins `known` takes (the roster's, departed ones
+    /// included, and this peer's): a frontier names whatever origins its
+    /// sender likes, and only these are worth keeping, so what is stored
+    /// per peer is bounded by the roster. Origins it did not mention keep
+    /// their last record; records of origins `known` no longer takes are
+    /// forgotten. Returns how many origins of `frontier` were ignored.
     pub fn record_peer_frontier(
         &mut self,
         peer: PeerId,
         frontier: &BTreeMap<PeerId, u64>,
+        known: impl Fn(&PeerId) -> bool,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let tx = self
             .db
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut ignored = 0;
+        {
+            let held: Vec<PeerId> = tx
+                .prepare_cached("SELECT origin FROM peer_frontiers WHERE peer = ?1")?
+                .query_map([peer.to_string()], |row| peer_col(row, 0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut forget =
+                tx.prepare_cached("DELETE FROM peer_frontiers WHERE peer = ?1 AND origin = ?2")?;
+            for origin in held.iter().filter(|origin| !known(origin)) {
+                forget.execute(params![peer.to_string(), origin.to_string()])?;
+            }
+        }
         {
             let mut statement = tx.prepare_cached(
                 "INSERT INTO peer_frontiers (peer, origin, seq, updated_at) VALUES (?1, ?2, ?3, ?4)
@@ -198,6 +216,10 @@ impl FeedStore {
             )?;
             let peer = peer.to_string();
             for (origin, seq) in frontier {
+                if !known(origin) {
+                    ignored += 1;
+                    continue;
+                }
                 statement.execute(params![
                     peer,
                     origin.to_string(),
@@ -207,7 +229,7 @@ impl FeedStore {
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(ignored)
     }
 
     /// Every recorded peer frontier, by peer then origin.

@@ -120,29 +120,98 @@ impl Broker {
     /// the subscribers that want it now. Err: it could not be kept, and the
     /// sending peer must not be acknowledged.
     pub fn deliver_remote(&self, envelope: &Envelope) -> Result<(), String> {
-        self.deliver_remote_batch(std::slice::from_ref(envelope), None)
+        let item = [(envelope, envelope.meta.exp)];
+        self.keep_remote(&item, None, None, None).map(|_| ())
     }
 
-    /// [`Broker::deliver_remote`] for several messages, kept in one commit
-    /// (all or none) together with the record that `peer` delivered the
-    /// digests given (CEP 5), so none is handed on twice even after a crash.
+    /// Keeps a join request (`NEW`, unauthenticated) for the membership
+    /// service until `keep_until` at the latest, unless `max` join requests
+    /// are already kept. Ok(false): refused for that cap.
+    pub fn deliver_join_request(
+        &self,
+        envelope: &Envelope,
+        keep_until: Timestamp,
+        max: u64,
+    ) -> Result<bool, String> {
+        let item = [(envelope, envelope.meta.exp.min(keep_until))];
+        let sender = Some((crate::link::store::JOIN_REQUESTS, max));
+        self.keep_remote(&item, sender, None, None)
+            .map(|kept| kept.is_some())
+    }
+
+    /// [`Broker::deliver_remote`] for several messages from `peer`, kept in
+    /// one commit (all or none) together with the record that `peer`
+    /// delivered the digests given (CEP 5), so none is handed on twice even
+    /// after a crash. A message no local service could receive (no grant
+    /// takes its name, and no connected subscriber wants it) is recorded as
+    /// delivered but not kept: its name is returned, for the log.
     pub fn deliver_remote_batch(
         &self,
         envelopes: &[Envelope],
+        peer: PeerId,
+        delivered: &[(String, Timestamp)],
+    ) -> Result<Vec<String>, String> {
+        let granted: Vec<Vec<center_bus::pattern::Pattern>> = self
+            .grant_store()
+            .list()
+            .into_iter()
+            .map(|grant| grant.receive)
+            .collect();
+        let items: Vec<(&Envelope, Timestamp)> =
+            envelopes.iter().map(|e| (e, e.meta.exp)).collect();
+        self.keep_remote(&items, None, Some((peer, delivered)), Some(&granted))
+            .map(|dropped| dropped.unwrap_or_default())
+    }
+
+    /// Keeps `items` (each with when it may be forgotten) in one commit and
+    /// hands them to the subscribers that want them now. `quota`: the
+    /// sender they are counted for and how many it may have kept (Ok(None):
+    /// over it, nothing kept). `granted`: the receive patterns of every
+    /// grant; when given, what neither they nor a connected subscriber take
+    /// is not kept, and its name is in the result.
+    fn keep_remote(
+        &self,
+        items: &[(&Envelope, Timestamp)],
+        quota: Option<(&str, u64)>,
         delivered: Option<(PeerId, &[(String, Timestamp)])>,
-    ) -> Result<(), String> {
-        let mut items = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
-            let bytes = envelope.canonical_bytes().map_err(|err| err.to_string())?;
-            items.push((envelope.name.as_str(), bytes, envelope.meta.exp));
-        }
+        granted: Option<&[Vec<center_bus::pattern::Pattern>]>,
+    ) -> Result<Option<Vec<String>>, String> {
         let mut subscribers = self.subscribers();
-        let seqs = self
-            .links
-            .store()
-            .inbox_push_many(&items, delivered, Timestamp::now())
-            .map_err(|err| format!("cannot keep a direct message: {err}"))?;
-        for (envelope, seq) in envelopes.iter().zip(seqs) {
+        let mut kept = Vec::with_capacity(items.len());
+        let mut dropped = Vec::new();
+        for (envelope, until) in items {
+            let name = envelope.name.as_str();
+            let receivable = granted.is_none_or(|granted| {
+                granted.iter().any(|receive| any_matches(receive, name))
+                    || subscribers.values().any(|s| s.inbox.is_some() && wants(s, name))
+            });
+            if receivable {
+                kept.push((*envelope, *until));
+            } else {
+                dropped.push(name.to_owned());
+            }
+        }
+        let mut rows = Vec::with_capacity(kept.len());
+        for (envelope, until) in &kept {
+            let bytes = envelope.canonical_bytes().map_err(|err| err.to_string())?;
+            rows.push((envelope.name.as_str(), bytes, *until));
+        }
+        let now = Timestamp::now();
+        let seqs = {
+            let mut store = self.links.store();
+            if let Some((sender, max)) = quota {
+                let held = store
+                    .inbox_held(sender, now)
+                    .map_err(|err| format!("cannot count kept messages: {err}"))?;
+                if held.saturating_add(u64::try_from(rows.len()).unwrap_or(u64::MAX)) > max {
+                    return Ok(None);
+                }
+            }
+            store
+                .inbox_push_many(&rows, quota.map(|(sender, _)| sender), delivered, now)
+                .map_err(|err| format!("cannot keep a direct message: {err}"))?
+        };
+        for ((envelope, _), seq) in kept.iter().zip(seqs) {
             for subscriber in subscribers.values_mut() {
                 let Some(state) = subscriber.inbox else {
                     continue;
@@ -159,7 +228,7 @@ impl Broker {
                 }
             }
         }
-        Ok(())
+        Ok(Some(dropped))
     }
 
     /// A subscriber handled everything up to `seq`.

@@ -41,10 +41,16 @@ use tokio::{
 use super::{
     BATCH, Crypto, Links, lock,
     outbound::control,
+    quiet::Quiet,
     store::digest,
     wire::{self, FrameReader, WireError, write_frame},
 };
 use crate::peer::{self, Refusal, SaveSessions, Verified, seal_gpg, seal_gpg_plus};
+
+/// Direct messages from one peer kept in the inbox (unexpired) at most;
+/// past it, what the peer sends is neither kept nor acknowledged until
+/// some expire, so its outbox holds them (CEP 5, "Bounds").
+pub const MAX_INBOX_PER_PEER: u64 = 10_000;
 
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames of data queued for the writer (the sender waits for room).
@@ -411,17 +417,37 @@ fn handle(
         },
         peer::EVENTS => return Ok(Some(envelope)),
         peer::FRONTIER => {
-            let Some(frontier) = super::feeds::parse_frontier(&envelope.data) else {
+            static UNKNOWN: Quiet = Quiet::new();
+            let Some(mut frontier) = super::feeds::parse_frontier(&envelope.data) else {
                 tracing::warn!(%peer, "malformed feed frontier; dropped");
                 return Ok(None);
             };
-            let recorded =
-                links
-                    .feeds()
-                    .record_peer_frontier(peer, &frontier.heads, Timestamp::now());
-            if let Err(err) = recorded {
-                tracing::error!(%peer, error = %err, "cannot record a peer's frontier");
+            // Only origins of the roster (departed ones up to their end
+            // included) are recorded, compared or counted toward lag.
+            let known = super::feeds::known_origins(links);
+            let recorded = links.feeds().record_peer_frontier(
+                peer,
+                &frontier.heads,
+                |origin| known.contains(origin),
+                Timestamp::now(),
+            );
+            match recorded {
+                Err(err) => {
+                    tracing::error!(%peer, error = %err, "cannot record a peer's frontier")
+                }
+                Ok(ignored) if ignored > 0 => {
+                    if let Some(skipped) = UNKNOWN.allow() {
+                        tracing::warn!(
+                            %peer,
+                            ignored,
+                            lines_left_out = skipped,
+                            "frontier origins not in the roster ignored"
+                        );
+                    }
+                }
+                Ok(_) => {}
             }
+            frontier.heads.retain(|origin, _| known.contains(origin));
             links.frontier_heard(peer);
             conn.frontier.send_replace(Some(frontier));
         }
@@ -457,23 +483,30 @@ fn handle(
 }
 
 /// Hands the new ones among `incoming` to the bus in one commit (a message
-/// the peer delivered before is not handed on again) and moves them all to
-/// `unacked`. Err: they could not be kept, and are not acknowledged, so the
-/// sender sends them again.
+/// the peer delivered before is not handed on again) and moves them to
+/// `unacked`. Past the peer's inbox quota ([`MAX_INBOX_PER_PEER`] kept and
+/// unexpired) the rest is neither kept nor acknowledged: the sender keeps
+/// it and sends it again later. A message no local service could receive
+/// is acknowledged and not kept. Err: they could not be kept, and are not
+/// acknowledged, so the sender sends them again.
 fn keep(
     links: &Links,
     peer: PeerId,
     incoming: &mut Vec<(String, Envelope)>,
     unacked: &mut Vec<(String, Timestamp)>,
 ) -> Result<(), String> {
+    static OVER_QUOTA: Quiet = Quiet::new();
+    static UNRECEIVABLE: Quiet = Quiet::new();
     let mut fresh = Vec::new();
-    let delivered: Vec<(String, Timestamp)> = incoming
-        .iter()
-        .map(|(key, envelope)| (key.clone(), envelope.meta.exp))
-        .collect();
+    let mut delivered: Vec<(String, Timestamp)> = Vec::new();
+    let mut refused = 0usize;
     {
         // Released before the broker takes its own locks (subscribers, then store).
         let store = links.store();
+        let held = store
+            .inbox_held(&peer.to_string(), Timestamp::now())
+            .map_err(|err| format!("store failed: {err}"))?;
+        let mut room = MAX_INBOX_PER_PEER.saturating_sub(held);
         let mut in_batch = HashSet::new();
         for (key, envelope) in incoming.iter() {
             if !in_batch.insert(key.as_str()) {
@@ -484,19 +517,49 @@ fn keep(
                 .map_err(|err| format!("store failed: {err}"))?
             {
                 tracing::debug!(%peer, "duplicate direct message; acknowledged again, not delivered");
+            } else if room == 0 {
+                refused += 1;
+                continue;
             } else {
+                room -= 1;
                 fresh.push(envelope.clone());
             }
+            delivered.push((key.clone(), envelope.meta.exp));
         }
+    }
+    if refused > 0
+        && let Some(skipped) = OVER_QUOTA.allow()
+    {
+        tracing::warn!(
+            %peer,
+            refused,
+            quota = MAX_INBOX_PER_PEER,
+            lines_left_out = skipped,
+            "direct messages refused: the peer's inbox quota is full; not acknowledged, it sends them again later"
+        );
     }
     if !fresh.is_empty() {
         let kept = match links.broker() {
-            Some(broker) => broker.deliver_remote_batch(&fresh, Some((peer, &delivered))),
+            Some(broker) => broker.deliver_remote_batch(&fresh, peer, &delivered),
             None => Err("the bus is gone".to_owned()),
         };
-        if let Err(err) = kept {
-            tracing::error!(%peer, error = err.as_str(), "direct messages not kept");
-            return Err(err);
+        match kept {
+            Err(err) => {
+                tracing::error!(%peer, error = err.as_str(), "direct messages not kept");
+                return Err(err);
+            }
+            Ok(dropped) if !dropped.is_empty() => {
+                if let Some(skipped) = UNRECEIVABLE.allow() {
+                    tracing::warn!(
+                        %peer,
+                        dropped = dropped.len(),
+                        name = dropped.first().map_or("", String::as_str),
+                        lines_left_out = skipped,
+                        "direct messages dropped: no grant and no subscriber here receives them; acknowledged, not kept"
+                    );
+                }
+            }
+            Ok(_) => {}
         }
     }
     incoming.clear();

@@ -155,6 +155,17 @@ pub(super) fn parse_frontier(data: &Value) -> Option<TheirFrontier> {
     })
 }
 
+/// The origins whose feeds this peer takes: itself, every roster peer, and
+/// every departed one (up to its end). A frontier's other origins are
+/// ignored.
+pub(super) fn known_origins(links: &Links) -> std::collections::HashSet<PeerId> {
+    let roster = links.roster();
+    std::iter::once(links.me())
+        .chain(roster.list().map(|p| p.description.uuid()))
+        .chain(roster.departed_ends().into_keys())
+        .collect()
+}
+
 /// Our frontier, sealed for `peer`, with the pages accepted so far.
 pub(super) fn frontier_frame(links: &Links, peer: PeerId, pages: u64) -> Result<Vec<u8>, String> {
     let heads: Map<String, Value> = links

@@ -5,6 +5,12 @@
 //! ([`conn`]), where each frame gets CEP 5's checks: a refusal at the frame,
 //! sender or signature steps closes it with a logged reason, a later refusal
 //! drops only the frame.
+//!
+//! Bounds (CEP 5, "Bounds"): at most [`MAX_CONNECTIONS`] connections, of
+//! which [`MAX_PER_IP`] from one source address, before any hello; `NEW`
+//! frames are kept on the bus for [`NEW_LIFE`] at most, and no more than
+//! [`MAX_NEW_KEPT`] of them at once (further ones are refused until some
+//! expire).
 
 use std::{
     collections::HashMap,
@@ -21,11 +27,19 @@ use tokio::{
     time::Instant,
 };
 
-use super::{Links, conn, lock, wire::WireError};
+use super::{Links, conn, lock, quiet::Quiet, wire::WireError};
 use crate::bus::Broker;
 
 /// Simultaneous peer connections.
 const MAX_CONNECTIONS: usize = 256;
+/// Simultaneous connections from one source address, at most: a single
+/// host cannot take every slot while its hellos time out.
+const MAX_PER_IP: usize = 8;
+/// How long a join request (`NEW`) is kept for the membership service, at
+/// most, whatever its own `exp` says.
+const NEW_LIFE: Duration = Duration::from_secs(3600);
+/// Join requests kept at once, at most, from all sources together.
+const MAX_NEW_KEPT: u64 = 256;
 /// `NEW` frames accepted per source address per window, and the window.
 const NEW_PER_ADDRESS: u32 = 5;
 const NEW_WINDOW: Duration = Duration::from_secs(3600);
@@ -40,6 +54,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_ip = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
     let new_limit = Arc::new(Mutex::new(HashMap::<IpAddr, (Instant, u32)>::new()));
     tokio::pin!(shutdown);
     loop {
@@ -55,8 +70,18 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(slot) = IpSlot::take(&per_ip, remote.ip()) else {
+            if let Some(skipped) = PER_IP_FULL.allow() {
+                tracing::warn!(%remote, max = MAX_PER_IP, lines_left_out = skipped,
+                    "peer connection refused: too many connections from this address");
+            }
+            continue;
+        };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%remote, "peer connection refused: too many connections");
+            if let Some(skipped) = ALL_FULL.allow() {
+                tracing::warn!(%remote, lines_left_out = skipped,
+                    "peer connection refused: too many connections");
+            }
             continue;
         };
         let (links, broker, new_limit) = (links.clone(), broker.clone(), new_limit.clone());
@@ -64,7 +89,46 @@ pub async fn serve(
             let reason = handle(stream, remote, &links, &broker, &new_limit).await;
             tracing::info!(%remote, reason, "peer connection closed");
             drop(permit);
+            drop(slot);
         });
+    }
+}
+
+static PER_IP_FULL: Quiet = Quiet::new();
+static ALL_FULL: Quiet = Quiet::new();
+
+/// One connection counted against its source address; uncounted when
+/// dropped.
+struct IpSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    /// A slot for `ip`, unless it already has [`MAX_PER_IP`].
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<IpSlot> {
+        let mut map = lock(counts);
+        let count = map.entry(ip).or_insert(0);
+        if *count >= MAX_PER_IP {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = lock(&self.counts);
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -115,10 +179,18 @@ fn hand_new_to_bus(body: &[u8], remote: SocketAddr, me: PeerId, broker: &Broker)
                 Err(format!("it is for {}, not for this peer", frame.to()))
             }
         });
+    static FULL: Quiet = Quiet::new();
+    let keep_until = Timestamp::now().saturating_add(NEW_LIFE);
     match checked {
-        Ok(envelope) => match broker.deliver_remote(&envelope) {
-            Ok(()) => {
+        Ok(envelope) => match broker.deliver_join_request(&envelope, keep_until, MAX_NEW_KEPT) {
+            Ok(true) => {
                 tracing::info!(%remote, from = %envelope.meta.from, "join request (NEW) handed to the bus")
+            }
+            Ok(false) => {
+                if let Some(skipped) = FULL.allow() {
+                    tracing::warn!(%remote, max = MAX_NEW_KEPT, lines_left_out = skipped,
+                        "join request (NEW) refused: as many as are kept wait already");
+                }
             }
             Err(err) => {
                 tracing::error!(%remote, error = err.as_str(), "join request (NEW) not kept")

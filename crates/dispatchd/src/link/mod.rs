@@ -16,6 +16,7 @@ mod feeds;
 mod inbound;
 pub mod join;
 mod outbound;
+pub(crate) mod quiet;
 mod rotate;
 pub mod store;
 mod wire;

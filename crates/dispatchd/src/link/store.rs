@@ -8,12 +8,21 @@
 //! expired. The receiver records each delivered envelope's digest until it
 //! expires, so a retried delivery (the sender crashed before it saw our
 //! acknowledgement) is recognized and not delivered twice.
+//!
+//! Each kept message records who sent it (`peer`: the sending peer's UUID,
+//! [`JOIN_REQUESTS`] for `NEW` frames, nothing for a hand-off of this
+//! peer's own join), so that what one sender may keep here is bounded
+//! ([`Store::inbox_held`]).
 
 use std::path::Path;
 
 use center_proto::{PeerId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
+
+/// The sender recorded for kept `NEW` frames (join requests), which no
+/// peer signed: they share one quota.
+pub const JOIN_REQUESTS: &str = "NEW";
 
 /// The store; one connection, used under the caller's lock.
 pub struct Store {
@@ -78,6 +87,15 @@ impl Store {
              );
              CREATE INDEX IF NOT EXISTS delivered_exp ON delivered (exp);",
         )?;
+        // Who sent each kept message, for its quota (stores made before
+        // it lack the column: their messages count for nobody).
+        let has_sender: bool = db
+            .prepare("SELECT 1 FROM pragma_table_info('inbox') WHERE name = 'peer'")?
+            .exists([])?;
+        if !has_sender {
+            db.execute_batch("ALTER TABLE inbox ADD COLUMN peer TEXT")?;
+        }
+        db.execute_batch("CREATE INDEX IF NOT EXISTS inbox_peer ON inbox (peer, exp)")?;
         let cursors = Connection::open(path)?;
         cursors.pragma_update(None, "synchronous", "normal")?;
         cursors.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -192,12 +210,18 @@ impl Store {
     /// same commit, records `delivered` (digests and `exp`) as delivered by
     /// that peer, so a message is kept and recorded together or not at all.
     /// Expired messages and records are forgotten here.
+    ///
+    /// `sender` is recorded with each message for its quota: the sending
+    /// peer (`delivered`'s) if not given.
     pub fn inbox_push_many(
         &mut self,
         items: &[(&str, Vec<u8>, Timestamp)],
+        sender: Option<&str>,
         delivered: Option<(PeerId, &[(String, Timestamp)])>,
         now: Timestamp,
     ) -> rusqlite::Result<Vec<i64>> {
+        let from_peer = delivered.map(|(peer, _)| peer.to_string());
+        let sender = sender.or(from_peer.as_deref());
         let tx = self.db.transaction()?;
         tx.execute("DELETE FROM inbox WHERE exp <= ?1", params![exp_sql(now)])?;
         if let Some((peer, delivered)) = delivered {
@@ -215,14 +239,25 @@ impl Store {
         let mut seqs = Vec::with_capacity(items.len());
         {
             let mut statement =
-                tx.prepare_cached("INSERT INTO inbox (name, envelope, exp) VALUES (?1, ?2, ?3)")?;
+                tx.prepare_cached("INSERT INTO inbox (name, envelope, exp, peer) VALUES (?1, ?2, ?3, ?4)")?;
             for (name, envelope, exp) in items {
-                statement.execute(params![name, envelope, exp_sql(*exp)])?;
+                statement.execute(params![name, envelope, exp_sql(*exp), sender])?;
                 seqs.push(tx.last_insert_rowid());
             }
         }
         tx.commit()?;
         Ok(seqs)
+    }
+
+    /// How many unexpired messages from `sender` (a peer's UUID, or
+    /// [`JOIN_REQUESTS`]) are kept.
+    pub fn inbox_held(&self, sender: &str, now: Timestamp) -> rusqlite::Result<u64> {
+        let count: i64 = self.db.query_row(
+            "SELECT COUNT(*) FROM inbox WHERE peer = ?1 AND exp > ?2",
+            params![sender, exp_sql(now)],
+            |row| row.get(0),
+        )?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// Kept messages after `seq`, oldest first, at most `limit`, unexpired.
@@ -280,4 +315,63 @@ impl Store {
 
 fn exp_sql(t: Timestamp) -> i64 {
     i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp::from_millis(1_795_305_600_000);
+
+    fn later(secs: u64) -> Timestamp {
+        Timestamp::from_millis(NOW.as_millis() + secs * 1000)
+    }
+
+    #[test]
+    fn what_each_sender_keeps_is_counted_until_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("links.sqlite3")).unwrap();
+        let (alpha, bravo) = (PeerId::new_random(), PeerId::new_random());
+        let items = |n: usize, exp| -> Vec<(&str, Vec<u8>, Timestamp)> {
+            (0..n).map(|i| ("demo.x", vec![u8::try_from(i).unwrap()], exp)).collect()
+        };
+        let delivered: Vec<(String, Timestamp)> = Vec::new();
+        store
+            .inbox_push_many(&items(3, later(60)), None, Some((alpha, &delivered)), NOW)
+            .unwrap();
+        store
+            .inbox_push_many(&items(2, later(3600)), None, Some((bravo, &delivered)), NOW)
+            .unwrap();
+        store
+            .inbox_push_many(&items(4, later(60)), Some(JOIN_REQUESTS), None, NOW)
+            .unwrap();
+        store.inbox_push_many(&items(1, later(60)), None, None, NOW).unwrap();
+        let held = |store: &Store, who: &str, at| store.inbox_held(who, at).unwrap();
+        assert_eq!(held(&store, &alpha.to_string(), NOW), 3);
+        assert_eq!(held(&store, &bravo.to_string(), NOW), 2);
+        assert_eq!(held(&store, JOIN_REQUESTS, NOW), 4);
+        assert_eq!(held(&store, &alpha.to_string(), later(60)), 0);
+        assert_eq!(held(&store, &bravo.to_string(), later(60)), 2);
+        // And after a reopen.
+        drop(store);
+        let store = Store::open(&dir.path().join("links.sqlite3")).unwrap();
+        assert_eq!(held(&store, &bravo.to_string(), NOW), 2);
+    }
+
+    #[test]
+    fn a_store_from_before_the_sender_column_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("links.sqlite3");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,
+                 envelope BLOB NOT NULL, exp INTEGER NOT NULL);
+                 INSERT INTO inbox (name, envelope, exp) VALUES ('demo.old', x'00', 9e15);",
+            )
+            .unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.inbox_after(0, 10, NOW).unwrap().len(), 1);
+        assert_eq!(store.inbox_held(JOIN_REQUESTS, NOW).unwrap(), 0);
+    }
 }
