@@ -2,20 +2,21 @@
 //! bravo, alpha and charlie take every event of bravo's feed before and
 //! after in order, direct messages flow on new sessions, a restart keeps
 //! the new keys, and an event signed with bravo's old key after the
-//! rotation is refused while the new key's is stored.
+//! rotation is refused while the new key's is stored. A peer that joins
+//! later gets bravo's retired key in the roster hand-off, with its proof.
 
 use std::{fs, os::unix::fs::PermissionsExt, path::Path};
 
 use center_feed::{EventBody, EventHash, FeedEvent};
 use center_identity::{Identity, IdentityPaths};
 use center_proto::{EventName, Timestamp};
-use center_testnet::{PeerInfo, Testnet};
-use serde_json::json;
+use center_testnet::{Formation, PeerInfo, Testnet};
+use serde_json::{Value, json};
 
 use crate::{
     feeds::{stored_event, wait_for_head},
     mallory::Mallory,
-    support::{PATIENCE, Tail, ctl, network, ok, roster_entry, wait_until},
+    support::{PATIENCE, Tail, ctl, network, network_formed, ok, roster_entry, wait_until},
 };
 
 fn publish(net: &Testnet, peer: &PeerInfo, n: u64) {
@@ -200,4 +201,44 @@ fn a_peer_that_was_down_learns_the_new_keys_from_the_hello() {
     assert!(log(alpha).contains(&format!("peer {} rotated its keys at seq 2", bravo.uuid)));
     direct(&net, alpha, bravo, 1);
     direct(&net, bravo, alpha, 2);
+}
+
+/// Bravo's entry in `peer`'s roster file.
+fn roster_file_entry(peer: &PeerInfo, of: &PeerInfo) -> Value {
+    let text = fs::read_to_string(peer.state_dir.join("dispatchd/roster.json")).unwrap();
+    let roster: Value = serde_json::from_str(&text).unwrap();
+    roster["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["description"]["uuid"] == of.uuid.to_string())
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_peer_that_joins_after_a_rotation_gets_the_retired_key_with_its_proof() {
+    let (_dir, net) = network_formed(3, Formation::Alone);
+    let [alpha, bravo, delta] = [0, 1, 2].map(|i| &net.peers()[i]);
+    net.join_through(bravo, alpha).unwrap();
+    net.wait_for_roster(alpha, &[bravo.uuid.to_string()])
+        .unwrap();
+    publish(&net, bravo, 1);
+    publish(&net, bravo, 2);
+    wait_for_head(&net, alpha, bravo, 2, PATIENCE);
+    // Seq 3 is the rotation, seq 4 the new key's.
+    ok(ctl(&net, bravo, &["peer", "rotate-keys"]));
+    publish(&net, bravo, 3);
+    wait_for_head(&net, alpha, bravo, 4, PATIENCE);
+    // At its start, alpha keeps the rotation event with bravo's retired key.
+    net.stop("alpha").unwrap();
+    net.start("alpha").unwrap();
+    let held = roster_file_entry(alpha, bravo);
+    assert_eq!(held["retired"][0]["last_seq"], 3, "{held}");
+    assert_eq!(held["retired"][0]["rotation"]["seq"], 3, "{held}");
+    // Delta joins through alpha: the hand-off carries the key with its
+    // proof, so delta verifies bravo's events before the rotation too.
+    net.join_through(delta, alpha).unwrap();
+    wait_for_head(&net, delta, bravo, 4, PATIENCE);
+    assert_eq!(roster_file_entry(delta, bravo)["retired"], held["retired"]);
 }
