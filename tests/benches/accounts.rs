@@ -150,16 +150,18 @@ fn round(x: f64) -> f64 {
 
 fn accounts(block: u32) -> anyhow::Result<Vec<Created>> {
     let hash = hash_password("bench").map_err(anyhow::Error::msg)?;
+    // Within the five minutes of the events' iat that every peer allows.
+    let now = center_proto::Timestamp::now().as_millis();
     Ok((0..ACCOUNTS)
         .map(|i| Created {
             name: format!("bench{i}"),
             uid_number: block_range(block).start + 1 + i,
-            home: format!("/home/bench{i}"),
             shell: "/bin/sh".to_owned(),
             display_name: String::new(),
             password_hash: hash.clone(),
             ssh_keys: Vec::new(),
-            created: 1_790_000_000_000 + u64::from(i),
+            created: now + u64::from(i),
+            user_key: None,
         })
         .collect())
 }
@@ -178,7 +180,7 @@ fn ldif(ldap: &PeerLdap, created: &[Created]) -> String {
              dn: cn={name},ou=groups,{base}\nobjectClass: posixGroup\ncn: {name}\ngidNumber: {n}\n\
              memberUid: {name}\n\n",
             base = ldap.base,
-            home = c.home,
+            home = format!("/home/{name}"),
             shell = c.shell,
             hash = c.password_hash,
             created = c.created,

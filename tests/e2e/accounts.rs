@@ -21,15 +21,15 @@ use crate::{
     },
 };
 
-const KEY: &str =
+pub(crate) const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOs6uGmbyFvGWjgKHGWm2vWmP0KKqRGxGMbnAxdIMaxN alice@test";
 
-fn ldap_network(peers: usize) -> (tempfile::TempDir, Testnet) {
+pub(crate) fn ldap_network(peers: usize) -> (tempfile::TempDir, Testnet) {
     network_with(peers, Formation::Wired, Some(LdapOptions::default()))
 }
 
 /// `centerctl ARGS` as root with `input` on standard input.
-fn ctl_stdin(net: &Testnet, peer: &PeerInfo, args: &[&str], input: &str) -> Output {
+pub(crate) fn ctl_stdin(net: &Testnet, peer: &PeerInfo, args: &[&str], input: &str) -> Output {
     let mut child = net
         .centerctl(peer)
         .args(args)
@@ -49,7 +49,7 @@ fn ctl_stdin(net: &Testnet, peer: &PeerInfo, args: &[&str], input: &str) -> Outp
 
 /// Whether `name` binds with `password` on `peer`'s slapd (ldaps, that
 /// peer's CA).
-fn binds(net: &Testnet, peer: &str, name: &str, password: &str) -> bool {
+pub(crate) fn binds(net: &Testnet, peer: &str, name: &str, password: &str) -> bool {
     let ldap = peer_ldap(net, peer);
     rc(&whoami(ldap, &ldap.ca, name, password)) == 0
 }
@@ -84,7 +84,7 @@ fn people(net: &Testnet, peer: &str, attr: &str) -> Vec<(String, String)> {
     found
 }
 
-fn uid_number(net: &Testnet, peer: &str, name: &str) -> Option<String> {
+pub(crate) fn uid_number(net: &Testnet, peer: &str, name: &str) -> Option<String> {
     people(net, peer, "uidNumber")
         .into_iter()
         .find(|(uid, _)| uid == name)
@@ -97,18 +97,21 @@ fn uid_number(net: &Testnet, peer: &str, name: &str) -> Option<String> {
 /// hashing is not what is tested, and any argon2id hash is valid.
 fn publish_accounts(peer: &PeerInfo, block: u32, count: u32) {
     let hash = cheap_hash("pw");
+    let now = now_ms();
     let events: Vec<account::AccountEvent> = (0..count)
         .map(|i| {
             let name = format!("user{i}");
             account::AccountEvent::Created(account::Created {
                 uid_number: block_range(block).start + 1 + i,
-                home: format!("/home/{name}"),
                 name,
                 shell: "/bin/sh".to_owned(),
                 display_name: String::new(),
                 password_hash: hash.clone(),
                 ssh_keys: Vec::new(),
-                created: 1_790_000_000_000 + u64::from(i),
+                // Within the five minutes of the event's iat every peer
+                // allows (CEP 8, "Authority").
+                created: now + u64::from(i),
+                user_key: None,
             })
         })
         .collect();
@@ -116,7 +119,7 @@ fn publish_accounts(peer: &PeerInfo, block: u32, count: u32) {
 }
 
 /// `{ARGON2}` + an argon2id PHC string of `password` at the least cost.
-fn cheap_hash(password: &str) -> String {
+pub(crate) fn cheap_hash(password: &str) -> String {
     use argon2::{
         Algorithm, Argon2, Params, Version,
         password_hash::{PasswordHasher, SaltString},
@@ -156,7 +159,7 @@ fn not_binding(net: &Testnet, peer: &str, names: &[String], password: &str) -> V
 }
 
 /// `centerctl status --json` on `peer`.
-fn status(net: &Testnet, peer: &PeerInfo) -> Value {
+pub(crate) fn status(net: &Testnet, peer: &PeerInfo) -> Value {
     serde_json::from_str(&ok(ctl(net, peer, &["--json", "status"]))).unwrap()
 }
 
@@ -172,7 +175,7 @@ fn own_head(net: &Testnet, peer: &PeerInfo) -> u64 {
 }
 
 /// The block `peer`'s userd holds, once it holds one.
-fn block_of(peer: &PeerInfo) -> u32 {
+pub(crate) fn block_of(peer: &PeerInfo) -> u32 {
     let read = || {
         userd::blocks::read_block(&peer.state_dir.join("userd"), &peer.uuid.to_string()).unwrap()
     };
@@ -182,11 +185,11 @@ fn block_of(peer: &PeerInfo) -> u32 {
     read().unwrap()
 }
 
-fn userd_log(net: &Testnet, peer: &PeerInfo) -> String {
+pub(crate) fn userd_log(net: &Testnet, peer: &PeerInfo) -> String {
     std::fs::read_to_string(net.daemon_files(peer, USERD).log).unwrap_or_default()
 }
 
-fn show(net: &Testnet, peer: &PeerInfo, name: &str) -> Value {
+pub(crate) fn show(net: &Testnet, peer: &PeerInfo, name: &str) -> Value {
     serde_json::from_str(&ok(ctl(net, peer, &["--json", "user", "show", name]))).unwrap()
 }
 
@@ -232,13 +235,20 @@ fn an_account_made_on_one_peer_works_on_every_peer() {
     let number: u32 = numbers[0].clone().unwrap().parse().unwrap();
     assert_eq!(number % BLOCK_SIZE, 1, "the first number of alpha's block");
 
-    // The password changed on B: the new one works on A and C, the old
-    // one nowhere.
+    // The password changed on B, which is not her home: it counts because
+    // she signs it with the key her current password gives. The new one
+    // works on A and C, the old one nowhere.
     ok(ctl_stdin(
         &net,
         &b,
-        &["user", "passwd", "alice", "--password-stdin"],
-        "battery staple\n",
+        &[
+            "user",
+            "passwd",
+            "alice",
+            "--current-password-stdin",
+            "--password-stdin",
+        ],
+        "correct horse\nbattery staple\n",
     ));
     for peer in ["alpha", "bravo", "charlie"] {
         wait_until(&format!("the new password binds on {peer}"), || {
@@ -252,25 +262,50 @@ fn an_account_made_on_one_peer_works_on_every_peer() {
         &net,
         &c,
         STRANGER,
-        &["user", "authorized-keys", "alice"],
+        &["user", "authorized-keys", "alice", &number.to_string()],
     ));
     assert_eq!(keys, format!("{KEY}\n"));
     for name in ["nobody1", "ROOT", "../x"] {
-        assert_eq!(ok(ctl(&net, &c, &["user", "authorized-keys", name])), "");
+        assert_eq!(
+            ok(ctl(&net, &c, &["user", "authorized-keys", name, "0"])),
+            ""
+        );
     }
+    // A local user who only shares the name (another uid) gets none of
+    // the account's keys: sshd passes the uid (`%U`).
+    assert_eq!(
+        ok(ctl(&net, &c, &["user", "authorized-keys", "alice", "0"])),
+        ""
+    );
     // A user other than root may not change someone else's account.
     let out = ctl_as(&net, &b, STRANGER, &["user", "key", "add", "alice", KEY]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("only your own account"));
 
-    // Removal reaches every peer.
-    ok(ctl(&net, &c, &["user", "remove", "alice"]));
+    // Removal reaches every peer: on C, which is not her home, only
+    // with her signature.
+    let out = ctl(&net, &c, &["user", "remove", "alice"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only that peer"));
+    ok(ctl_stdin(
+        &net,
+        &c,
+        &["user", "remove", "alice", "--current-password-stdin"],
+        "battery staple\n",
+    ));
     for peer in ["alpha", "bravo", "charlie"] {
         wait_until(&format!("alice is gone on {peer}"), || {
             uid_number(&net, peer, "alice").is_none()
         });
     }
-    assert_eq!(ok(ctl(&net, &a, &["user", "authorized-keys", "alice"])), "");
+    assert_eq!(
+        ok(ctl(
+            &net,
+            &a,
+            &["user", "authorized-keys", "alice", &number.to_string()]
+        )),
+        ""
+    );
 }
 
 #[test]
@@ -363,7 +398,7 @@ fn the_same_name_made_on_two_peers_at_once_has_one_owner() {
 
 /// Publishes account events on `peer`'s feed, raw through the bus as root
 /// (no check of what the peer holds, as a remote peer's events).
-fn publish_raw(peer: &PeerInfo, events: &[account::AccountEvent]) {
+pub(crate) fn publish_raw(peer: &PeerInfo, events: &[account::AccountEvent]) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut client = bus_client(peer, "centerctl", Duration::from_secs(5)).await;
@@ -391,7 +426,7 @@ fn deletion_recorded(net: &Testnet, peer: &str, name: &str) -> bool {
     ok(out).contains(&format!("uid: {name}"))
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     center_proto::Timestamp::now().as_millis()
 }
 
@@ -403,17 +438,20 @@ fn a_creation_that_arrives_after_its_deletion_stays_dead() {
     // Alpha makes zed while bravo and charlie are stopped, then stops.
     net.stop("bravo").unwrap();
     net.stop("charlie").unwrap();
+    // zed's own key: the deletion below, made on another peer than her
+    // home, counts because she signs it (CEP 8, "Authority").
+    let zed = userd::authority::derive_user_key("zed", "pw").unwrap();
     publish_raw(
         &a,
         &[account::AccountEvent::Created(account::Created {
             name: "zed".to_owned(),
             uid_number: block_range(block).start + 1,
-            home: "/home/zed".to_owned(),
             shell: "/bin/sh".to_owned(),
             display_name: String::new(),
             password_hash: cheap_hash("pw"),
             ssh_keys: Vec::new(),
             created: now_ms(),
+            user_key: Some(userd::authority::public_key(&zed)),
         })],
     );
     wait_until("zed on alpha", || {
@@ -426,10 +464,16 @@ fn a_creation_that_arrives_after_its_deletion_stays_dead() {
     net.start("charlie").unwrap();
     publish_raw(
         &b,
-        &[account::AccountEvent::Deleted {
-            name: "zed".to_owned(),
-            deleted: now_ms(),
-        }],
+        &[userd::authority::sign(
+            account::AccountEvent::Deleted {
+                name: "zed".to_owned(),
+                stamp: account::Stamp {
+                    at: now_ms(),
+                    auth: None,
+                },
+            },
+            &zed,
+        )],
     );
     for peer in ["bravo", "charlie"] {
         wait_until(&format!("the deletion recorded on {peer}"), || {
@@ -471,9 +515,9 @@ fn forged_and_malformed_account_events_change_nothing() {
     let hash = account::hash_password("pw").unwrap();
     let good = |name: &str, uid: u32| {
         json!({
-            "name": name, "uid_number": uid, "gid_number": uid, "home": format!("/home/{name}"),
+            "name": name, "uid_number": uid, "gid_number": uid,
             "shell": "/bin/sh", "display_name": "", "password_hash": hash, "ssh_keys": [],
-            "created": 1_790_000_000_000u64,
+            "created": now_ms(), "user_key": "",
         })
     };
     let mut cases = vec![
@@ -636,6 +680,8 @@ fn a_ban_holds_on_its_peer_only_and_lockout_stays_local() {
     wait_until("alice binds on charlie", || {
         binds(&net, "charlie", "alice", "correct horse")
     });
+    let uid = uid_number(&net, "alpha", "alice").unwrap();
+    let keys = |peer: &PeerInfo| ok(ctl(&net, peer, &["user", "authorized-keys", "alice", &uid]));
 
     // Banned on C, then her password changed on A.
     ok(ctl(
@@ -644,7 +690,7 @@ fn a_ban_holds_on_its_peer_only_and_lockout_stays_local() {
         &["user", "ban", "alice", "--reason", "spam on irc"],
     ));
     assert!(!binds(&net, "charlie", "alice", "correct horse"));
-    assert_eq!(ok(ctl(&net, &c, &["user", "authorized-keys", "alice"])), "");
+    assert_eq!(keys(&c), "");
     ok(ctl_stdin(
         &net,
         &a,
@@ -666,7 +712,7 @@ fn a_ban_holds_on_its_peer_only_and_lockout_stays_local() {
             &net,
             &c,
             STRANGER,
-            &["user", "authorized-keys", "alice"]
+            &["user", "authorized-keys", "alice", &uid]
         )),
         ""
     );
@@ -678,16 +724,10 @@ fn a_ban_holds_on_its_peer_only_and_lockout_stays_local() {
             ok(ctl(&net, peer, &["user", "notices"])).contains("spam on irc")
         });
     }
-    assert_eq!(
-        ok(ctl(&net, &a, &["user", "authorized-keys", "alice"])),
-        format!("{KEY}\n")
-    );
+    assert_eq!(keys(&a), format!("{KEY}\n"));
     ok(ctl(&net, &c, &["user", "unban", "alice"]));
     assert!(binds(&net, "charlie", "alice", "battery staple"));
-    assert_eq!(
-        ok(ctl(&net, &c, &["user", "authorized-keys", "alice"])),
-        format!("{KEY}\n")
-    );
+    assert_eq!(keys(&c), format!("{KEY}\n"));
 
     // Six wrong passwords on B lock her on B only.
     for _ in 0..6 {
@@ -696,6 +736,21 @@ fn a_ban_holds_on_its_peer_only_and_lockout_stays_local() {
     assert!(!binds(&net, "bravo", "alice", "battery staple"));
     assert!(binds(&net, "alpha", "alice", "battery staple"));
     assert!(binds(&net, "charlie", "alice", "battery staple"));
+
+    // A ban is on the name: her home deleting and re-creating her does
+    // not lift it on C (CEP 8, Part 5).
+    ok(ctl(&net, &c, &["user", "ban", "alice", "--reason", "again"]));
+    ok(ctl(&net, &a, &["user", "remove", "alice"]));
+    wait_until("alice gone on charlie", || {
+        uid_number(&net, "charlie", "alice").is_none()
+    });
+    ok(ctl_stdin(&net, &a, &add, "fresh start\n"));
+    wait_until("the new alice on charlie", || {
+        uid_number(&net, "charlie", "alice").is_some()
+    });
+    assert_eq!(show(&net, &c, "alice")["state"], "banned");
+    assert!(!binds(&net, "charlie", "alice", "fresh start"));
+    assert!(binds(&net, "bravo", "alice", "fresh start"));
 }
 
 /// Four peers with their own slapds: bravo and charlie joined through
@@ -842,38 +897,55 @@ fn accounts_made_on_a_peer_that_left_reach_a_peer_that_joins_later() {
 }
 
 /// A local Unix account whose name is also a network account: what a
-/// user logged in on a real server is.
+/// user logged in on a real server is (sssd or nslcd give her the
+/// account's own number).
 const SELF_USER: &str = "ctlself";
 
-fn ensure_local_user(name: &str) -> u32 {
-    if let Some(user) = nix::unistd::User::from_name(name).unwrap() {
-        return user.uid.as_raw();
+/// The local user `name` with uid `uid` (no group of the name: it would
+/// shadow the account's own); one left with another uid is made again.
+fn ensure_local_user(name: &str, uid: u32) {
+    match nix::unistd::User::from_name(name).unwrap() {
+        Some(user) if user.uid.as_raw() == uid => return,
+        Some(_) => remove_local_user(name),
+        None => {}
     }
     let status = std::process::Command::new("useradd")
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            name,
-        ])
+        .args(["--no-create-home", "-N", "--shell", "/usr/sbin/nologin", "-u"])
+        .arg(uid.to_string())
+        .arg(name)
         .status()
         .unwrap();
-    // 9: made meanwhile by another test.
-    assert!(
-        status.success() || status.code() == Some(9),
-        "useradd {name}: {status}"
-    );
-    nix::unistd::User::from_name(name)
-        .unwrap()
-        .unwrap()
-        .uid
-        .as_raw()
+    assert!(status.success(), "useradd {name}: {status}");
+}
+
+fn remove_local_user(name: &str) {
+    if nix::unistd::User::from_name(name).unwrap().is_some() {
+        let status = std::process::Command::new("userdel")
+            .arg(name)
+            .status()
+            .unwrap();
+        assert!(status.success(), "userdel {name}: {status}");
+    }
+}
+
+/// Sends one raw request to userd's control socket as `uid`.
+fn control_request(peer: &PeerInfo, uid: u32, request: &Value) -> String {
+    let config = center_config::Config::load(&peer.config).unwrap();
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(sys.argv[2].encode()+b'\\n')\nprint(s.makefile().readline())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&config.accounts.control_socket)
+        .arg(request.to_string())
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .expect("python3 speaks to the socket as the user");
+    ok(out)
 }
 
 #[test]
 fn a_user_changes_their_own_password_and_nobody_else_s() {
-    let uid = ensure_local_user(SELF_USER);
+    remove_local_user(SELF_USER);
     let (_dir, net) = ldap_network(2);
     let [a, b] = ["alpha", "bravo"].map(|n| net.peer(n).unwrap().clone());
     for (name, password) in [(SELF_USER, "old one"), ("alice", "hers")] {
@@ -888,19 +960,41 @@ fn a_user_changes_their_own_password_and_nobody_else_s() {
         uid_number(&net, "bravo", SELF_USER).is_some()
             && uid_number(&net, "bravo", "alice").is_some()
     });
-    // The user, on bravo, through userd's socket (not the bus: no grant).
-    let mut child = net
-        .centerctl(&b)
-        .args(["user", "passwd", SELF_USER, "--password-stdin"])
-        .uid(uid)
-        .gid(uid)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let uid: u32 = uid_number(&net, "alpha", SELF_USER)
+        .unwrap()
+        .parse()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"new one\n").unwrap();
-    ok(child.wait_with_output().unwrap());
+    ensure_local_user(SELF_USER, uid);
+    let passwd_as_user = |stdin: &str, args: &[&str]| {
+        let mut child = net
+            .centerctl(&b)
+            .args(["user", "passwd", SELF_USER, "--password-stdin"])
+            .args(args)
+            .uid(uid)
+            .gid(uid)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // On bravo, which is not her home, an unsigned change is refused by
+    // userd: no peer would take it.
+    let out = passwd_as_user("new one\n", &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no peer would take this change"), "{err}");
+    // A wrong current password is told at once.
+    let out = passwd_as_user("not it\nnew one\n", &["--current-password-stdin"]);
+    assert!(!out.status.success());
+    // The user, on bravo, signs with the key her password gives, through
+    // userd's socket (not the bus: no grant).
+    ok(passwd_as_user(
+        "old one\nnew one\n",
+        &["--current-password-stdin"],
+    ));
     wait_until("the new password binds on alpha", || {
         binds(&net, "alpha", SELF_USER, "new one")
     });
@@ -909,20 +1003,10 @@ fn a_user_changes_their_own_password_and_nobody_else_s() {
     // when the request comes straight to its socket.
     let out = ctl_as(&net, &b, uid, &["user", "key", "add", "alice", KEY]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("only your own account"));
-    let config = center_config::Config::load(&b.config).unwrap();
     let hash = account::hash_password("mine now").unwrap();
-    let request =
-        json!({"event": "account.password", "data": {"name": "alice", "password_hash": hash}});
-    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(sys.argv[2].encode()+b'\\n')\nprint(s.makefile().readline())";
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&config.accounts.control_socket)
-        .arg(request.to_string())
-        .uid(uid)
-        .gid(uid)
-        .output()
-        .expect("python3 speaks to the socket as the user");
-    let answer = ok(out);
+    let request = json!({"event": "account.password", "data": {
+        "name": "alice", "password_hash": hash, "user_key": "", "at": now_ms(), "auth": ""}});
+    let answer = control_request(&b, uid, &request);
     assert!(
         answer.contains("may change only its own account"),
         "{answer}"

@@ -2,6 +2,7 @@
 //! independent clients, plus the tidy checks of the whole tree.
 
 mod accounts;
+mod authority;
 mod bus;
 mod dht;
 mod direct;

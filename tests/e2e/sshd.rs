@@ -1,6 +1,6 @@
 //! A real OpenSSH server per peer, configured as the README tells a
 //! sysadmin to: public keys come from the peer's own slapd through
-//! `AuthorizedKeysCommand centerctl user authorized-keys %u`, run as
+//! `AuthorizedKeysCommand centerctl user authorized-keys %u %U`, run as
 //! `nobody`. A key added on one peer logs in on every peer; a ban on one
 //! peer stops key logins there only (CEP 8, part 5).
 
@@ -21,10 +21,18 @@ const USER: &str = "sshuser";
 
 /// Makes the local account if it is missing: a shell, and a password field
 /// that is not locked (`*`: no password, key logins allowed).
-fn ensure_local_user() {
-    if nix::unistd::User::from_name(USER).unwrap().is_none() {
+fn ensure_local_user(uid: u32) {
+    let found = nix::unistd::User::from_name(USER).unwrap();
+    if found.as_ref().is_some_and(|u| u.uid.as_raw() != uid) {
+        remove_local_user();
+    }
+    if found.is_none_or(|u| u.uid.as_raw() != uid) {
+        // -N: no user-private group of the name, which would be a local
+        // group shadowing the account's own (CEP 8, "Names").
         let status = Command::new("useradd")
-            .args(["--no-create-home", "--shell", "/bin/sh", USER])
+            .args(["--no-create-home", "-N", "--shell", "/bin/sh", "-u"])
+            .arg(uid.to_string())
+            .arg(USER)
             .status()
             .unwrap();
         // 9: made meanwhile by another run.
@@ -38,6 +46,15 @@ fn ensure_local_user() {
         .status()
         .unwrap();
     assert!(status.success(), "usermod: {status}");
+}
+
+/// No local user of the name: one left by an earlier run with another uid
+/// would be a local user the account must not be made over.
+fn remove_local_user() {
+    if nix::unistd::User::from_name(USER).unwrap().is_some() {
+        let status = Command::new("userdel").arg(USER).status().unwrap();
+        assert!(status.success(), "userdel: {status}");
+    }
 }
 
 /// An sshd in the foreground, killed when dropped.
@@ -75,7 +92,7 @@ fn start_sshd(net: &Testnet, peer: &PeerInfo, dir: &Path) -> Sshd {
              KbdInteractiveAuthentication no\n\
              PubkeyAuthentication yes\n\
              AuthorizedKeysFile none\n\
-             AuthorizedKeysCommand {centerctl} --config {peer_config} user authorized-keys %u\n\
+             AuthorizedKeysCommand {centerctl} --config {peer_config} user authorized-keys %u %U\n\
              AuthorizedKeysCommandUser nobody\n\
              StrictModes no\n\
              LogLevel VERBOSE\n",
@@ -154,7 +171,7 @@ fn logs_in(sshd: &Sshd, key: &Path) -> bool {
 
 #[test]
 fn a_key_added_on_one_peer_logs_in_on_every_peer_and_a_ban_stops_it_there_only() {
-    ensure_local_user();
+    remove_local_user();
     let (dir, net) = network_with(
         2,
         center_testnet::Formation::Wired,
@@ -177,9 +194,18 @@ fn a_key_added_on_one_peer_logs_in_on_every_peer_and_a_ban_stops_it_there_only()
         ],
     ));
     assert!(added.contains("created as uid"), "{added}");
+    let uid: u32 = added
+        .rsplit("uid ")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no uid in {added}"));
+    // What sssd would give sshd on a real server: the account as a local
+    // user, with its own number.
+    ensure_local_user(uid);
     let key_body = public_text.split_whitespace().nth(1).unwrap().to_owned();
     wait_until("the key on bravo", || {
-        ok(ctl(&net, &b, &["user", "authorized-keys", USER])).contains(&key_body)
+        ok(ctl(&net, &b, &["user", "authorized-keys", USER, &uid.to_string()]))
+            .contains(&key_body)
     });
     let sshd_a = start_sshd(&net, &a, dir.path());
     let sshd_b = start_sshd(&net, &b, dir.path());

@@ -41,6 +41,12 @@ pub struct Accounts {
     /// The Unix socket where any local user asks userd to change their own
     /// account (`centerctl user passwd|key add` run by a user).
     pub control_socket: PathBuf,
+    /// Where this peer puts its users' homes: an account `NAME` lives in
+    /// `home_prefix/NAME` here, whatever other peers chose (CEP 8, "Names").
+    pub home_prefix: PathBuf,
+    /// Names this peer never makes an account for, besides the built-in
+    /// reserved list and the names its own system already has (CEP 8).
+    pub reserved_names: Vec<String>,
 }
 
 /// Membership (peerd, CEP 7): joins, the DHT, who is trusted.
@@ -224,12 +230,16 @@ struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 struct RawAccounts {
     control_socket: PathBuf,
+    home_prefix: PathBuf,
+    reserved_names: Vec<String>,
 }
 
 impl Default for RawAccounts {
     fn default() -> RawAccounts {
         RawAccounts {
             control_socket: PathBuf::from("/run/center-userd/control.sock"),
+            home_prefix: PathBuf::from("/home"),
+            reserved_names: Vec::new(),
         }
     }
 }
@@ -542,6 +552,32 @@ impl RawConfig {
                 ),
             ));
         }
+        let prefix = &self.accounts.home_prefix;
+        let prefix_ok = prefix.is_absolute()
+            && prefix.as_os_str().len() <= 200
+            && prefix.to_str().is_some_and(|p| {
+                p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
+                    && !p.split('/').any(|part| part == "..")
+            });
+        if !prefix_ok {
+            return Err(invalid(
+                "accounts.home_prefix",
+                format!(
+                    "must be an absolute path of at most 200 bytes of letters, digits, '/', '.', '_', '-' without '..', got {}",
+                    prefix.display()
+                ),
+            ));
+        }
+        if let Some(bad) = self.accounts.reserved_names.iter().find(|n| {
+            !(2..=32).contains(&n.len())
+                || !n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        }) {
+            return Err(invalid(
+                "accounts.reserved_names",
+                format!("`{bad}` is not an account name (^[a-z][a-z0-9]{{1,31}}$)"),
+            ));
+        }
         let ldap = self.ldap.validate(invalid)?;
         Ok(Config {
             source: source.to_owned(),
@@ -570,6 +606,8 @@ impl RawConfig {
             membership,
             accounts: Accounts {
                 control_socket: self.accounts.control_socket,
+                home_prefix: self.accounts.home_prefix,
+                reserved_names: self.accounts.reserved_names,
             },
         })
     }

@@ -81,6 +81,12 @@ pub enum UserCommand {
         /// Read the new password from standard input (one line).
         #[arg(long, required = true)]
         password_stdin: bool,
+        /// Read the current password first (one line before the new one)
+        /// and sign the change with the user's key, so every peer takes it
+        /// wherever it is made; without it only the account's home peer's
+        /// word counts.
+        #[arg(long)]
+        current_password_stdin: bool,
     },
     /// Add or remove one SSH key (users: their own account only).
     #[command(subcommand)]
@@ -95,6 +101,10 @@ pub enum UserCommand {
         /// Check and show what would be published, publish nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Read the user's password (one line) and sign the deletion with
+        /// her key: needed on any peer other than the account's home.
+        #[arg(long)]
+        current_password_stdin: bool,
     },
     /// Ban an account on this peer only (password binds and SSH keys); the
     /// reason goes to the other peers as a notice (root only).
@@ -113,15 +123,31 @@ pub enum UserCommand {
     Notices,
     /// Print the account's SSH keys in authorized_keys format (for sshd's
     /// AuthorizedKeysCommand); nothing for an unknown or banned account.
-    AuthorizedKeys { name: String },
+    /// sshd gives the user's name and uid (`%u %U`): keys are printed only
+    /// when the uid is the account's `uidNumber`, so a network account
+    /// never speaks for a local user of the same name.
+    AuthorizedKeys { name: String, uid: u32 },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
     /// Add a key: a file holding it, or the key itself.
-    Add { name: String, key: String },
+    Add {
+        name: String,
+        key: String,
+        /// Read the user's password (one line) and sign the change with
+        /// her key: needed on any peer other than the account's home.
+        #[arg(long)]
+        current_password_stdin: bool,
+    },
     /// Remove a key: a file holding it, or the key itself.
-    Remove { name: String, key: String },
+    Remove {
+        name: String,
+        key: String,
+        /// As for `add`.
+        #[arg(long)]
+        current_password_stdin: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

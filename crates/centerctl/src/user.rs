@@ -19,8 +19,8 @@ use anyhow::{Context, bail};
 use center_bus::{AdminOp, PeerEntry, PeerState, Publish};
 use serde_json::{Value, json};
 use userd::{
-    account::{self, AccountEvent, Created, block_range},
-    blocks,
+    account::{self, AccountEvent, Created, Stamp, block_range},
+    authority, blocks,
     directory::{Account, Directory},
 };
 
@@ -49,10 +49,26 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
         } => {
             require_root("user add")?;
             check_name(name)?;
-            let password_hash = if *password_stdin {
-                account::hash_password(&read_password()?).map_err(anyhow::Error::msg)?
+            if let Some(reason) = userd::names::conflict(
+                name,
+                0,
+                userd::names::nss(name),
+                &config.accounts.reserved_names,
+            ) {
+                bail!("{reason}: no peer that knows it would make the account here");
+            }
+            let (password_hash, user_key) = if *password_stdin {
+                let password = read_password()?;
+                let key = authority::derive_user_key(name, &password).map_err(anyhow::Error::msg)?;
+                (
+                    account::hash_password(&password).map_err(anyhow::Error::msg)?,
+                    Some(authority::public_key(&key)),
+                )
             } else {
-                account::unusable_password_hash().map_err(anyhow::Error::msg)?
+                (
+                    account::unusable_password_hash().map_err(anyhow::Error::msg)?,
+                    None,
+                )
             };
             let ssh_keys = match ssh_key {
                 Some(path) => vec![read_key(&path.display().to_string(), Some(path))?],
@@ -80,12 +96,12 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
             let created = Created {
                 name: name.clone(),
                 uid_number,
-                home: format!("/home/{name}"),
                 shell: shell.clone(),
                 display_name: display_name.clone(),
                 password_hash,
                 ssh_keys,
                 created: center_proto::Timestamp::now().as_millis(),
+                user_key,
             };
             let event = AccountEvent::Created(created);
             // The reader every peer runs: refuse here what they would refuse.
@@ -138,41 +154,65 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                 None => bail!("the account `{name}` was removed while it was made"),
             }
         }
-        UserCommand::Passwd { name, .. } => {
+        UserCommand::Passwd {
+            name,
+            current_password_stdin,
+            ..
+        } => {
             check_name(name)?;
-            require_self_or_root(name)?;
-            let password_hash =
-                account::hash_password(&read_password()?).map_err(anyhow::Error::msg)?;
-            existing(&mut directory, name).await?;
+            let held = existing(&mut directory, name).await?;
+            require_self_or_root(&held)?;
+            let signer = if *current_password_stdin {
+                Some(user_key(&held, &read_password()?)?)
+            } else {
+                None
+            };
+            let password = read_password()?;
+            let password_hash = account::hash_password(&password).map_err(anyhow::Error::msg)?;
+            let new_key = authority::derive_user_key(name, &password).map_err(anyhow::Error::msg)?;
             let event = AccountEvent::Password {
                 name: name.clone(),
                 password_hash,
+                user_key: Some(authority::public_key(&new_key)),
+                stamp: stamp_now(),
             };
-            publish_change(cli, &config, &event).await?;
+            publish_change(cli, &config, signed(event, signer.as_ref())).await?;
             report(cli, name, "password changed")
         }
-        UserCommand::Key(KeyCommand::Add { name, key }) => {
+        UserCommand::Key(KeyCommand::Add {
+            name,
+            key,
+            current_password_stdin,
+        }) => {
             check_name(name)?;
-            require_self_or_root(name)?;
+            let held = existing(&mut directory, name).await?;
+            require_self_or_root(&held)?;
             let key = read_key(key, None)?;
-            let mut keys = existing(&mut directory, name).await?.ssh_keys;
+            let signer = signer(&held, *current_password_stdin)?;
+            let mut keys = held.ssh_keys;
             if keys.iter().any(|k| same_key(k, &key)) {
                 return report(cli, name, "has that key already");
             }
             keys.push(key);
-            publish_keys(cli, &config, name, keys).await
+            publish_keys(cli, &config, name, keys, signer.as_ref()).await
         }
-        UserCommand::Key(KeyCommand::Remove { name, key }) => {
+        UserCommand::Key(KeyCommand::Remove {
+            name,
+            key,
+            current_password_stdin,
+        }) => {
             check_name(name)?;
-            require_self_or_root(name)?;
+            let held = existing(&mut directory, name).await?;
+            require_self_or_root(&held)?;
             let key = read_key(key, None)?;
-            let mut keys = existing(&mut directory, name).await?.ssh_keys;
+            let signer = signer(&held, *current_password_stdin)?;
+            let mut keys = held.ssh_keys;
             let before = keys.len();
             keys.retain(|k| !same_key(k, &key));
             if keys.len() == before {
                 bail!("`{name}` has no such key");
             }
-            publish_keys(cli, &config, name, keys).await
+            publish_keys(cli, &config, name, keys, signer.as_ref()).await
         }
         UserCommand::List => {
             let accounts = directory.accounts().await?;
@@ -248,10 +288,26 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                 (None, None) => bail!("no account `{name}` on this peer"),
             }
         }
-        UserCommand::Remove { name, dry_run } => {
+        UserCommand::Remove {
+            name,
+            dry_run,
+            current_password_stdin,
+        } => {
             check_name(name)?;
             require_root("user remove")?;
             let account = existing(&mut directory, name).await?;
+            let signer = signer(&account, *current_password_stdin)?;
+            let mut client = connect(cli, "centerctl", PATIENCE).await?;
+            let me = client.welcome().peer.to_string();
+            let home = account.claim.as_ref().map(|c| c.home().to_owned());
+            if signer.is_none() && home.as_deref() != Some(me.as_str()) {
+                bail!(
+                    "`{name}` was made on {} and only that peer, or `{name}` herself, may remove it: \
+                     give her password with --current-password-stdin, or ban the account here \
+                     (`centerctl user ban`)",
+                    home.as_deref().unwrap_or("another peer")
+                );
+            }
             if *dry_run {
                 return report(cli, name, "would be removed (dry run)");
             }
@@ -260,11 +316,16 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
             let deleted = center_proto::Timestamp::now()
                 .as_millis()
                 .max(account.claim.map_or(0, |c| c.created));
-            let mut client = connect(cli, "centerctl", PATIENCE).await?;
-            let event = AccountEvent::Deleted {
-                name: name.clone(),
-                deleted,
-            };
+            let event = signed(
+                AccountEvent::Deleted {
+                    name: name.clone(),
+                    stamp: Stamp {
+                        at: deleted,
+                        auth: None,
+                    },
+                },
+                signer.as_ref(),
+            );
             publish(&mut client, &event).await?;
             report(cli, name, "removed")
         }
@@ -279,9 +340,16 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
             };
             let (event_name, data) = event.to_event();
             AccountEvent::read(event_name, &data).map_err(|e| anyhow::anyhow!("{e}"))?;
-            if !directory.set_ban(name, banned).await? {
+            // The ban is on the name, kept apart from the account: it
+            // outlives a deletion and a new creation (CEP 8, Part 5).
+            let held = directory.set_ban(name, banned).await?;
+            if !held && !banned {
                 bail!("no account `{name}` on this peer");
             }
+            let record = format!("at {} ms: {reason}", center_proto::Timestamp::now().as_millis());
+            directory
+                .record_ban(name, banned.then_some(record.as_str()))
+                .await?;
             let mut client = connect(cli, "centerctl", PATIENCE).await?;
             publish(&mut client, &event).await?;
             report(
@@ -312,10 +380,17 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        UserCommand::AuthorizedKeys { name } => {
+        UserCommand::AuthorizedKeys { name, uid } => {
             // sshd asks for any name it is given: a name that cannot be an
-            // account simply has no keys.
+            // account simply has no keys, and a local user who only shares
+            // the name (another uid) has none of the account's.
             if !account::valid_name(name) {
+                return Ok(());
+            }
+            let Some(held) = directory.account(name).await? else {
+                return Ok(());
+            };
+            if held.uid_number != *uid {
                 return Ok(());
             }
             let keys = directory.usable_keys(name).await?;
@@ -335,15 +410,62 @@ async fn publish_keys(
     config: &center_config::Config,
     name: &str,
     ssh_keys: Vec<String>,
+    signer: Option<&vodozemac::Ed25519SecretKey>,
 ) -> anyhow::Result<()> {
     let event = AccountEvent::Keys {
         name: name.to_owned(),
         ssh_keys,
+        stamp: stamp_now(),
     };
     let (event_name, data) = event.to_event();
     AccountEvent::read(event_name, &data).map_err(|e| anyhow::anyhow!("{e}"))?;
-    publish_change(cli, config, &event).await?;
+    publish_change(cli, config, signed(event, signer)).await?;
     report(cli, name, "SSH keys changed")
+}
+
+/// A change stamped now, not yet signed.
+fn stamp_now() -> Stamp {
+    Stamp {
+        at: center_proto::Timestamp::now().as_millis(),
+        auth: None,
+    }
+}
+
+/// `event`, signed with the user's key if there is one.
+fn signed(event: AccountEvent, signer: Option<&vodozemac::Ed25519SecretKey>) -> AccountEvent {
+    match signer {
+        Some(key) => authority::sign(event, key),
+        None => event,
+    }
+}
+
+/// The user's key, derived from the password read from standard input, if
+/// asked for.
+fn signer(
+    held: &Account,
+    current_password_stdin: bool,
+) -> anyhow::Result<Option<vodozemac::Ed25519SecretKey>> {
+    if !current_password_stdin {
+        return Ok(None);
+    }
+    Ok(Some(user_key(held, &read_password()?)?))
+}
+
+/// The user key derived from `password`, checked against the one the
+/// account holds here, so a typo is told now rather than refused by every
+/// peer.
+fn user_key(held: &Account, password: &str) -> anyhow::Result<vodozemac::Ed25519SecretKey> {
+    let Some(expected) = &held.user_key else {
+        bail!(
+            "`{}` has no user key (made without a password): only its home peer may change it",
+            held.name
+        );
+    };
+    let key = authority::derive_user_key(&held.name, password).map_err(anyhow::Error::msg)?;
+    if authority::public_key(&key) != *expected {
+        bail!("the current password of `{}` is not that one", held.name);
+    }
+    Ok(key)
 }
 
 /// Root publishes through the bus as `centerctl`; anyone else asks userd,
@@ -351,13 +473,13 @@ async fn publish_keys(
 async fn publish_change(
     cli: &Cli,
     config: &center_config::Config,
-    event: &AccountEvent,
+    event: AccountEvent,
 ) -> anyhow::Result<()> {
     if nix::unistd::getuid().is_root() {
         let mut client = connect(cli, "centerctl", PATIENCE).await?;
-        publish(&mut client, event).await
+        publish(&mut client, &event).await
     } else {
-        userd::control::request(&config.accounts.control_socket, event).await
+        userd::control::request(&config.accounts.control_socket, &event).await
     }
 }
 
@@ -485,24 +607,19 @@ fn require_root(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Root may change any account; anyone else only the one named like their
-/// Unix account.
-fn require_self_or_root(name: &str) -> anyhow::Result<()> {
+/// Root may change any account; anyone else only the one whose number is
+/// their uid (userd checks the same with the kernel's word).
+fn require_self_or_root(held: &Account) -> anyhow::Result<()> {
     let uid = nix::unistd::getuid();
-    if uid.is_root() {
+    if uid.is_root() || uid.as_raw() == held.uid_number {
         return Ok(());
     }
-    let me = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name);
-    if me.as_deref() != Some(name) {
-        bail!(
-            "you may change only your own account ({}), not `{name}`",
-            me.as_deref().unwrap_or("unknown")
-        );
-    }
-    Ok(())
+    bail!(
+        "you may change only your own account (uid {}), and `{}` is uid {}",
+        uid.as_raw(),
+        held.name,
+        held.uid_number
+    );
 }
 
 /// One line of standard input, without its line end.

@@ -39,6 +39,11 @@ const MAX_PATH: usize = 255;
 const MAX_REASON: usize = 512;
 /// Longest password hash.
 const MAX_HASH: usize = 512;
+/// The most an Argon2 hash may ask of slapd at each bind, on every peer:
+/// memory in KiB, passes and lanes (CEP 8, "Passwords and policy").
+pub const MAX_ARGON2_M: u64 = 65_536;
+pub const MAX_ARGON2_T: u64 = 10;
+pub const MAX_ARGON2_P: u64 = 4;
 /// The only password hash scheme: slapd's `{ARGON2}` with an Argon2id PHC
 /// string.
 pub const HASH_PREFIX: &str = "{ARGON2}$argon2id$";
@@ -65,18 +70,32 @@ fn bad(field: &'static str, reason: impl Into<String>) -> AccountError {
     }
 }
 
-/// `account.created`: a new account, numbered by its origin.
+/// `account.created`: a new account, numbered by its origin. Its home
+/// directory is not in the event: each peer decides it (CEP 8, "Names").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
     pub name: String,
     pub uid_number: u32,
-    pub home: String,
     pub shell: String,
     pub display_name: String,
     pub password_hash: String,
     pub ssh_keys: Vec<String>,
     /// When the origin made it, in milliseconds since the epoch.
     pub created: u64,
+    /// The user's own public key (CEP 8, "Authority"), derived from her
+    /// password where she typed it; `None` for an account without one.
+    pub user_key: Option<String>,
+}
+
+/// What a change of an account carries besides its content: when the
+/// change was made (ms; of two changes of one kind the later wins, and a
+/// replay of an older one changes nothing) and the user's signature over
+/// the event (`None`: the change rests on its origin being the account's
+/// home peer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub at: u64,
+    pub auth: Option<String>,
 }
 
 /// Every account event, read.
@@ -87,25 +106,33 @@ pub enum AccountEvent {
         index: u32,
     },
     Created(Created),
+    /// `account.password`: a new password hash and the user key derived
+    /// from the new password (`None`: the account has no user key after
+    /// this change).
     Password {
         name: String,
         password_hash: String,
+        user_key: Option<String>,
+        stamp: Stamp,
     },
     Keys {
         name: String,
         ssh_keys: Vec<String>,
+        stamp: Stamp,
     },
     Profile {
         name: String,
         shell: String,
         display_name: String,
+        stamp: Stamp,
     },
     /// `account.deleted`: the account is gone, and so is every claim on
     /// the name made at or before `deleted` (ms): a creation that arrives
-    /// late does not bring it back (CEP 8, "Deletion").
+    /// late does not bring it back (CEP 8, "Deletion"). `stamp.at` is
+    /// `deleted`.
     Deleted {
         name: String,
-        deleted: u64,
+        stamp: Stamp,
     },
     /// `account.notice`: the origin banned (or unbanned) the account on
     /// itself, for this reason. Other peers only record it.
@@ -136,12 +163,12 @@ impl AccountEvent {
                         "created",
                         "display_name",
                         "gid_number",
-                        "home",
                         "name",
                         "password_hash",
                         "shell",
                         "ssh_keys",
                         "uid_number",
+                        "user_key",
                     ],
                 )?;
                 let uid = number(o, "uid_number")?;
@@ -160,45 +187,45 @@ impl AccountEvent {
                 Ok(AccountEvent::Created(Created {
                     name: account_name(o)?,
                     uid_number,
-                    home: path(o, "home")?,
                     shell: path(o, "shell")?,
                     display_name: display_name(o)?,
                     password_hash: password_hash(o)?,
                     ssh_keys: ssh_keys(o)?,
                     created,
+                    user_key: user_key(o)?,
                 }))
             }
             PASSWORD => {
-                let o = members(data, &["name", "password_hash"])?;
+                let o = members(data, &["at", "auth", "name", "password_hash", "user_key"])?;
                 Ok(AccountEvent::Password {
                     name: account_name(o)?,
                     password_hash: password_hash(o)?,
+                    user_key: user_key(o)?,
+                    stamp: stamp(o, "at")?,
                 })
             }
             KEYS => {
-                let o = members(data, &["name", "ssh_keys"])?;
+                let o = members(data, &["at", "auth", "name", "ssh_keys"])?;
                 Ok(AccountEvent::Keys {
                     name: account_name(o)?,
                     ssh_keys: ssh_keys(o)?,
+                    stamp: stamp(o, "at")?,
                 })
             }
             PROFILE => {
-                let o = members(data, &["display_name", "name", "shell"])?;
+                let o = members(data, &["at", "auth", "display_name", "name", "shell"])?;
                 Ok(AccountEvent::Profile {
                     name: account_name(o)?,
                     shell: path(o, "shell")?,
                     display_name: display_name(o)?,
+                    stamp: stamp(o, "at")?,
                 })
             }
             DELETED => {
-                let o = members(data, &["deleted", "name"])?;
-                let deleted = number(o, "deleted")?;
-                if deleted == 0 {
-                    return Err(bad("deleted", "must be a time in milliseconds"));
-                }
+                let o = members(data, &["auth", "deleted", "name"])?;
                 Ok(AccountEvent::Deleted {
                     name: account_name(o)?,
-                    deleted,
+                    stamp: stamp(o, "deleted")?,
                 })
             }
             NOTICE => {
@@ -237,35 +264,65 @@ impl AccountEvent {
                     "name": c.name,
                     "uid_number": c.uid_number,
                     "gid_number": c.uid_number,
-                    "home": c.home,
                     "shell": c.shell,
                     "display_name": c.display_name,
                     "password_hash": c.password_hash,
                     "ssh_keys": c.ssh_keys,
                     "created": c.created,
+                    "user_key": c.user_key.as_deref().unwrap_or_default(),
                 }),
             ),
             AccountEvent::Password {
                 name,
                 password_hash,
+                user_key,
+                stamp,
             } => (
                 PASSWORD,
-                json!({ "name": name, "password_hash": password_hash }),
+                json!({
+                    "name": name,
+                    "password_hash": password_hash,
+                    "user_key": user_key.as_deref().unwrap_or_default(),
+                    "at": stamp.at,
+                    "auth": stamp.auth.as_deref().unwrap_or_default(),
+                }),
             ),
-            AccountEvent::Keys { name, ssh_keys } => {
-                (KEYS, json!({ "name": name, "ssh_keys": ssh_keys }))
-            }
+            AccountEvent::Keys {
+                name,
+                ssh_keys,
+                stamp,
+            } => (
+                KEYS,
+                json!({
+                    "name": name,
+                    "ssh_keys": ssh_keys,
+                    "at": stamp.at,
+                    "auth": stamp.auth.as_deref().unwrap_or_default(),
+                }),
+            ),
             AccountEvent::Profile {
                 name,
                 shell,
                 display_name,
+                stamp,
             } => (
                 PROFILE,
-                json!({ "name": name, "shell": shell, "display_name": display_name }),
+                json!({
+                    "name": name,
+                    "shell": shell,
+                    "display_name": display_name,
+                    "at": stamp.at,
+                    "auth": stamp.auth.as_deref().unwrap_or_default(),
+                }),
             ),
-            AccountEvent::Deleted { name, deleted } => {
-                (DELETED, json!({ "name": name, "deleted": deleted }))
-            }
+            AccountEvent::Deleted { name, stamp } => (
+                DELETED,
+                json!({
+                    "name": name,
+                    "deleted": stamp.at,
+                    "auth": stamp.auth.as_deref().unwrap_or_default(),
+                }),
+            ),
             AccountEvent::Notice {
                 name,
                 banned,
@@ -279,6 +336,30 @@ impl AccountEvent {
                 }),
             ),
         }
+    }
+
+    /// The change's stamp: for the four kinds a user may authorize.
+    pub fn stamp(&self) -> Option<&Stamp> {
+        match self {
+            AccountEvent::Password { stamp, .. }
+            | AccountEvent::Keys { stamp, .. }
+            | AccountEvent::Profile { stamp, .. }
+            | AccountEvent::Deleted { stamp, .. } => Some(stamp),
+            _ => None,
+        }
+    }
+
+    /// The same event with the user's signature `auth` in its stamp
+    /// (events without a stamp are returned unchanged).
+    pub fn with_auth(mut self, auth: Option<String>) -> AccountEvent {
+        match &mut self {
+            AccountEvent::Password { stamp, .. }
+            | AccountEvent::Keys { stamp, .. }
+            | AccountEvent::Profile { stamp, .. }
+            | AccountEvent::Deleted { stamp, .. } => stamp.auth = auth,
+            _ => {}
+        }
+        self
     }
 
     /// The account this event is about (none for a block claim).
@@ -322,7 +403,8 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// Whether `hash` is an `{ARGON2}` Argon2id PHC string: the prefix, then
-/// `v=19$m=M,t=T,p=P$SALT$HASH` with B64 salt and hash.
+/// `v=19$m=M,t=T,p=P$SALT$HASH` with B64 salt and hash, M, T and P at most
+/// [`MAX_ARGON2_M`], [`MAX_ARGON2_T`] and [`MAX_ARGON2_P`].
 pub fn valid_hash(hash: &str) -> bool {
     let Some(rest) = hash.strip_prefix(HASH_PREFIX) else {
         return false;
@@ -339,14 +421,20 @@ pub fn valid_hash(hash: &str) -> bool {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
     };
+    // Bounded, so that no hash pins slapd at each bind (CEP 8).
     let params_ok = {
         let fields: Vec<&str> = params.split(',').collect();
         fields.len() == 3
-            && fields.iter().zip(["m=", "t=", "p="]).all(|(f, key)| {
-                f.strip_prefix(key).is_some_and(|n| {
-                    (1..=10).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit())
+            && fields
+                .iter()
+                .zip([("m=", MAX_ARGON2_M), ("t=", MAX_ARGON2_T), ("p=", MAX_ARGON2_P)])
+                .all(|(f, (key, max))| {
+                    f.strip_prefix(key).is_some_and(|n| {
+                        (1..=10).contains(&n.len())
+                            && n.bytes().all(|b| b.is_ascii_digit())
+                            && n.parse::<u64>().is_ok_and(|v| (1..=max).contains(&v))
+                    })
                 })
-            })
     };
     *version == "v=19" && params_ok && b64(salt) && b64(digest)
 }
@@ -459,6 +547,42 @@ fn path(o: &Map<String, Value>, field: &'static str) -> Result<String, AccountEr
         ));
     }
     Ok(text.to_owned())
+}
+
+/// `user_key`: `""` (none) or an Ed25519 public key in unpadded base64.
+fn user_key(o: &Map<String, Value>) -> Result<Option<String>, AccountError> {
+    let text = string(o, "user_key")?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.len() != 43 || vodozemac::Ed25519PublicKey::from_base64(text).is_err() {
+        return Err(bad(
+            "user_key",
+            "must be empty or an Ed25519 public key in unpadded base64",
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// `at` (or `deleted`), a time in ms, and `auth`: `""` or an Ed25519
+/// signature in unpadded base64.
+fn stamp(o: &Map<String, Value>, time: &'static str) -> Result<Stamp, AccountError> {
+    let at = number(o, time)?;
+    if at == 0 {
+        return Err(bad(time, "must be a time in milliseconds"));
+    }
+    let text = string(o, "auth")?;
+    let auth = if text.is_empty() {
+        None
+    } else if text.len() == 86 && vodozemac::Ed25519Signature::from_base64(text).is_ok() {
+        Some(text.to_owned())
+    } else {
+        return Err(bad(
+            "auth",
+            "must be empty or an Ed25519 signature in unpadded base64",
+        ));
+    };
+    Ok(Stamp { at, auth })
 }
 
 fn display_name(o: &Map<String, Value>) -> Result<String, AccountError> {

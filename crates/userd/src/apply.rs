@@ -1,5 +1,7 @@
 //! What userd does with each account event (CEP 8): checks that go beyond
-//! the event's own shape (the number lies in its origin's block, the name
+//! the event's own shape (whose act it is and whether its times are
+//! believable, [`crate::authority`]; the number lies in its origin's
+//! block; the name is not a local one here, [`crate::names`]; the name
 //! rule between two creations of one name), then the directory writes.
 //! Every handler is idempotent, so an event delivered again after a crash
 //! changes nothing; a refused event is logged and changes nothing.
@@ -8,9 +10,11 @@ use center_bus::{Client, Delivery, Publish};
 use serde_json::json;
 
 use crate::{
-    account::{self, AccountEvent, Created},
+    account::{self, AccountEvent, Created, Stamp},
+    authority,
     blocks::{Blocks, Claim},
-    directory::{AccountClaim, DirError, Directory, Refusal},
+    directory::{self, AccountClaim, DirError, Directory, Refusal, Tombstone},
+    names,
 };
 
 /// Why an event changed nothing.
@@ -34,9 +38,13 @@ pub struct Userd {
     pub bus: Client,
     /// A block claim of ours is on its way and not yet seen on our feed.
     pub claim_pending: bool,
-    /// Deleted names and the time of their latest deletion (ms), as kept
-    /// in `ou=deleted`: creations made up to then are dead.
-    pub deleted: std::collections::HashMap<String, u64>,
+    /// The deletions of each name, as kept in `ou=deleted`: each kills
+    /// the claims made up to its time that were its to delete.
+    pub deleted: std::collections::HashMap<String, Vec<Tombstone>>,
+    /// Where this peer makes homes: `home_prefix/NAME`.
+    pub home_prefix: String,
+    /// Names this peer's sysadmin reserved, besides [`names::RESERVED`].
+    pub reserved: Vec<String>,
 }
 
 impl Userd {
@@ -86,7 +94,8 @@ impl Userd {
             }
         };
         let iat = envelope.meta.iat.as_millis();
-        let result = match self.apply(origin, iat, &event).await {
+        let now = center_bus::Timestamp::now().as_millis();
+        let result = match self.apply(origin, iat, now, &event).await {
             // A local ban holds whatever another peer changed.
             Ok(what) => self.reassert_ban(&event).await.map(|()| what),
             Err(err) => Err(err),
@@ -125,6 +134,7 @@ impl Userd {
         &mut self,
         origin: &str,
         iat: u64,
+        now: u64,
         event: &AccountEvent,
     ) -> Result<&'static str, Refused> {
         match event {
@@ -147,29 +157,22 @@ impl Userd {
                     _ => "number block claim recorded: it lost",
                 })
             }
-            AccountEvent::Created(c) => self.created(origin, c).await,
-            AccountEvent::Password {
-                name,
-                password_hash,
-            } => found(
-                self.directory.set_password(name, password_hash).await?,
-                "password replaced",
-            ),
-            AccountEvent::Keys { name, ssh_keys } => found(
-                self.directory.set_keys(name, ssh_keys).await?,
-                "SSH keys replaced",
-            ),
-            AccountEvent::Profile {
-                name,
-                shell,
-                display_name,
-            } => found(
-                self.directory
-                    .set_profile(name, shell, display_name)
-                    .await?,
-                "profile replaced",
-            ),
-            AccountEvent::Deleted { name, deleted } => self.deleted(name, *deleted).await,
+            AccountEvent::Created(c) => {
+                authority::check_time("created", c.created, iat, now).map_err(rule)?;
+                self.created(origin, c).await
+            }
+            AccountEvent::Password { .. } | AccountEvent::Keys { .. } | AccountEvent::Profile { .. } => {
+                self.changed(origin, iat, now, event).await
+            }
+            AccountEvent::Deleted { name, stamp } => {
+                authority::check_time("deleted", stamp.at, iat, now).map_err(rule)?;
+                let tombstone = Tombstone {
+                    deleted: stamp.at,
+                    origin: origin.to_owned(),
+                    auth: stamp.auth.clone(),
+                };
+                self.deleted(name, tombstone).await
+            }
             AccountEvent::Notice {
                 name,
                 banned,
@@ -209,28 +212,116 @@ impl Userd {
         Ok(())
     }
 
+    /// `account.password`, `account.keys`, `account.profile`: applied if
+    /// the account is held here, the change is its user's or its home
+    /// peer's, its time is believable and it is newer than the last change
+    /// of its kind (CEP 8, "Authority").
+    async fn changed(
+        &mut self,
+        origin: &str,
+        iat: u64,
+        now: u64,
+        event: &AccountEvent,
+    ) -> Result<&'static str, Refused> {
+        let (Some(name), Some(stamp)) = (event.account(), event.stamp()) else {
+            return Err(rule("not a change of an account"));
+        };
+        authority::check_time("at", stamp.at, iat, now).map_err(rule)?;
+        let Some(held) = self.directory.account(name).await? else {
+            return Err(rule("no such account here"));
+        };
+        let Some(claim) = &held.claim else {
+            return Err(rule("the name is held by an entry userd did not make"));
+        };
+        let by = authority::authorize(origin, claim.home(), held.user_key.as_deref(), event)
+            .map_err(rule)?;
+        let mut stamps = held.stamps;
+        let mut user_key = held.user_key.clone();
+        let present = match event {
+            AccountEvent::Password {
+                password_hash,
+                user_key: new_key,
+                ..
+            } => {
+                authority::check_newer(stamp.at, stamps.password).map_err(rule)?;
+                stamps.password = stamp.at;
+                user_key.clone_from(new_key);
+                let text = directory::describe(claim, user_key.as_deref(), &stamps);
+                self.directory
+                    .set_password(name, password_hash, &text)
+                    .await?
+            }
+            AccountEvent::Keys { ssh_keys, .. } => {
+                authority::check_newer(stamp.at, stamps.keys).map_err(rule)?;
+                stamps.keys = stamp.at;
+                let text = directory::describe(claim, user_key.as_deref(), &stamps);
+                self.directory.set_keys(name, ssh_keys, &text).await?
+            }
+            AccountEvent::Profile {
+                shell,
+                display_name,
+                ..
+            } => {
+                authority::check_newer(stamp.at, stamps.profile).map_err(rule)?;
+                stamps.profile = stamp.at;
+                let text = directory::describe(claim, user_key.as_deref(), &stamps);
+                self.directory
+                    .set_profile(name, shell, display_name, &text)
+                    .await?
+            }
+            _ => return Err(rule("not a change of an account")),
+        };
+        if !present {
+            return Err(rule("no such account here"));
+        }
+        Ok(match (event, by) {
+            (AccountEvent::Password { .. }, authority::Authority::User) => {
+                "password replaced (signed by its user)"
+            }
+            (AccountEvent::Password { .. }, authority::Authority::Home) => {
+                "password replaced (by its home peer)"
+            }
+            (AccountEvent::Keys { .. }, authority::Authority::User) => {
+                "SSH keys replaced (signed by its user)"
+            }
+            (AccountEvent::Keys { .. }, authority::Authority::Home) => {
+                "SSH keys replaced (by its home peer)"
+            }
+            (_, authority::Authority::User) => "profile replaced (signed by its user)",
+            (_, authority::Authority::Home) => "profile replaced (by its home peer)",
+        })
+    }
+
     /// `account.deleted`: the deletion is recorded first (a crash after it
-    /// deletes on the replay), then the account goes if it was made up to
-    /// the deletion; one made later is a new account and stays.
-    async fn deleted(&mut self, name: &str, deleted: u64) -> Result<&'static str, Refused> {
-        let known = self.deleted.get(name).copied().unwrap_or(0);
-        let latest = known.max(deleted);
-        if latest > known {
-            self.directory.record_deletion(name, latest).await?;
-            self.deleted.insert(name.to_owned(), latest);
+    /// deletes on the replay), then the account goes if the deletion is
+    /// its to delete ([`kills`]); one made later, or one the deletion's
+    /// origin had no authority over, stays. A deletion of an account not
+    /// held here is kept and judged against each creation that arrives.
+    async fn deleted(&mut self, name: &str, tombstone: Tombstone) -> Result<&'static str, Refused> {
+        let list = self.deleted.entry(name.to_owned()).or_default();
+        if !list.contains(&tombstone) {
+            list.push(tombstone.clone());
+            // The latest ones are kept: an earlier deletion kills less.
+            list.sort_by(|a, b| b.deleted.cmp(&a.deleted).then(a.origin.cmp(&b.origin)));
+            list.truncate(directory::MAX_TOMBSTONES);
+            let kept = list.clone();
+            self.directory.record_deletions(name, &kept).await?;
         }
         match self.directory.account(name).await? {
             Some(found) => match &found.claim {
-                Some(claim) if claim.created <= latest => {
-                    self.directory.delete_account(name).await?;
-                    Ok("account deleted")
+                Some(claim) if claim.created <= tombstone.deleted => {
+                    match deletes(&tombstone, name, claim, found.user_key.as_deref()) {
+                        Ok(()) => {
+                            self.directory.delete_account(name).await?;
+                            Ok("account deleted")
+                        }
+                        Err(why) => Err(rule(format!("deletion kept, but {why}"))),
+                    }
                 }
                 Some(_) => Ok("deletion recorded; the account here was made after it and stays"),
-                None => Err(Refused::Rule(
-                    "the name is held by an entry userd did not make".to_owned(),
-                )),
+                None => Err(rule("the name is held by an entry userd did not make")),
             },
-            None => Ok("deletion recorded; no such account here (a late creation stays dead)"),
+            None => Ok("deletion recorded; no such account here (a late creation it may delete stays dead)"),
         }
     }
 
@@ -252,9 +343,24 @@ impl Userd {
             created: c.created,
             joined_from: origin.to_owned(),
         };
-        if let Some(&at) = self.deleted.get(&c.name)
-            && c.created <= at
-        {
+        let local = names::nss(&c.name);
+        if let Some(reason) = names::conflict(&c.name, c.uid_number, local, &self.reserved) {
+            let text = format!("{origin} made `{}`, not made here: {reason}", c.name);
+            self.directory.record_notice(&c.name, &text).await?;
+            if origin == self.me {
+                self.tell_refused(&c.name, &format!("refused here: {reason}"))
+                    .await?;
+            }
+            return Err(rule(format!(
+                "not made on this peer: {reason} (the sysadmin is told: `centerctl user notices`)"
+            )));
+        }
+        let killed = self.deleted.get(&c.name).and_then(|list| {
+            list.iter()
+                .find(|t| deletes(t, &c.name, &claim, c.user_key.as_deref()).is_ok())
+                .map(|t| t.deleted)
+        });
+        if let Some(at) = killed {
             let reason = format!(
                 "the name was deleted at {at} ms, after this creation (at {} ms)",
                 c.created
@@ -265,9 +371,15 @@ impl Userd {
             }
             return Err(Refused::Rule(reason));
         }
+        let home = format!("{}/{}", self.home_prefix.trim_end_matches('/'), c.name);
         // The common case first: a new name is one add (two entries).
-        if self.directory.add_person(c, &claim).await? {
+        if self.directory.add_person(c, &claim, &home).await? {
             self.directory.add_group(c).await?;
+            // A ban of the name here outlives earlier accounts of it.
+            if self.directory.ban_recorded(&c.name).await? {
+                self.directory.set_ban(&c.name, true).await?;
+                return Ok("account created, banned here (this peer's ban of the name)");
+            }
             return Ok("account created");
         }
         let Some(existing) = self.directory.account(&c.name).await? else {
@@ -284,8 +396,8 @@ impl Userd {
             Some(held) if claim < *held => {
                 let held = held.clone();
                 self.directory.delete_account(&c.name).await?;
-                self.directory.add_account(c, &claim).await?;
-                if existing.banned {
+                self.directory.add_account(c, &claim, &home).await?;
+                if existing.banned || self.directory.ban_recorded(&c.name).await? {
                     self.directory.set_ban(&c.name, true).await?;
                 }
                 self.lost(&c.name, &held, &claim).await?;
@@ -341,10 +453,31 @@ impl Userd {
     }
 }
 
-fn found(present: bool, what: &'static str) -> Result<&'static str, Refused> {
-    if present {
-        Ok(what)
-    } else {
-        Err(Refused::Rule("no such account here".to_owned()))
+fn rule(reason: impl std::fmt::Display) -> Refused {
+    Refused::Rule(reason.to_string())
+}
+
+/// Whether the deletion `t` of `name` may delete the claim `claim` (made
+/// up to the deletion) of an account with user key `user_key`: it comes
+/// from the claim's home peer, or its user signed it.
+fn deletes(
+    t: &Tombstone,
+    name: &str,
+    claim: &AccountClaim,
+    user_key: Option<&str>,
+) -> Result<(), authority::Unauthorized> {
+    if claim.created > t.deleted {
+        return Err(authority::Unauthorized::Stale {
+            at: t.deleted,
+            held: claim.created,
+        });
     }
+    let event = AccountEvent::Deleted {
+        name: name.to_owned(),
+        stamp: Stamp {
+            at: t.deleted,
+            auth: t.auth.clone(),
+        },
+    };
+    authority::authorize(&t.origin, claim.home(), user_key, &event).map(|_| ())
 }

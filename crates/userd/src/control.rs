@@ -1,8 +1,11 @@
 //! The socket where a local user changes their own account (CEP 8): any
 //! local user may connect; userd asks the kernel who they are
-//! (`SO_PEERCRED`) and publishes the change only if it names the caller's
-//! own account (root may name any). The password was hashed by the caller;
-//! no password reaches this socket.
+//! (`SO_PEERCRED`) and publishes the change only if the account it names
+//! has the caller's uid as its `uidNumber` (root may name any), and only
+//! if every peer will take it: signed by the user's key, or this peer is
+//! the account's home (CEP 8, "Authority"). The password was hashed, and
+//! the user key derived, by the caller; no password reaches this socket.
+//! Each uid other than root gets [`PER_UID`] requests a minute.
 //!
 //! One request per connection, one JSON line: `{"event": NAME, "data":
 //! {...}}` with NAME `account.password` or `account.keys` and `data` as on
@@ -21,7 +24,11 @@ use tokio::{
     sync::Mutex,
 };
 
-use crate::account::{self, AccountEvent};
+use crate::{
+    account::{self, AccountEvent},
+    authority,
+    directory::{Account, Directory},
+};
 
 /// Longest request line.
 pub const MAX_REQUEST: usize = 64 * 1024;
@@ -29,6 +36,35 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 const MAX_CLIENTS: usize = 32;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests one uid other than root may make in [`RATE_WINDOW`].
+pub const PER_UID: u32 = 10;
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Requests counted per uid in the current window (root is not counted).
+#[derive(Debug, Default)]
+struct Rate {
+    window: Option<std::time::Instant>,
+    counts: std::collections::HashMap<u32, u32>,
+}
+
+impl Rate {
+    /// Counts a request of `uid`; `false` past its share.
+    fn allow(&mut self, uid: u32, now: std::time::Instant) -> bool {
+        if uid == 0 {
+            return true;
+        }
+        if self
+            .window
+            .is_none_or(|start| now.duration_since(start) >= RATE_WINDOW)
+        {
+            self.window = Some(now);
+            self.counts.clear();
+        }
+        let count = self.counts.entry(uid).or_default();
+        *count += 1;
+        *count <= PER_UID
+    }
+}
 
 /// Binds the socket (a stale file is replaced), mode 0666: who may change
 /// what is decided per request.
@@ -40,9 +76,24 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
+/// What one request handler shares with the others: the bus connection,
+/// the directory connection (to find the named account), the counts.
+struct Shared {
+    bus: Mutex<Client>,
+    directory: Mutex<Directory>,
+    rate: std::sync::Mutex<Rate>,
+    /// This peer's UUID (is it the account's home?).
+    me: String,
+}
+
 /// Serves requests until the task is aborted.
-pub async fn serve(listener: UnixListener, bus: Client) {
-    let bus = std::sync::Arc::new(Mutex::new(bus));
+pub async fn serve(listener: UnixListener, bus: Client, directory: Directory, me: String) {
+    let shared = std::sync::Arc::new(Shared {
+        bus: Mutex::new(bus),
+        directory: Mutex::new(directory),
+        rate: std::sync::Mutex::new(Rate::default()),
+        me,
+    });
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -51,20 +102,14 @@ pub async fn serve(listener: UnixListener, bus: Client) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let bus = bus.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             // Held until this request is answered.
             let _slot = slot;
             let uid = stream.peer_cred().map(|c| c.uid()).ok();
             let (reader, mut writer) = stream.into_split();
             let reply = match uid {
-                Some(uid) => match read_request(reader).await {
-                    Ok(value) => match decide(uid, &value) {
-                        Ok(event) => publish(&bus, uid, &event).await,
-                        Err(err) => Err(err),
-                    },
-                    Err(err) => Err(err),
-                },
+                Some(uid) => answer(&shared, uid, reader).await,
                 None => Err("cannot tell who is asking".to_owned()),
             };
             let line = match reply {
@@ -77,6 +122,36 @@ pub async fn serve(listener: UnixListener, bus: Client) {
             let _ = writer.write_all(format!("{line}\n").as_bytes()).await;
         });
     }
+}
+
+/// One request of `uid`: read, counted, decided, published.
+async fn answer(
+    shared: &Shared,
+    uid: u32,
+    reader: tokio::net::unix::OwnedReadHalf,
+) -> Result<(), String> {
+    let allowed = shared
+        .rate
+        .lock()
+        .map(|mut rate| rate.allow(uid, std::time::Instant::now()))
+        .unwrap_or(false);
+    if !allowed {
+        return Err(format!(
+            "uid {uid} made more than {PER_UID} requests this minute; try again later"
+        ));
+    }
+    let value = read_request(reader).await?;
+    let event = parse(&value)?;
+    let name = event.account().unwrap_or_default().to_owned();
+    let held = shared
+        .directory
+        .lock()
+        .await
+        .account(&name)
+        .await
+        .map_err(|e| format!("cannot read the account: {e}"))?;
+    check_caller(uid, &event, held.as_ref(), &shared.me)?;
+    publish(&shared.bus, uid, &event).await
 }
 
 async fn read_request(reader: tokio::net::unix::OwnedReadHalf) -> Result<Value, String> {
@@ -95,9 +170,9 @@ async fn read_request(reader: tokio::net::unix::OwnedReadHalf) -> Result<Value, 
     serde_json::from_slice(&line).map_err(|_| "the request is not JSON".to_owned())
 }
 
-/// What the caller `uid` may publish: a password or key change of their
-/// own account, read as strictly as every peer will read it.
-pub fn decide(uid: u32, request: &Value) -> Result<AccountEvent, String> {
+/// The change asked for: a password or key change, read as strictly as
+/// every peer will read it.
+pub fn parse(request: &Value) -> Result<AccountEvent, String> {
     let object = request.as_object().ok_or("the request is not an object")?;
     if object.keys().any(|k| k != "event" && k != "data") {
         return Err("the request has an unknown member".to_owned());
@@ -113,21 +188,35 @@ pub fn decide(uid: u32, request: &Value) -> Result<AccountEvent, String> {
         ));
     }
     let data = object.get("data").ok_or("the request lacks `data`")?;
-    let event = AccountEvent::read(name, data).map_err(|e| e.to_string())?;
+    AccountEvent::read(name, data).map_err(|e| e.to_string())
+}
+
+/// Whether the caller `uid` may publish `event` on this peer (`me`), for
+/// the account `held` here: it is the caller's own (its `uidNumber` is the
+/// caller's uid; root may name any), and every peer will take it (signed
+/// by the user's key, or this peer is the account's home).
+pub fn check_caller(
+    uid: u32,
+    event: &AccountEvent,
+    held: Option<&Account>,
+    me: &str,
+) -> Result<(), String> {
     let target = event.account().unwrap_or_default();
-    if uid != 0 {
-        let me = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|u| u.name);
-        if me.as_deref() != Some(target) {
-            return Err(format!(
-                "uid {uid} may change only its own account ({}), not `{target}`",
-                me.as_deref().unwrap_or("it has no name")
-            ));
-        }
+    let Some(held) = held else {
+        return Err(format!("there is no account `{target}` on this peer"));
+    };
+    if uid != 0 && held.uid_number != uid {
+        return Err(format!(
+            "uid {uid} may change only its own account, and `{target}` is uid {}",
+            held.uid_number
+        ));
     }
-    Ok(event)
+    let home = held.claim.as_ref().map(|c| c.home()).unwrap_or_default();
+    authority::authorize(me, home, held.user_key.as_deref(), event)
+        .map(|_| ())
+        .map_err(|e| {
+            format!("no peer would take this change: {e} (give the current password to sign it)")
+        })
 }
 
 async fn publish(bus: &Mutex<Client>, uid: u32, event: &AccountEvent) -> Result<(), String> {
@@ -173,26 +262,66 @@ pub async fn request(path: &Path, event: &AccountEvent) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::{AccountClaim, Stamps};
+
+    const HOME: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const OTHER: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+
+    fn alice(key: Option<String>) -> Account {
+        Account {
+            name: "alice".to_owned(),
+            uid_number: 1_003_000_001,
+            home: "/home/alice".to_owned(),
+            shell: "/bin/sh".to_owned(),
+            display_name: String::new(),
+            ssh_keys: Vec::new(),
+            claim: Some(AccountClaim {
+                created: 1,
+                joined_from: HOME.to_owned(),
+            }),
+            banned: false,
+            user_key: key,
+            stamps: Stamps::at(1),
+        }
+    }
 
     #[test]
     fn only_the_own_account_and_only_passwords_and_keys() {
         let hash = account::hash_password("x").unwrap();
-        let passwd = |name: &str| json!({"event": "account.password", "data": {"name": name, "password_hash": hash}});
-        // root may change anyone.
-        assert!(decide(0, &passwd("alice")).is_ok());
-        // uid 60001 has no name here: nobody's account is its own.
-        assert!(
-            decide(60_001, &passwd("alice"))
-                .unwrap_err()
-                .contains("only its own")
-        );
+        let passwd = |name: &str| json!({"event": "account.password", "data": {"name": name, "password_hash": hash, "user_key": "", "at": 5, "auth": ""}});
+        let event = parse(&passwd("alice")).unwrap();
+        // root may change anyone, on the home peer.
+        assert!(check_caller(0, &event, Some(&alice(None)), HOME).is_ok());
+        // The account's own uid may; another may not, whatever its name.
+        assert!(check_caller(1_003_000_001, &event, Some(&alice(None)), HOME).is_ok());
+        let err = check_caller(60_001, &event, Some(&alice(None)), HOME).unwrap_err();
+        assert!(err.contains("only its own account"), "{err}");
+        assert!(check_caller(0, &event, None, HOME).unwrap_err().contains("no account"));
+        // Elsewhere than home, only with the user's signature.
+        let err = check_caller(1_003_000_001, &event, Some(&alice(None)), OTHER).unwrap_err();
+        assert!(err.contains("no peer would take this change"), "{err}");
+        let key = authority::derive_user_key("alice", "pw").unwrap();
+        let signed = authority::sign(event, &key);
+        let held = alice(Some(authority::public_key(&key)));
+        assert!(check_caller(1_003_000_001, &signed, Some(&held), OTHER).is_ok());
         let created = json!({"event": "account.created", "data": {}});
-        assert!(decide(0, &created).unwrap_err().contains("cannot be asked"));
-        let extra =
-            json!({"event": "account.keys", "data": {"name": "alice", "ssh_keys": []}, "x": 1});
-        assert!(decide(0, &extra).unwrap_err().contains("unknown member"));
-        let bad =
-            json!({"event": "account.password", "data": {"name": "alice", "password_hash": "pw"}});
-        assert!(decide(0, &bad).is_err());
+        assert!(parse(&created).unwrap_err().contains("cannot be asked"));
+        let extra = json!({"event": "account.keys", "data": {"name": "alice", "ssh_keys": [], "at": 5, "auth": ""}, "x": 1});
+        assert!(parse(&extra).unwrap_err().contains("unknown member"));
+        let bad = json!({"event": "account.password", "data": {"name": "alice", "password_hash": "pw", "user_key": "", "at": 5, "auth": ""}});
+        assert!(parse(&bad).is_err());
+    }
+
+    #[test]
+    fn each_uid_gets_its_share() {
+        let mut rate = Rate::default();
+        let t = std::time::Instant::now();
+        for _ in 0..PER_UID {
+            assert!(rate.allow(1000, t));
+        }
+        assert!(!rate.allow(1000, t));
+        assert!(rate.allow(1001, t), "another uid has its own share");
+        assert!(rate.allow(0, t), "root is not counted");
+        assert!(rate.allow(1000, t + RATE_WINDOW), "a new window");
     }
 }

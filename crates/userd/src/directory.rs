@@ -29,6 +29,14 @@ pub const NOTICES_OU: &str = "notices";
 /// deletion's time in ms): claims on the name up to then are dead.
 pub const DELETED_OU: &str = "deleted";
 
+/// The organizational unit of this peer's bans (`uid=NAME`, `description`:
+/// when and why): a ban is the sysadmin's decision about a name, and
+/// outlives the account's deletion and re-creation (CEP 8, Part 5).
+pub const BANS_OU: &str = "bans";
+/// Most deletions kept per name (the latest): each from its own origin,
+/// counted only for the creations it may delete.
+pub const MAX_TOMBSTONES: usize = 16;
+
 /// The `pwdEndTime` of a banned account: long past.
 const BANNED_SINCE: &str = "19700101000000Z";
 
@@ -79,6 +87,106 @@ pub struct Account {
     pub claim: Option<AccountClaim>,
     /// Banned on this peer (`shadowExpire` set).
     pub banned: bool,
+    /// The user's own public key, if the account has one (CEP 8,
+    /// "Authority").
+    pub user_key: Option<String>,
+    /// When each kind of change last applied was made.
+    pub stamps: Stamps,
+}
+
+/// The time (ms) of the last change applied of each kind: a change made
+/// earlier than it is stale (CEP 8, "Authority").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stamps {
+    pub password: u64,
+    pub keys: u64,
+    pub profile: u64,
+}
+
+impl Stamps {
+    /// A new account: every kind as of its creation.
+    pub fn at(created: u64) -> Stamps {
+        Stamps {
+            password: created,
+            keys: created,
+            profile: created,
+        }
+    }
+}
+
+/// What userd keeps in an account entry's `description`: `joined_from=UUID
+/// created=MS key=B64|- password=MS keys=MS profile=MS`. None of it is
+/// secret.
+pub fn describe(claim: &AccountClaim, user_key: Option<&str>, stamps: &Stamps) -> String {
+    format!(
+        "{} key={} password={} keys={} profile={}",
+        claim.to_description(),
+        user_key.unwrap_or("-"),
+        stamps.password,
+        stamps.keys,
+        stamps.profile
+    )
+}
+
+/// Reads what [`describe`] wrote: the user key and stamps (missing ones
+/// read as none and 0).
+fn described(text: &str) -> (Option<String>, Stamps) {
+    let mut key = None;
+    let mut stamps = Stamps::default();
+    for part in text.split(' ') {
+        if let Some(v) = part.strip_prefix("key=") {
+            key = (v != "-").then(|| v.to_owned());
+        } else if let Some(v) = part.strip_prefix("password=") {
+            stamps.password = v.parse().unwrap_or(0);
+        } else if let Some(v) = part.strip_prefix("keys=") {
+            stamps.keys = v.parse().unwrap_or(0);
+        } else if let Some(v) = part.strip_prefix("profile=") {
+            stamps.profile = v.parse().unwrap_or(0);
+        }
+    }
+    (key, stamps)
+}
+
+/// A deletion of a name, as kept (CEP 8, "Deletion"): when, by which
+/// origin, with the user's signature if she made it. It deletes a claim
+/// on the name made up to `deleted` only if it was the claim's to delete:
+/// from the claim's origin (its home peer) or signed by its user key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    pub deleted: u64,
+    pub origin: String,
+    pub auth: Option<String>,
+}
+
+impl Tombstone {
+    fn to_description(&self) -> String {
+        format!(
+            "deleted={} origin={} auth={}",
+            self.deleted,
+            self.origin,
+            self.auth.as_deref().unwrap_or("-")
+        )
+    }
+
+    fn from_description(text: &str) -> Option<Tombstone> {
+        let mut deleted = None;
+        let mut origin = None;
+        let mut auth = None;
+        for part in text.split(' ') {
+            if let Some(v) = part.strip_prefix("deleted=") {
+                deleted = v.parse().ok();
+            } else if let Some(v) = part.strip_prefix("origin=") {
+                origin = Some(v.to_owned());
+            } else if let Some(v) = part.strip_prefix("auth=") {
+                auth = (v != "-").then(|| v.to_owned());
+            }
+        }
+        Some(Tombstone {
+            deleted: deleted?,
+            origin: origin?,
+            auth,
+        })
+    }
 }
 
 /// The origin and creation time of an account (CEP 8's name rule compares
@@ -93,6 +201,11 @@ pub struct AccountClaim {
 impl AccountClaim {
     fn to_description(&self) -> String {
         format!("joined_from={} created={}", self.joined_from, self.created)
+    }
+
+    /// The home peer of the account this claim made.
+    pub fn home(&self) -> &str {
+        &self.joined_from
     }
 
     fn from_description(text: &str) -> Option<AccountClaim> {
@@ -365,17 +478,20 @@ impl Directory {
         &mut self,
         c: &Created,
         claim: &AccountClaim,
+        home: &str,
     ) -> Result<bool, DirError> {
-        let added = self.add_person(c, claim).await?;
+        let added = self.add_person(c, claim, home).await?;
         self.add_group(c).await?;
         Ok(added)
     }
 
-    /// Adds the person entry; `Ok(false)` if it was already there.
+    /// Adds the person entry, its home `home` (this peer's choice);
+    /// `Ok(false)` if it was already there.
     pub async fn add_person(
         &mut self,
         c: &Created,
         claim: &AccountClaim,
+        home: &str,
     ) -> Result<bool, DirError> {
         let uid = c.uid_number.to_string();
         let cn = if c.display_name.is_empty() {
@@ -402,11 +518,18 @@ impl Directory {
                     ("displayName", set_of(std::slice::from_ref(&c.display_name))),
                     ("uidNumber", set([uid.as_str()])),
                     ("gidNumber", set([uid.as_str()])),
-                    ("homeDirectory", set([c.home.as_str()])),
+                    ("homeDirectory", set([home])),
                     ("loginShell", set([c.shell.as_str()])),
                     ("userPassword", set([c.password_hash.as_str()])),
                     ("sshPublicKey", set_of(&c.ssh_keys)),
-                    ("description", set([claim.to_description()])),
+                    (
+                        "description",
+                        set([describe(
+                            claim,
+                            c.user_key.as_deref(),
+                            &Stamps::at(c.created),
+                        )]),
+                    ),
                 ],
             )
             .await?;
@@ -435,24 +558,49 @@ impl Directory {
         self.delete(&self.group_dn(name)).await
     }
 
-    /// Replaces the password hash; `Ok(false)` if there is no such account.
-    pub async fn set_password(&mut self, name: &str, hash: &str) -> Result<bool, DirError> {
-        self.replace(&self.person_dn(name), vec![("userPassword", set([hash]))])
-            .await
+    /// Replaces the password hash and the description (user key and
+    /// stamps, [`describe`]) in one modify; `Ok(false)` if there is no such
+    /// account.
+    pub async fn set_password(
+        &mut self,
+        name: &str,
+        hash: &str,
+        description: &str,
+    ) -> Result<bool, DirError> {
+        self.replace(
+            &self.person_dn(name),
+            vec![
+                ("userPassword", set([hash])),
+                ("description", set([description])),
+            ],
+        )
+        .await
     }
 
-    /// Replaces the full key list.
-    pub async fn set_keys(&mut self, name: &str, keys: &[String]) -> Result<bool, DirError> {
-        self.replace(&self.person_dn(name), vec![("sshPublicKey", set_of(keys))])
-            .await
+    /// Replaces the full key list and the description.
+    pub async fn set_keys(
+        &mut self,
+        name: &str,
+        keys: &[String],
+        description: &str,
+    ) -> Result<bool, DirError> {
+        self.replace(
+            &self.person_dn(name),
+            vec![
+                ("sshPublicKey", set_of(keys)),
+                ("description", set([description])),
+            ],
+        )
+        .await
     }
 
-    /// Replaces shell and display name.
+    /// Replaces shell and display name, and the description.
     pub async fn set_profile(
         &mut self,
         name: &str,
         shell: &str,
         display_name: &str,
+        description: &str,
     ) -> Result<bool, DirError> {
         let cn = if display_name.is_empty() {
             name
@@ -465,6 +613,7 @@ impl Directory {
                 ("loginShell", set([shell])),
                 ("cn", set([cn])),
                 ("displayName", set_of(&[display_name.to_owned()])),
+                ("description", set([description])),
             ],
         )
         .await
@@ -524,22 +673,54 @@ impl Directory {
             .await
     }
 
-    /// Records that `name` was deleted at `deleted` (ms): replaces an
-    /// earlier record (the caller keeps the latest).
-    pub async fn record_deletion(&mut self, name: &str, deleted: u64) -> Result<(), DirError> {
-        self.put_record(DELETED_OU, name, &deleted.to_string())
-            .await
+    /// Records the deletions of `name` (all of them, replacing what was
+    /// kept): the caller keeps at most [`MAX_TOMBSTONES`], the latest.
+    pub async fn record_deletions(
+        &mut self,
+        name: &str,
+        tombstones: &[Tombstone],
+    ) -> Result<(), DirError> {
+        let texts: Vec<String> = tombstones
+            .iter()
+            .map(Tombstone::to_description)
+            .collect();
+        self.put_records(DELETED_OU, name, &texts).await
     }
 
-    /// Every recorded deletion: name and time (ms). An entry whose time
-    /// does not read is skipped.
-    pub async fn deletions(&mut self) -> Result<Vec<(String, u64)>, DirError> {
+    /// Every recorded deletion, by name. A value that does not read is
+    /// skipped.
+    pub async fn deletions(&mut self) -> Result<Vec<(String, Vec<Tombstone>)>, DirError> {
         Ok(self
             .records(DELETED_OU)
             .await?
             .into_iter()
-            .filter_map(|(name, texts)| Some((name, texts.first()?.parse().ok()?)))
+            .map(|(name, texts)| {
+                let list = texts
+                    .iter()
+                    .filter_map(|t| Tombstone::from_description(t))
+                    .collect();
+                (name, list)
+            })
             .collect())
+    }
+
+    /// Records this peer's ban of the name `name` (the reason and time in
+    /// `text`), or lifts it: kept apart from the account, so a deletion
+    /// and a new creation of the name do not lift it.
+    pub async fn record_ban(&mut self, name: &str, text: Option<&str>) -> Result<(), DirError> {
+        match text {
+            Some(text) => self.put_record(BANS_OU, name, text).await,
+            None => self.delete(&self.record_dn(BANS_OU, name)).await,
+        }
+    }
+
+    /// Whether this peer banned the name `name`.
+    pub async fn ban_recorded(&mut self, name: &str) -> Result<bool, DirError> {
+        let dn = self.record_dn(BANS_OU, name);
+        Ok(!self
+            .search(&dn, Scope::Base, "(objectClass=account)", &["uid"])
+            .await?
+            .is_empty())
     }
 
     /// Forgets the refusal of an earlier request for `name` (a new request
@@ -570,6 +751,12 @@ impl Directory {
     /// Writes userd's record `name` under `ou` with `text` as its only
     /// description, whether or not it existed.
     async fn put_record(&mut self, ou: &str, name: &str, text: &str) -> Result<(), DirError> {
+        self.put_records(ou, name, &[text.to_owned()]).await
+    }
+
+    /// Writes userd's record `name` under `ou` with `texts` as its
+    /// descriptions, whether or not it existed.
+    async fn put_records(&mut self, ou: &str, name: &str, texts: &[String]) -> Result<(), DirError> {
         let dn = self.record_dn(ou, name);
         let added = self
             .add(
@@ -577,12 +764,12 @@ impl Directory {
                 vec![
                     ("objectClass", set(["account"])),
                     ("uid", set([name])),
-                    ("description", set([text])),
+                    ("description", set_of(texts)),
                 ],
             )
             .await?;
         if !added {
-            self.replace(&dn, vec![("description", set([text]))])
+            self.replace(&dn, vec![("description", set_of(texts))])
                 .await?;
         }
         Ok(())
@@ -715,5 +902,12 @@ fn account(e: &Entry) -> Option<Account> {
             .first("description")
             .and_then(|d| AccountClaim::from_description(&d)),
         banned: e.first("shadowExpire").is_some(),
+        user_key: e
+            .first("description")
+            .and_then(|d| described(&d).0),
+        stamps: e
+            .first("description")
+            .map(|d| described(&d).1)
+            .unwrap_or_default(),
     })
 }

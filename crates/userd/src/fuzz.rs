@@ -1,7 +1,9 @@
 //! The body of the `account_event` fuzz target (`fuzz/fuzz_targets/
 //! account_event.rs`): every account event reader on arbitrary bytes. The
 //! oracle is that none panics and that what reads back writes back the
-//! same; the crate's tests run it over the valid events as seeds.
+//! same; the users' signatures (`auth`) are checked as every peer checks
+//! them, and the control socket's reader sees the same data. The crate's
+//! tests run it over the valid events as seeds.
 
 use crate::account::{self, AccountEvent};
 
@@ -23,6 +25,15 @@ pub fn account_event(data: &[u8]) {
             let (written, data) = event.to_event();
             assert_eq!(written, name);
             assert_eq!(AccountEvent::read(name, &data).as_ref(), Ok(&event));
+            // The user's signature, checked as every peer does: a forged
+            // or garbled one is refused, never a panic.
+            let key = crate::authority::public_key(&vodozemac::Ed25519SecretKey::from_slice(&[7; 32]));
+            let _ = crate::authority::authorize("origin", "home", Some(&key), &event);
         }
+    }
+    // The control socket's reader sees the same data from local users.
+    for name in [account::PASSWORD, account::KEYS] {
+        let request = serde_json::json!({ "event": name, "data": value });
+        let _ = crate::control::parse(&request);
     }
 }

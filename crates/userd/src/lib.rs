@@ -7,6 +7,9 @@
 //! - [`blocks`]: who holds which number block, on disk.
 //! - [`directory`]: slapd over ldapi with SASL EXTERNAL, and CEP 8's entries.
 //! - [`apply`]: what each event does.
+//! - [`authority`]: whose act a change is (users' own keys, home peers),
+//!   and which stated times are believed.
+//! - [`names`]: names this peer never makes (local users, reserved).
 //! - [`control`]: the socket where a local user changes their own account.
 //!
 //! userd is a bus service (`userd`) that subscribes to `account.*` from the
@@ -18,10 +21,12 @@
 
 pub mod account;
 pub mod apply;
+pub mod authority;
 pub mod blocks;
 pub mod control;
 pub mod directory;
 pub mod fuzz;
+pub mod names;
 
 use std::{future::Future, time::Duration};
 
@@ -60,7 +65,12 @@ pub async fn run(
         .with_context(|| format!("cannot create {}", state.display()))?;
     let blocks = Blocks::open(&state)?;
     let mut directory = Directory::new(&config.ldap.ldapi, &config.ldap.base);
-    for ou in [REFUSED_OU, directory::NOTICES_OU, directory::DELETED_OU] {
+    for ou in [
+        REFUSED_OU,
+        directory::NOTICES_OU,
+        directory::DELETED_OU,
+        directory::BANS_OU,
+    ] {
         directory
             .ensure_ou(ou)
             .await
@@ -95,6 +105,8 @@ pub async fn run(
         bus,
         claim_pending: false,
         deleted,
+        home_prefix: config.accounts.home_prefix.display().to_string(),
+        reserved: config.accounts.reserved_names.clone(),
     };
     userd.claim_block_if_needed().await?;
     let control_bus = Client::connect(client())
@@ -102,7 +114,13 @@ pub async fn run(
         .context("cannot connect to the bus")?;
     let listener = control::bind(&config.accounts.control_socket)?;
     // The control task has its own bus connection; it ends when run does.
-    let control = tokio::spawn(control::serve(listener, control_bus));
+    let control_directory = Directory::new(&config.ldap.ldapi, &config.ldap.base);
+    let control = tokio::spawn(control::serve(
+        listener,
+        control_bus,
+        control_directory,
+        userd.me.clone(),
+    ));
     tracing::info!(peer = %userd.me, block = ?userd.blocks.block_of(&userd.me), "userd up");
     ready();
     let events = async {

@@ -15,12 +15,12 @@ fn created() -> Value {
         "name": "alice",
         "uid_number": BASE + 3 * BLOCK_SIZE + 1,
         "gid_number": BASE + 3 * BLOCK_SIZE + 1,
-        "home": "/home/alice",
         "shell": "/bin/bash",
         "display_name": "Alice Liddell",
         "password_hash": HASH,
         "ssh_keys": [KEY],
         "created": 1_790_000_000_000u64,
+        "user_key": "",
     })
 }
 
@@ -103,10 +103,9 @@ fn created_events() {
     );
     check(
         CREATED,
-        with(created(), "home", json!("/home/../etc")),
-        expect![
-            "refused: `home` must be an absolute path of letters, digits, '/', '.', '_', '-' without '..'"
-        ],
+        // Each peer decides where homes are: an event never says.
+        with(created(), "home", json!("/etc")),
+        expect!["refused: `data` has an unknown member `home`"],
     );
     check(
         CREATED,
@@ -161,6 +160,55 @@ fn created_events() {
 }
 
 #[test]
+fn user_keys_signatures_and_hash_costs() {
+    let key = crate::authority::public_key(&vodozemac::Ed25519SecretKey::from_slice(&[7; 32]));
+    check(
+        CREATED,
+        with(created(), "user_key", json!(key)),
+        expect![[r#"ok Some("alice")"#]],
+    );
+    check(
+        CREATED,
+        with(created(), "user_key", json!("AAAA")),
+        expect!["refused: `user_key` must be empty or an Ed25519 public key in unpadded base64"],
+    );
+    let change = json!({"name": "alice", "ssh_keys": [], "at": 5, "auth": "x".repeat(86)});
+    check(
+        KEYS,
+        change,
+        expect!["refused: `auth` must be empty or an Ed25519 signature in unpadded base64"],
+    );
+    check(
+        KEYS,
+        json!({"name": "alice", "ssh_keys": [], "at": 0, "auth": ""}),
+        expect!["refused: `at` must be a time in milliseconds"],
+    );
+    // A hash that would pin slapd at every bind, on every peer.
+    for (params, shown) in [
+        ("m=65536,t=10,p=4", expect![[r#"ok Some("alice")"#]]),
+        (
+            "m=65537,t=2,p=1",
+            expect!["refused: `password_hash` must be {ARGON2} followed by an $argon2id$ PHC string"],
+        ),
+        (
+            "m=19456,t=11,p=1",
+            expect!["refused: `password_hash` must be {ARGON2} followed by an $argon2id$ PHC string"],
+        ),
+        (
+            "m=19456,t=2,p=5",
+            expect!["refused: `password_hash` must be {ARGON2} followed by an $argon2id$ PHC string"],
+        ),
+        (
+            "m=4294967295,t=2,p=1",
+            expect!["refused: `password_hash` must be {ARGON2} followed by an $argon2id$ PHC string"],
+        ),
+    ] {
+        let hash = HASH.replace("m=19456,t=2,p=1", params);
+        check(CREATED, with(created(), "password_hash", json!(hash)), shown);
+    }
+}
+
+#[test]
 fn other_events() {
     check(BLOCK, json!({"index": 3}), expect!["ok None"]);
     check(
@@ -175,7 +223,7 @@ fn other_events() {
     );
     check(
         PASSWORD,
-        json!({"name": "alice", "password_hash": HASH}),
+        json!({"name": "alice", "password_hash": HASH, "user_key": "", "at": 5, "auth": ""}),
         expect![[r#"ok Some("alice")"#]],
     );
     check(
@@ -185,27 +233,27 @@ fn other_events() {
     );
     check(
         KEYS,
-        json!({"name": "alice", "ssh_keys": []}),
+        json!({"name": "alice", "ssh_keys": [], "at": 5, "auth": ""}),
         expect![[r#"ok Some("alice")"#]],
     );
     check(
         PROFILE,
-        json!({"name": "alice", "shell": "/bin/zsh", "display_name": ""}),
+        json!({"name": "alice", "shell": "/bin/zsh", "display_name": "", "at": 5, "auth": ""}),
         expect![[r#"ok Some("alice")"#]],
     );
     check(
         DELETED,
-        json!({"name": "alice", "deleted": 1_790_000_000_000u64}),
+        json!({"name": "alice", "deleted": 1_790_000_000_000u64, "auth": ""}),
         expect![[r#"ok Some("alice")"#]],
     );
     check(
         DELETED,
-        json!({"name": "alice"}),
+        json!({"name": "alice", "auth": ""}),
         expect!["refused: `data` lacks `deleted`"],
     );
     check(
         DELETED,
-        json!({"name": "root!", "deleted": 1}),
+        json!({"name": "root!", "deleted": 1, "auth": ""}),
         expect!["refused: `name` must match ^[a-z][a-z0-9]{1,31}$"],
     );
     check(
