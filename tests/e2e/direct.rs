@@ -468,3 +468,66 @@ fn expect_closed(peer: &PeerInfo, bytes: &[u8]) {
         "the daemon closed the connection in time ({read:?})"
     );
 }
+
+/// A trusted peer sends a direct message no grant here takes (issue 13):
+/// it is acknowledged (the sender may forget it) but not kept, with a
+/// logged reason; one a grant takes is kept as before.
+#[test]
+fn a_direct_message_no_service_could_receive_is_acknowledged_and_dropped() {
+    let (dir, net) = network(2);
+    let bravo = net.peer("bravo").unwrap();
+    crate::support::approve(&net, bravo, "inbox", STRANGER, "demo.*", "demo.*");
+    let mallory = crate::mallory::Mallory::create(dir.path(), &net, &[bravo]);
+    let mut hostile = crate::mallory::Mallory::connect(&mallory, bravo);
+    let kept = |name: &str| {
+        let out = std::process::Command::new("sqlite3")
+            .arg(bravo.state_dir.join("dispatchd/links.sqlite3"))
+            .arg(format!("SELECT COUNT(*) FROM inbox WHERE name = '{name}'"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    hostile.send_direct("junk.fill", json!({ "pad": "x".repeat(1000) }));
+    hostile.send_direct("demo.kept", json!({}));
+    assert_eq!(kept("junk.fill"), "0");
+    assert_eq!(kept("demo.kept"), "1");
+    let log = std::fs::read_to_string(bravo.log_dir.join("dispatchd.log")).unwrap();
+    assert!(
+        log.contains("direct messages dropped: no grant and no subscriber here receives them"),
+        "{log}"
+    );
+}
+
+/// One host opens many connections and says nothing (issue 13): past 8
+/// from its address the rest are closed at once, logged, and peers still
+/// connect.
+#[test]
+fn one_address_holds_at_most_eight_connection_slots() {
+    let (_dir, net) = network(2);
+    let (alpha, bravo) = (net.peer("alpha").unwrap(), net.peer("bravo").unwrap());
+    net.stop("alpha").unwrap();
+    let held: Vec<TcpStream> = (0..8).map(|_| connect(bravo)).collect();
+    // Give the listener time to count them before the ninth.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ninth = connect(bravo);
+    let mut buf = [0u8; 1];
+    let started = std::time::Instant::now();
+    let read = ninth.read(&mut buf);
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "the ninth connection was kept: {read:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "closed only by the hello timeout");
+    let log = std::fs::read_to_string(bravo.log_dir.join("dispatchd.log")).unwrap();
+    assert!(log.contains("too many connections from this address"), "{log}");
+    drop(held);
+    // Alpha, on its own address, still gets through.
+    net.start("alpha").unwrap();
+    let tail = Tail::start(&net, bravo, None, &["demo.*", "--count", "1"]);
+    ok(ctl(
+        &net,
+        alpha,
+        &["bus", "publish", "demo.after", "--to", &bravo.uuid.to_string()],
+    ));
+    assert_eq!(tail.next()["name"], "demo.after");
+}

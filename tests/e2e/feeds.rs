@@ -392,3 +392,40 @@ pub fn wait_for_head(net: &Testnet, peer: &PeerInfo, of: &PeerInfo, seq: u64, wi
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A trusted peer turned hostile names 4,000 made-up origins in a
+/// frontier (issue 13): none is recorded, the refusal is logged, and the
+/// roster origins it names are.
+#[test]
+fn a_frontier_of_made_up_origins_stores_nothing_for_them() {
+    let (dir, net) = network(2);
+    let (alpha, bravo) = (net.peer("alpha").unwrap(), net.peer("bravo").unwrap());
+    let mallory = Mallory::create(dir.path(), &net, &[bravo]);
+    let mut hostile = Mallory::connect(&mallory, bravo);
+    let mut heads = serde_json::Map::new();
+    for _ in 0..4000 {
+        heads.insert(center_proto::PeerId::new_random().to_string(), json!(1));
+    }
+    heads.insert(alpha.uuid.to_string(), json!(0));
+    hostile.send_frontier(Value::Object(heads));
+    let log = bravo.log_dir.join("dispatchd.log");
+    wait_until("bravo did not log the made-up origins", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("frontier origins not in the roster ignored")
+    });
+    let recorded = std::process::Command::new("sqlite3")
+        .arg(bravo.state_dir.join("dispatchd/feeds.sqlite3"))
+        .arg(format!(
+            "SELECT origin FROM peer_frontiers WHERE peer = '{}'",
+            hostile.uuid()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&recorded.stdout).trim(),
+        alpha.uuid.to_string()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("ignored=4000"), "{text}");
+}

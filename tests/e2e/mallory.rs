@@ -146,6 +146,34 @@ impl Mallory {
         }
     }
 
+    /// Sends a frontier with these heads (origin → seq), counting the
+    /// pages sent so far.
+    pub fn send_frontier(&mut self, heads: Value) {
+        let pages = self.pages;
+        self.send_gpg_plus(peer::FRONTIER, json!({ "heads": heads, "pages": pages }));
+    }
+
+    /// Sends a direct message to the peer and waits for its
+    /// acknowledgement (panics if none comes).
+    pub fn send_direct(&mut self, name: &str, data: Value) {
+        self.send_gpg_plus(name, data);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let verified = self.recv();
+            if std::iter::once(&verified.envelope)
+                .chain(&verified.rest)
+                .any(|e| e.name.as_str() == peer::ACK)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the direct message was not acknowledged");
+        }
+    }
+
+    pub fn uuid(&self) -> PeerId {
+        self.identity.uuid()
+    }
+
     fn pages_sent(&mut self) -> u64 {
         self.pages += 1;
         self.pages
