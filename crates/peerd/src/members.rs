@@ -594,7 +594,31 @@ impl Peerd {
         if origin == self.me {
             return Ok(());
         }
-        self.depart(origin, "left", &reason, seq).await.map(drop)
+        self.depart(origin, "left", &reason, seq).await?;
+        self.recount().await;
+        Ok(())
+    }
+
+    /// Counts again the votes pending on every target once the members
+    /// changed (a peer departed): fewer members may make a quorum, and
+    /// the departed one's vote no longer counts.
+    async fn recount(&self) {
+        let pending: Vec<(
+            String,
+            std::collections::BTreeMap<String, crate::quorum::Vote>,
+        )> = self.state().now.votes.clone().into_iter().collect();
+        for (target, votes) in pending {
+            let Ok(peer) = target.parse::<PeerId>() else {
+                continue;
+            };
+            let counted = match self.members().await {
+                Ok(members) => self.count_votes(peer, &votes, &members).await,
+                Err(err) => Err(err),
+            };
+            if let Err(reason) = counted {
+                tracing::warn!(%peer, reason, "excommunication votes not counted again");
+            }
+        }
     }
 
     /// This peer and the peers of its roster: who may vote.
@@ -747,11 +771,15 @@ impl Peerd {
             }
             ControlRequest::Remove { uuid, reason } => match uuid.parse::<PeerId>() {
                 Err(err) => Err(format!("bad uuid: {err}")),
-                Ok(peer) => self.depart(peer, "removed", &reason, None).await.map(|_| {
-                    ControlReply::done(format!(
-                        "peer {peer} removed; this peer no longer talks to it"
-                    ))
-                }),
+                Ok(peer) => match self.depart(peer, "removed", &reason, None).await {
+                    Err(err) => Err(err),
+                    Ok(_) => {
+                        self.recount().await;
+                        Ok(ControlReply::done(format!(
+                            "peer {peer} removed; this peer no longer talks to it"
+                        )))
+                    }
+                },
             },
             ControlRequest::Leave { reason } => self
                 .publish(messages::LEAVE, json!({ "reason": reason }), None)
