@@ -351,3 +351,31 @@ fn a_roster_hand_off_after_the_join_changes_nothing() {
     assert_eq!(roster, expected);
     assert!(!log(b, "dispatchd").contains(&mallory.uuid().to_string()));
 }
+
+#[test]
+fn one_sponsor_has_a_bounded_number_of_peers_trusted_at_once() {
+    let (_dir, net) = network_formed(4, Formation::Alone);
+    let [a, b, c, d] = [0, 1, 2, 3].map(|i| &net.peers()[i]);
+    // Charlie trusts at most one peer a day announced by one sponsor.
+    net.stop(&c.name).unwrap();
+    let config = std::fs::read_to_string(&c.config).unwrap();
+    let config = config.replacen(
+        "[membership]\n",
+        "[membership]\nmax_announced_per_day = 1\n",
+        1,
+    );
+    std::fs::write(&c.config, config).unwrap();
+    net.start(&c.name).unwrap();
+    net.join_through(c, a).unwrap();
+    // Alpha announces bravo, then delta: charlie trusts bravo at once, and
+    // keeps delta waiting for its sysadmin.
+    net.join_through(b, a).unwrap();
+    net.wait_for_roster(c, &uuids(&[a, b])).unwrap();
+    net.join_through(d, a).unwrap();
+    net.wait_for_request(c, &d.uuid.to_string()).unwrap();
+    wait_for_log(c, "peerd", "its sponsor already added");
+    assert_eq!(roster_entry(&net, c, d), Value::Null);
+    // The sysadmin decides.
+    net.approve(c, &d.uuid.to_string()).unwrap();
+    assert_ne!(roster_entry(&net, c, d), Value::Null);
+}
