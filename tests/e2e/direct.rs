@@ -531,3 +531,89 @@ fn one_address_holds_at_most_eight_connection_slots() {
     ));
     assert_eq!(tail.next()["name"], "demo.after");
 }
+
+/// `sqlite3` on a peer's link store, waiting for a lock if need be.
+fn links_sql(peer: &PeerInfo, sql: &str) -> String {
+    let out = std::process::Command::new("sqlite3")
+        .arg("-cmd")
+        .arg(".timeout 5000")
+        .arg(peer.state_dir.join("dispatchd/links.sqlite3"))
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Rows for `sender` in the inbox, `n` of them, kept far into the future.
+fn fill_inbox(peer: &PeerInfo, sender: &str, n: u64) {
+    links_sql(
+        peer,
+        &format!(
+            "INSERT INTO inbox (name, envelope, exp, peer)
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n})
+             SELECT 'demo.fill', x'00', 9000000000000000, '{sender}' FROM n"
+        ),
+    );
+}
+
+/// A trusted peer that has 10,000 messages kept here already (issue 13):
+/// the next is neither kept nor acknowledged, with a logged reason.
+#[test]
+fn a_peer_past_its_inbox_quota_is_not_acknowledged() {
+    let (dir, net) = network(1);
+    let alpha = net.peer("alpha").unwrap();
+    crate::support::approve(&net, alpha, "inbox", STRANGER, "demo.*", "demo.*");
+    let mallory = crate::mallory::Mallory::create(dir.path(), &net, &[alpha]);
+    let mut hostile = crate::mallory::Mallory::connect(&mallory, alpha);
+    hostile.send_direct("demo.first", json!({}));
+    fill_inbox(alpha, &hostile.uuid().to_string(), 9_999);
+    let acked = hostile.send_direct_within("demo.over", json!({}), Duration::from_secs(3));
+    assert!(!acked, "a message past the quota was acknowledged");
+    let count = |name: &str| links_sql(alpha, &format!("SELECT COUNT(*) FROM inbox WHERE name = '{name}'"));
+    assert_eq!((count("demo.first"), count("demo.over")), ("1".into(), "0".into()));
+    let log = std::fs::read_to_string(alpha.log_dir.join("dispatchd.log")).unwrap();
+    assert!(log.contains("the peer's inbox quota is full"), "{log}");
+}
+
+/// Join requests (`NEW`) are kept an hour at most, whatever their `exp`,
+/// and no more than 256 at once (issue 13): the next is refused, logged.
+#[test]
+fn join_requests_are_kept_an_hour_and_256_at_most() {
+    let (_dir, net) = network(1);
+    let alpha = net.peer("alpha").unwrap();
+    let request = || {
+        let newcomer = PeerId::new_random();
+        let iat = Timestamp::now();
+        let envelope = Envelope {
+            name: EventName::parse("new-peer-server").unwrap(),
+            meta: Meta {
+                from: newcomer,
+                to: Destination::Peer(alpha.uuid),
+                iat,
+                exp: iat.saturating_add(Duration::from_secs(30 * 24 * 3600)),
+            },
+            data: json!({"admin": "newadmin", "server": "new.example:127.0.0.9"}),
+        };
+        PeerFrame::new(newcomer, alpha.uuid, Auth::New, envelope.canonical_bytes().unwrap())
+            .unwrap()
+            .to_frame()
+    };
+    expect_closed(alpha, &request());
+    let kept = || links_sql(alpha, "SELECT COUNT(*) FROM inbox WHERE peer = 'NEW'");
+    crate::support::wait_until("the join request was not kept", || kept() == "1");
+    let until: u64 = links_sql(alpha, "SELECT MAX(exp) FROM inbox WHERE peer = 'NEW'")
+        .parse()
+        .unwrap();
+    let hour = Timestamp::now().saturating_add(Duration::from_secs(3600));
+    assert!(until <= hour.as_millis(), "kept until {until}, past {}", hour.as_millis());
+    fill_inbox(alpha, "NEW", 255);
+    expect_closed(alpha, &request());
+    let log = alpha.log_dir.join("dispatchd.log");
+    crate::support::wait_until("the 257th join request was not refused", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("join request (NEW) refused: as many as are kept wait already")
+    });
+    assert_eq!(kept(), "256");
+}

@@ -170,6 +170,34 @@ impl Mallory {
         }
     }
 
+    /// Sends a direct message to the peer; whether it was acknowledged
+    /// within `wait`.
+    pub fn send_direct_within(&mut self, name: &str, data: Value, wait: Duration) -> bool {
+        self.send_gpg_plus(name, data);
+        let deadline = Instant::now() + wait;
+        let mut len = [0u8; 1];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // Wait for a frame's first byte at most until the deadline.
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let peeked = self.stream.peek(&mut len);
+            self.stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            if peeked.is_err() {
+                return false;
+            }
+            let verified = self.recv();
+            if std::iter::once(&verified.envelope)
+                .chain(&verified.rest)
+                .any(|e| e.name.as_str() == peer::ACK)
+            {
+                return true;
+            }
+        }
+    }
+
     pub fn uuid(&self) -> PeerId {
         self.identity.uuid()
     }
