@@ -11,7 +11,9 @@
 //! [`Roster::rotate`]. The keys a peer retired stay in its entry with the
 //! last seq they signed, so its old feed events still verify
 //! ([`Roster::history`]); [`Roster::export_entry`] and
-//! [`Roster::import_entry`] hand an entry over with that history.
+//! [`Roster::import_entry`] hand an entry over with that history, each
+//! retired key with its proof (the `peer.rotate` event it signed). An
+//! import never replaces what the roster holds about a peer.
 
 use std::{
     collections::BTreeMap,
