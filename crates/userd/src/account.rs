@@ -101,9 +101,11 @@ pub struct Stamp {
 /// Every account event, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountEvent {
-    /// `account.block`: the origin claims the number block `index`.
+    /// `account.block`: the origin claims the number block `index`, the
+    /// one its attempt `attempt` gives it (CEP 8, "Numbers").
     Block {
         index: u32,
+        attempt: u32,
     },
     Created(Created),
     /// `account.password`: a new password hash and the user key derived
@@ -148,13 +150,22 @@ impl AccountEvent {
     pub fn read(name: &str, data: &Value) -> Result<AccountEvent, AccountError> {
         match name {
             BLOCK => {
-                let o = members(data, &["index"])?;
+                let o = members(data, &["attempt", "index"])?;
                 let index = number(o, "index")?;
                 if index >= u64::from(BLOCKS) {
                     return Err(bad("index", format!("must be below {BLOCKS}")));
                 }
                 let index = u32::try_from(index).map_err(|_| bad("index", "is too large"))?;
-                Ok(AccountEvent::Block { index })
+                let attempt = u32::try_from(number(o, "attempt")?)
+                    .ok()
+                    .filter(|a| *a < crate::blocks::MAX_ATTEMPT)
+                    .ok_or_else(|| {
+                        bad(
+                            "attempt",
+                            format!("must be below {}", crate::blocks::MAX_ATTEMPT),
+                        )
+                    })?;
+                Ok(AccountEvent::Block { index, attempt })
             }
             CREATED => {
                 let o = members(
@@ -257,7 +268,9 @@ impl AccountEvent {
     /// The event's name and `data`, as published.
     pub fn to_event(&self) -> (&'static str, Value) {
         match self {
-            AccountEvent::Block { index } => (BLOCK, json!({ "index": index })),
+            AccountEvent::Block { index, attempt } => {
+                (BLOCK, json!({ "index": index, "attempt": attempt }))
+            }
             AccountEvent::Created(c) => (
                 CREATED,
                 json!({

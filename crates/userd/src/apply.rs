@@ -54,14 +54,15 @@ impl Userd {
         if self.claim_pending || self.blocks.block_of(&self.me).is_some() {
             return Ok(());
         }
-        let Some(index) = self.blocks.free_index() else {
+        let Some(claim) = self.blocks.next_claim(&self.me) else {
             tracing::error!("every number block is claimed: no account can be made here");
             return Ok(());
         };
-        let (name, data) = AccountEvent::Block { index }.to_event();
+        let (index, attempt) = (claim.index, claim.attempt);
+        let (name, data) = AccountEvent::Block { index, attempt }.to_event();
         self.bus.publish(Publish::feed(name, data)).await?;
         self.claim_pending = true;
-        tracing::info!(index, "number block claimed");
+        tracing::info!(index, attempt, "number block claimed");
         Ok(())
     }
 
@@ -138,14 +139,14 @@ impl Userd {
         event: &AccountEvent,
     ) -> Result<&'static str, Refused> {
         match event {
-            AccountEvent::Block { index } => {
+            AccountEvent::Block { index, attempt } => {
                 self.blocks
                     .record(Claim {
                         index: *index,
-                        iat,
+                        attempt: *attempt,
                         origin: origin.to_owned(),
                     })
-                    .map_err(|e| Refused::Rule(format!("cannot record the claim: {e:#}")))?;
+                    .map_err(|e| Refused::Rule(format!("block claim refused: {e}")))?;
                 if origin == self.me {
                     self.claim_pending = false;
                 }

@@ -210,15 +210,15 @@ fn user_keys_signatures_and_hash_costs() {
 
 #[test]
 fn other_events() {
-    check(BLOCK, json!({"index": 3}), expect!["ok None"]);
+    check(BLOCK, json!({"index": 3, "attempt": 0}), expect!["ok None"]);
     check(
         BLOCK,
-        json!({"index": BLOCKS}),
+        json!({"index": BLOCKS, "attempt": 0}),
         expect!["refused: `index` must be below 879"],
     );
     check(
         BLOCK,
-        json!({"index": -1}),
+        json!({"index": -1, "attempt": 0}),
         expect!["refused: `index` must be a non-negative integer"],
     );
     check(
