@@ -517,9 +517,15 @@ fn one_address_holds_at_most_eight_connection_slots() {
         matches!(read, Ok(0)) || read.is_err(),
         "the ninth connection was kept: {read:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "closed only by the hello timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed only by the hello timeout"
+    );
     let log = std::fs::read_to_string(bravo.log_dir.join("dispatchd.log")).unwrap();
-    assert!(log.contains("too many connections from this address"), "{log}");
+    assert!(
+        log.contains("too many connections from this address"),
+        "{log}"
+    );
     drop(held);
     // Alpha, on its own address, still gets through.
     net.start("alpha").unwrap();
@@ -527,7 +533,13 @@ fn one_address_holds_at_most_eight_connection_slots() {
     ok(ctl(
         &net,
         alpha,
-        &["bus", "publish", "demo.after", "--to", &bravo.uuid.to_string()],
+        &[
+            "bus",
+            "publish",
+            "demo.after",
+            "--to",
+            &bravo.uuid.to_string(),
+        ],
     ));
     assert_eq!(tail.next()["name"], "demo.after");
 }
@@ -541,7 +553,11 @@ fn links_sql(peer: &PeerInfo, sql: &str) -> String {
         .arg(sql)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -570,8 +586,16 @@ fn a_peer_past_its_inbox_quota_is_not_acknowledged() {
     fill_inbox(alpha, &hostile.uuid().to_string(), 9_999);
     let acked = hostile.send_direct_within("demo.over", json!({}), Duration::from_secs(3));
     assert!(!acked, "a message past the quota was acknowledged");
-    let count = |name: &str| links_sql(alpha, &format!("SELECT COUNT(*) FROM inbox WHERE name = '{name}'"));
-    assert_eq!((count("demo.first"), count("demo.over")), ("1".into(), "0".into()));
+    let count = |name: &str| {
+        links_sql(
+            alpha,
+            &format!("SELECT COUNT(*) FROM inbox WHERE name = '{name}'"),
+        )
+    };
+    assert_eq!(
+        (count("demo.first"), count("demo.over")),
+        ("1".into(), "0".into())
+    );
     let log = std::fs::read_to_string(alpha.log_dir.join("dispatchd.log")).unwrap();
     assert!(log.contains("the peer's inbox quota is full"), "{log}");
 }
@@ -595,9 +619,14 @@ fn join_requests_are_kept_an_hour_and_256_at_most() {
             },
             data: json!({"admin": "newadmin", "server": "new.example:127.0.0.9"}),
         };
-        PeerFrame::new(newcomer, alpha.uuid, Auth::New, envelope.canonical_bytes().unwrap())
-            .unwrap()
-            .to_frame()
+        PeerFrame::new(
+            newcomer,
+            alpha.uuid,
+            Auth::New,
+            envelope.canonical_bytes().unwrap(),
+        )
+        .unwrap()
+        .to_frame()
     };
     expect_closed(alpha, &request());
     let kept = || links_sql(alpha, "SELECT COUNT(*) FROM inbox WHERE peer = 'NEW'");
@@ -606,7 +635,11 @@ fn join_requests_are_kept_an_hour_and_256_at_most() {
         .parse()
         .unwrap();
     let hour = Timestamp::now().saturating_add(Duration::from_secs(3600));
-    assert!(until <= hour.as_millis(), "kept until {until}, past {}", hour.as_millis());
+    assert!(
+        until <= hour.as_millis(),
+        "kept until {until}, past {}",
+        hour.as_millis()
+    );
     fill_inbox(alpha, "NEW", 255);
     expect_closed(alpha, &request());
     let log = alpha.log_dir.join("dispatchd.log");

@@ -166,7 +166,10 @@ impl Mallory {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "the direct message was not acknowledged");
+            assert!(
+                Instant::now() < deadline,
+                "the direct message was not acknowledged"
+            );
         }
     }
 

@@ -117,7 +117,12 @@ mod tests {
         symlink(&victim, &path).unwrap();
         replace_file(&path, b"again", 0o644).unwrap();
         assert_eq!(fs::read(&victim).unwrap(), b"untouched");
-        assert!(!fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert!(
+            !fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[test]

@@ -85,7 +85,10 @@ fn evidence_already_held_is_not_verified_again() {
         .store
         .accept(&bytes(&other[1..2]), roster(&[&alpha]), NOW)
         .expect("accept");
-    assert!(matches!(first[..], [Outcome::Equivocation { .. }]), "{first:?}");
+    assert!(
+        matches!(first[..], [Outcome::Equivocation { .. }]),
+        "{first:?}"
+    );
     let checks = s.store.signature_checks();
     let again: Vec<_> = std::iter::repeat_n(other[1].clone(), 100).collect();
     let outcomes = s

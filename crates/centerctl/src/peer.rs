@@ -395,7 +395,12 @@ mod chown_tests {
         let (uid, gid) = other_ids();
         chown_known_files(&dir, &description, uid, gid).unwrap();
         for file in [dir.clone(), dir.join("cert.asc"), description] {
-            assert_eq!(fs::metadata(&file).unwrap().uid(), uid, "{}", file.display());
+            assert_eq!(
+                fs::metadata(&file).unwrap().uid(),
+                uid,
+                "{}",
+                file.display()
+            );
         }
         assert_eq!(fs::metadata(&victim).unwrap().uid(), before);
     }

@@ -183,7 +183,9 @@ impl Broker {
             let name = envelope.name.as_str();
             let receivable = granted.is_none_or(|granted| {
                 granted.iter().any(|receive| any_matches(receive, name))
-                    || subscribers.values().any(|s| s.inbox.is_some() && wants(s, name))
+                    || subscribers
+                        .values()
+                        .any(|s| s.inbox.is_some() && wants(s, name))
             });
             if receivable {
                 kept.push((*envelope, *until));

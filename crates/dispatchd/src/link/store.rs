@@ -238,8 +238,9 @@ impl Store {
         }
         let mut seqs = Vec::with_capacity(items.len());
         {
-            let mut statement =
-                tx.prepare_cached("INSERT INTO inbox (name, envelope, exp, peer) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut statement = tx.prepare_cached(
+                "INSERT INTO inbox (name, envelope, exp, peer) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for (name, envelope, exp) in items {
                 statement.execute(params![name, envelope, exp_sql(*exp), sender])?;
                 seqs.push(tx.last_insert_rowid());
@@ -333,7 +334,9 @@ mod tests {
         let mut store = Store::open(&dir.path().join("links.sqlite3")).unwrap();
         let (alpha, bravo) = (PeerId::new_random(), PeerId::new_random());
         let items = |n: usize, exp| -> Vec<(&str, Vec<u8>, Timestamp)> {
-            (0..n).map(|i| ("demo.x", vec![u8::try_from(i).unwrap()], exp)).collect()
+            (0..n)
+                .map(|i| ("demo.x", vec![u8::try_from(i).unwrap()], exp))
+                .collect()
         };
         let delivered: Vec<(String, Timestamp)> = Vec::new();
         store
@@ -345,7 +348,9 @@ mod tests {
         store
             .inbox_push_many(&items(4, later(60)), Some(JOIN_REQUESTS), None, NOW)
             .unwrap();
-        store.inbox_push_many(&items(1, later(60)), None, None, NOW).unwrap();
+        store
+            .inbox_push_many(&items(1, later(60)), None, None, NOW)
+            .unwrap();
         let held = |store: &Store, who: &str, at| store.inbox_held(who, at).unwrap();
         assert_eq!(held(&store, &alpha.to_string(), NOW), 3);
         assert_eq!(held(&store, &bravo.to_string(), NOW), 2);
