@@ -175,12 +175,11 @@ fn ldif(ldap: &PeerLdap, created: &[Created]) -> String {
         out.push_str(&format!(
             "dn: uid={name},ou=people,{base}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n\
              objectClass: shadowAccount\nobjectClass: ldapPublicKey\nuid: {name}\ncn: {name}\nsn: {name}\n\
-             uidNumber: {n}\ngidNumber: {n}\nhomeDirectory: {home}\nloginShell: {shell}\n\
+             uidNumber: {n}\ngidNumber: {n}\nhomeDirectory: /home/{name}\nloginShell: {shell}\n\
              userPassword: {hash}\ndescription: joined_from=x created={created}\n\n\
              dn: cn={name},ou=groups,{base}\nobjectClass: posixGroup\ncn: {name}\ngidNumber: {n}\n\
              memberUid: {name}\n\n",
             base = ldap.base,
-            home = format!("/home/{name}"),
             shell = c.shell,
             hash = c.password_hash,
             created = c.created,
