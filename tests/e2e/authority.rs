@@ -61,6 +61,18 @@ fn refused(net: &center_testnet::Testnet, peer: &PeerInfo, needle: &str) {
     });
 }
 
+/// alice changes her password on `peer`, signing with her current one.
+fn passwd_signed(net: &center_testnet::Testnet, peer: &PeerInfo, current: &str, new: &str) {
+    let args = [
+        "user",
+        "passwd",
+        "alice",
+        "--current-password-stdin",
+        "--password-stdin",
+    ];
+    ok(ctl_stdin(net, peer, &args, &format!("{current}\n{new}\n")));
+}
+
 #[test]
 fn a_hostile_member_cannot_act_for_users_or_for_local_identities() {
     let local_uid = ensure_local(LOCAL);
@@ -170,18 +182,7 @@ fn a_hostile_member_cannot_act_for_users_or_for_local_identities() {
     // alice signs a password change on charlie. A change she signed
     // earlier (with the key she holds now), replayed by bravo on its own
     // feed, changes nothing: it is older than what is held.
-    ok(ctl_stdin(
-        &net,
-        &c,
-        &[
-            "user",
-            "passwd",
-            "alice",
-            "--current-password-stdin",
-            "--password-stdin",
-        ],
-        "hers\nsecond\n",
-    ));
+    passwd_signed(&net, &c, "hers", "second");
     for peer in ["alpha", "bravo"] {
         wait_until(&format!("alice's own change on {peer}"), || {
             binds(&net, peer, "alice", "second")
@@ -210,18 +211,7 @@ fn a_hostile_member_cannot_act_for_users_or_for_local_identities() {
         crate::support::roster_entry(&net, &c, &a) == serde_json::Value::Null
     });
     net.stop("alpha").unwrap();
-    ok(ctl_stdin(
-        &net,
-        &c,
-        &[
-            "user",
-            "passwd",
-            "alice",
-            "--current-password-stdin",
-            "--password-stdin",
-        ],
-        "second\nthird\n",
-    ));
+    passwd_signed(&net, &c, "second", "third");
     wait_until("alice's change on bravo after her home left", || {
         binds(&net, "bravo", "alice", "third")
     });
