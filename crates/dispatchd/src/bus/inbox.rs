@@ -64,6 +64,13 @@ impl Broker {
                 }
             }
         };
+        {
+            let patterns: Vec<&str> = subscriber.patterns.iter().map(|p| p.as_str()).collect();
+            self.links
+                .store()
+                .set_cursor_patterns(&subscriber.key, &patterns)
+                .map_err(internal)?;
+        }
         subscriber.inbox = Some(InboxState {
             examined: cursor,
             sent: cursor,
@@ -143,20 +150,32 @@ impl Broker {
     /// one commit (all or none) together with the record that `peer`
     /// delivered the digests given (CEP 5), so none is handed on twice even
     /// after a crash. A message no local service could receive (no grant
-    /// takes its name, and no connected subscriber wants it) is recorded as
-    /// delivered but not kept: its name is returned, for the log.
+    /// takes its name, no durable subscriber subscribed to it, and no
+    /// connected one wants it) is recorded as delivered but not kept: its
+    /// name is returned, for the log.
     pub fn deliver_remote_batch(
         &self,
         envelopes: &[Envelope],
         peer: PeerId,
         delivered: &[(String, Timestamp)],
     ) -> Result<Vec<String>, String> {
-        let granted: Vec<Vec<center_bus::pattern::Pattern>> = self
+        let mut granted: Vec<Vec<center_bus::pattern::Pattern>> = self
             .grant_store()
             .list()
             .into_iter()
             .map(|grant| grant.receive)
             .collect();
+        let subscribed = self
+            .links
+            .store()
+            .cursor_patterns()
+            .map_err(|err| format!("cannot read the inbox subscribers: {err}"))?;
+        granted.push(
+            subscribed
+                .iter()
+                .filter_map(|p| center_bus::pattern::Pattern::parse(p).ok())
+                .collect(),
+        );
         let items: Vec<(&Envelope, Timestamp)> =
             envelopes.iter().map(|e| (e, e.meta.exp)).collect();
         self.keep_remote(&items, None, Some((peer, delivered)), Some(&granted))

@@ -96,6 +96,14 @@ impl Store {
             db.execute_batch("ALTER TABLE inbox ADD COLUMN peer TEXT")?;
         }
         db.execute_batch("CREATE INDEX IF NOT EXISTS inbox_peer ON inbox (peer, exp)")?;
+        // What each durable subscriber subscribed to, so that a message it
+        // would receive is kept while it is away (and one nobody would, not).
+        let has_patterns: bool = db
+            .prepare("SELECT 1 FROM pragma_table_info('cursors') WHERE name = 'patterns'")?
+            .exists([])?;
+        if !has_patterns {
+            db.execute_batch("ALTER TABLE cursors ADD COLUMN patterns TEXT")?;
+        }
         let cursors = Connection::open(path)?;
         cursors.pragma_update(None, "synchronous", "normal")?;
         cursors.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -303,6 +311,33 @@ impl Store {
             .optional()
     }
 
+    /// Records what a durable subscriber subscribed to (its patterns, each
+    /// inside its grant), replacing what it subscribed to before.
+    pub fn set_cursor_patterns(&self, subscriber: &str, patterns: &[&str]) -> rusqlite::Result<()> {
+        self.db.execute(
+            "UPDATE cursors SET patterns = ?2 WHERE subscriber = ?1",
+            params![subscriber, patterns.join("\n")],
+        )?;
+        Ok(())
+    }
+
+    /// Every pattern a durable subscriber subscribed to.
+    pub fn cursor_patterns(&self) -> rusqlite::Result<Vec<String>> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT patterns FROM cursors WHERE patterns IS NOT NULL")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        let mut patterns = Vec::new();
+        for row in rows {
+            patterns.extend(
+                row?.split('\n')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        Ok(patterns)
+    }
+
     /// Moves a subscriber's cursor forward (never back).
     pub fn set_cursor(&self, subscriber: &str, seq: i64) -> rusqlite::Result<()> {
         self.cursors.execute(
@@ -361,6 +396,26 @@ mod tests {
         drop(store);
         let store = Store::open(&dir.path().join("links.sqlite3")).unwrap();
         assert_eq!(held(&store, &bravo.to_string(), NOW), 2);
+    }
+
+    #[test]
+    fn durable_subscribers_patterns_are_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("links.sqlite3")).unwrap();
+        store.set_cursor("0:tail", 0).unwrap();
+        store.set_cursor("1000:inbox", 0).unwrap();
+        store
+            .set_cursor_patterns("0:tail", &["lost.*", "demo.x"])
+            .unwrap();
+        store
+            .set_cursor_patterns("1000:inbox", &["demo.*"])
+            .unwrap();
+        store.set_cursor_patterns("0:tail", &["lost.*"]).unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("links.sqlite3")).unwrap();
+        let mut patterns = store.cursor_patterns().unwrap();
+        patterns.sort();
+        assert_eq!(patterns, ["demo.*", "lost.*"]);
     }
 
     #[test]
