@@ -650,3 +650,95 @@ fn join_requests_are_kept_an_hour_and_256_at_most() {
     });
     assert_eq!(kept(), "256");
 }
+
+/// A whole hello exchange recorded on the network and replayed after the
+/// listener restarted (its replay memory gone) opens nothing (issue 13,
+/// item 5): the listener's answer carries a fresh nonce, and the recorded
+/// second hello echoes the old one.
+#[test]
+fn a_recorded_hello_replayed_after_a_restart_opens_nothing() {
+    let (_dir, net) = network(2);
+    let (alpha, bravo) = (net.peer("alpha").unwrap(), net.peer("bravo").unwrap());
+    let alpha_id = Identity::load(&IdentityPaths::new(
+        alpha.state_dir.join("dispatchd/identity"),
+    ))
+    .unwrap();
+    // Alpha's daemon stops while the test speaks as alpha.
+    net.stop("alpha").unwrap();
+    let signed = |data: serde_json::Value| {
+        let iat = Timestamp::now();
+        let envelope = Envelope {
+            name: EventName::parse("session.hello").unwrap(),
+            meta: Meta {
+                from: alpha.uuid,
+                to: Destination::Peer(bravo.uuid),
+                iat,
+                exp: iat.saturating_add(Duration::from_secs(300)),
+            },
+            data,
+        };
+        let payload = envelope.canonical_bytes().unwrap();
+        let sig = alpha_id
+            .sign(&signing_input(
+                Prefix::Gpg,
+                alpha.uuid,
+                bravo.uuid,
+                &payload,
+            ))
+            .unwrap();
+        PeerFrame::new(
+            alpha.uuid,
+            bravo.uuid,
+            Auth::Gpg(OpenPgpSignature::new(sig).unwrap()),
+            payload,
+        )
+        .unwrap()
+        .to_frame()
+    };
+    let read_hello = |stream: &mut TcpStream| -> serde_json::Value {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        stream.read_exact(&mut body).unwrap();
+        let frame = PeerFrame::parse(&body).unwrap();
+        serde_json::from_slice(frame.payload()).unwrap()
+    };
+    // The genuine exchange, as recorded on the network.
+    let first = signed(json!({ "nonce": "0123456789abcdef0123456789abcdef" }));
+    let mut genuine = connect(bravo);
+    genuine.write_all(&first).unwrap();
+    let answer = read_hello(&mut genuine);
+    assert_eq!(answer["data"]["echo"], "0123456789abcdef0123456789abcdef");
+    let second = signed(
+        json!({ "nonce": "fedcba9876543210fedcba9876543210", "echo": answer["data"]["nonce"] }),
+    );
+    genuine.write_all(&second).unwrap();
+    crate::support::wait_until("bravo did not register the genuine exchange", || {
+        std::fs::read_to_string(bravo.log_dir.join("dispatchd.log"))
+            .unwrap_or_default()
+            .contains("peer connection up")
+    });
+    drop(genuine);
+    // Bravo restarts: its replay memory is gone.
+    net.signal_daemon(bravo, "dispatchd", Signal::SIGKILL)
+        .unwrap();
+    net.start_daemon(bravo, "dispatchd").unwrap();
+    let log = bravo.log_dir.join("dispatchd.log");
+    let ups_before = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("peer connection up")
+        .count();
+    let mut replayed = connect(bravo);
+    replayed.write_all(&first).unwrap();
+    let fresh = read_hello(&mut replayed);
+    assert_ne!(fresh["data"]["nonce"], answer["data"]["nonce"]);
+    replayed.write_all(&second).unwrap();
+    let mut rest = Vec::new();
+    assert!(replayed.read_to_end(&mut rest).is_ok(), "closed in time");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("the second hello does not echo our nonce"),
+        "{text}"
+    );
+    assert_eq!(text.matches("peer connection up").count(), ups_before);
+}

@@ -87,6 +87,12 @@ impl Mallory {
         mallory.send_gpg(peer::HELLO, json!({ "nonce": super::feeds::nonce() }));
         let hello = mallory.recv();
         assert_eq!(hello.envelope.name.as_str(), peer::HELLO);
+        // The second hello answers the peer's challenge (CEP 5).
+        let theirs = hello.envelope.data["nonce"].clone();
+        mallory.send_gpg(
+            peer::HELLO,
+            json!({ "nonce": super::feeds::nonce(), "echo": theirs }),
+        );
         if !mallory.sessions.has_session(&peer.uuid) {
             mallory.start_session();
         }

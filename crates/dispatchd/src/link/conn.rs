@@ -1,7 +1,11 @@
 //! One connection to one peer, used both ways (CEP 5 "Connections").
 //!
 //! Either side may dial. Each side first proves who it is with a signed
-//! `session.hello`; then the connection is registered (one per peer pair,
+//! `session.hello` that answers the other's fresh nonce: the dialer's hello
+//! carries its nonce, the listener's answer echoes it and carries its own,
+//! and the dialer's second hello echoes that (CEP 5, "Connections"), so a
+//! recorded hello, replayed after a restart, opens nothing. Then the
+//! connection is registered (one per peer pair,
 //! see [`Links::register`]) and two tasks serve it: the writer sends what
 //! the rest of dispatchd queues on the [`ConnHandle`] (control frames first)
 //! and a signed `session.ping` every keepalive interval, whatever else
@@ -170,7 +174,8 @@ pub(super) async fn dial(links: &Arc<Links>, peer: PeerId) -> Result<Arc<ConnHan
         .map_err(|err| format!("connection to {address} failed: {err}"))?;
     let (read, mut write) = stream.into_split();
     let mut reader = FrameReader::new(read, wire::HELLO_TIMEOUT);
-    write_frame(&mut write, &hello(links, peer)?)
+    let ours = nonce();
+    write_frame(&mut write, &hello(links, peer, &ours, None)?)
         .await
         .map_err(|err| err.to_string())?;
     let body = reader.next().await.map_err(|err| match err {
@@ -184,6 +189,15 @@ pub(super) async fn dial(links: &Arc<Links>, peer: PeerId) -> Result<Arc<ConnHan
             verified.envelope.name.as_str()
         ));
     }
+    if echo(&verified.envelope.data) != Some(ours.as_str()) {
+        return Err("the peer's hello does not answer ours (no echo of our nonce)".to_owned());
+    }
+    let Some(theirs) = heartbeat_nonce(&verified.envelope.data) else {
+        return Err("the peer's hello has no nonce to answer".to_owned());
+    };
+    write_frame(&mut write, &hello(links, peer, &nonce(), Some(theirs))?)
+        .await
+        .map_err(|err| err.to_string())?;
     links.heard_from(peer);
     let me = links.me();
     start(links, peer, me, remote, reader, write);
@@ -193,11 +207,12 @@ pub(super) async fn dial(links: &Arc<Links>, peer: PeerId) -> Result<Arc<ConnHan
 }
 
 /// Serves a connection the listener accepted, whose first frame was not a
-/// `NEW` one; returns why it ended.
+/// `NEW` one; returns why it ended. The connection is registered only once
+/// the dialer's second hello has echoed the nonce of our answer.
 pub(super) async fn accepted(
     links: &Arc<Links>,
     remote: SocketAddr,
-    reader: FrameReader,
+    mut reader: FrameReader,
     mut write: OwnedWriteHalf,
     first: &[u8],
 ) -> String {
@@ -213,14 +228,44 @@ pub(super) async fn accepted(
         tracing::warn!(%remote, %peer, name = verified.envelope.name.as_str(), "a connection must open with a hello");
         return "the first frame was not a hello".to_owned();
     }
-    links.heard_from(peer);
-    let answer = match hello(links, peer) {
+    let Some(theirs) = heartbeat_nonce(&verified.envelope.data) else {
+        tracing::warn!(%remote, %peer, "hello refused: no nonce to answer");
+        return "a hello without a nonce".to_owned();
+    };
+    let ours = nonce();
+    let answer = match hello(links, peer, &ours, Some(theirs)) {
         Ok(answer) => answer,
         Err(err) => return err,
     };
     if let Err(err) = write_frame(&mut write, &answer).await {
         return err.to_string();
     }
+    // The dialer's second hello, echoing our nonce: a replayed first hello
+    // cannot produce it.
+    let body = match reader.next().await {
+        Ok(body) => body,
+        Err(WireError::Closed) => return "closed by the peer before its second hello".to_owned(),
+        Err(err) => {
+            tracing::warn!(%remote, %peer, error = %err, "peer connection refused before its second hello");
+            return err.to_string();
+        }
+    };
+    let second = match links.open_frame(&body, Some(peer), Timestamp::now(), SaveSessions::Now) {
+        Ok(second) => second,
+        Err(refusal) => {
+            tracing::warn!(%remote, %peer, %refusal, "peer frame refused");
+            return refusal.to_string();
+        }
+    };
+    if second.prefix != Prefix::Gpg
+        || second.envelope.name.as_str() != peer::HELLO
+        || echo(&second.envelope.data) != Some(ours.as_str())
+    {
+        tracing::warn!(%remote, %peer, name = second.envelope.name.as_str(),
+            "hello refused: the second hello does not echo our nonce (a replayed hello?)");
+        return "the second hello did not answer ours".to_owned();
+    }
+    links.heard_from(peer);
     let conn = start(links, peer, peer, remote, reader, write);
     conn.closed().await;
     "closed".to_owned()
@@ -595,6 +640,13 @@ fn acknowledge(
 }
 
 /// The nonce of a heartbeat's data, if it has a sane one.
+/// The nonce a hello echoes, if it has a sane one.
+fn echo(data: &Value) -> Option<&str> {
+    data.get("echo")
+        .and_then(Value::as_str)
+        .filter(|nonce| !nonce.is_empty() && nonce.len() <= MAX_NONCE)
+}
+
 fn heartbeat_nonce(data: &Value) -> Option<&str> {
     data.get("nonce")
         .and_then(Value::as_str)
@@ -814,13 +866,15 @@ fn offer(
 
 /// Our hello: a nonce, and our latest key rotations (CEP 7), which a peer
 /// that has not yet switched needs to verify a hello signed by our new key.
-fn hello(links: &Links, peer: PeerId) -> Result<Vec<u8>, String> {
+fn hello(links: &Links, peer: PeerId, nonce: &str, echo: Option<&str>) -> Result<Vec<u8>, String> {
     let rotations = links.own_rotations();
-    let data = if rotations.is_empty() {
-        json!({ "nonce": nonce() })
-    } else {
-        json!({ "nonce": nonce(), "rotations": rotations })
-    };
+    let mut data = json!({ "nonce": nonce });
+    if let Some(echo) = echo {
+        data["echo"] = json!(echo);
+    }
+    if !rotations.is_empty() {
+        data["rotations"] = json!(rotations);
+    }
     let envelope = control(peer::HELLO, links.me(), peer, data)?;
     Ok(seal_gpg(&links.crypto().identity, peer, &envelope)
         .map_err(|err| err.to_string())?
