@@ -463,8 +463,11 @@ fn handle(
         peer::EVENTS => return Ok(Some(envelope)),
         peer::FRONTIER => {
             static UNKNOWN: Quiet = Quiet::new();
+            static MALFORMED: Quiet = Quiet::new();
             let Some(mut frontier) = super::feeds::parse_frontier(&envelope.data) else {
-                tracing::warn!(%peer, "malformed feed frontier; dropped");
+                if let Some(skipped) = MALFORMED.allow() {
+                    tracing::warn!(%peer, lines_left_out = skipped, "malformed feed frontier; dropped");
+                }
                 return Ok(None);
             };
             // Only origins of the roster (departed ones up to their end
