@@ -620,6 +620,7 @@ impl Broker {
                 let uuid = peer.description.uuid();
                 self.links.joined(&uuid);
                 self.links.keep_connected(uuid);
+                self.links.frontiers_stale();
                 tracing::info!(
                     peer = %uuid,
                     name = peer.description.name(),

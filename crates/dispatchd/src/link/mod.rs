@@ -423,6 +423,15 @@ impl Links {
         lock(&self.status).entry(peer).or_default().frontier_heard = true;
     }
 
+    /// The roster gained origins (a hand-off): the frontiers heard so far
+    /// were recorded without them (a frontier's unknown origins are
+    /// ignored), so membership waits for each peer's next one.
+    pub fn frontiers_stale(&self) {
+        for status in lock(&self.status).values_mut() {
+            status.frontier_heard = false;
+        }
+    }
+
     /// The peer acknowledged something: its outbound task looks again.
     fn acked(&self, peer: PeerId) {
         if let Some(signals) = lock(&self.signals).get(&peer) {
