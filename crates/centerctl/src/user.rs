@@ -49,17 +49,22 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
         } => {
             require_root("user add")?;
             check_name(name)?;
+            if directory.account(name).await?.is_some() {
+                bail!("the account `{name}` exists already");
+            }
+            // This peer's userd would not make it (CEP 8, "Names").
             if let Some(reason) = userd::names::conflict(
                 name,
                 0,
                 userd::names::nss(name),
                 &config.accounts.reserved_names,
             ) {
-                bail!("{reason}: no peer that knows it would make the account here");
+                bail!("{reason}: no account of that name can be made here");
             }
             let (password_hash, user_key) = if *password_stdin {
                 let password = read_password()?;
-                let key = authority::derive_user_key(name, &password).map_err(anyhow::Error::msg)?;
+                let key =
+                    authority::derive_user_key(name, &password).map_err(anyhow::Error::msg)?;
                 (
                     account::hash_password(&password).map_err(anyhow::Error::msg)?,
                     Some(authority::public_key(&key)),
@@ -74,9 +79,6 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                 Some(path) => vec![read_key(&path.display().to_string(), Some(path))?],
                 None => Vec::new(),
             };
-            if directory.account(name).await?.is_some() {
-                bail!("the account `{name}` exists already");
-            }
             let mut client = connect(cli, "centerctl", PATIENCE).await?;
             let me = client.welcome().peer.to_string();
             let block = wait_for_block(&config.paths.daemon_state(userd::SERVICE), &me).await?;
@@ -169,7 +171,8 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
             };
             let password = read_password()?;
             let password_hash = account::hash_password(&password).map_err(anyhow::Error::msg)?;
-            let new_key = authority::derive_user_key(name, &password).map_err(anyhow::Error::msg)?;
+            let new_key =
+                authority::derive_user_key(name, &password).map_err(anyhow::Error::msg)?;
             let event = AccountEvent::Password {
                 name: name.clone(),
                 password_hash,
@@ -342,11 +345,15 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
             AccountEvent::read(event_name, &data).map_err(|e| anyhow::anyhow!("{e}"))?;
             // The ban is on the name, kept apart from the account: it
             // outlives a deletion and a new creation (CEP 8, Part 5).
+            let recorded = directory.ban_recorded(name).await?;
             let held = directory.set_ban(name, banned).await?;
-            if !held && !banned {
-                bail!("no account `{name}` on this peer");
+            if !held && !banned && !recorded {
+                bail!("no account `{name}` on this peer, and no ban of the name");
             }
-            let record = format!("at {} ms: {reason}", center_proto::Timestamp::now().as_millis());
+            let record = format!(
+                "at {} ms: {reason}",
+                center_proto::Timestamp::now().as_millis()
+            );
             directory
                 .record_ban(name, banned.then_some(record.as_str()))
                 .await?;
@@ -387,15 +394,15 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
             if !account::valid_name(name) {
                 return Ok(());
             }
+            // One read: nothing for an unknown or banned account.
             let Some(held) = directory.account(name).await? else {
                 return Ok(());
             };
-            if held.uid_number != *uid {
+            if held.uid_number != *uid || held.banned {
                 return Ok(());
             }
-            let keys = directory.usable_keys(name).await?;
             let mut text = String::new();
-            for key in keys.iter().filter(|k| account::valid_key(k)) {
+            for key in held.ssh_keys.iter().filter(|k| account::valid_key(k)) {
                 text.push_str(key);
                 text.push('\n');
             }

@@ -440,7 +440,11 @@ pub fn valid_hash(hash: &str) -> bool {
         fields.len() == 3
             && fields
                 .iter()
-                .zip([("m=", MAX_ARGON2_M), ("t=", MAX_ARGON2_T), ("p=", MAX_ARGON2_P)])
+                .zip([
+                    ("m=", MAX_ARGON2_M),
+                    ("t=", MAX_ARGON2_T),
+                    ("p=", MAX_ARGON2_P),
+                ])
                 .all(|(f, (key, max))| {
                     f.strip_prefix(key).is_some_and(|n| {
                         (1..=10).contains(&n.len())

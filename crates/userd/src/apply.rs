@@ -6,6 +6,8 @@
 //! Every handler is idempotent, so an event delivered again after a crash
 //! changes nothing; a refused event is logged and changes nothing.
 
+use std::borrow::Cow;
+
 use center_bus::{Client, Delivery, Publish};
 use serde_json::json;
 
@@ -137,7 +139,7 @@ impl Userd {
         iat: u64,
         now: u64,
         event: &AccountEvent,
-    ) -> Result<&'static str, Refused> {
+    ) -> Result<Cow<'static, str>, Refused> {
         match event {
             AccountEvent::Block { index, attempt } => {
                 self.blocks
@@ -156,15 +158,16 @@ impl Userd {
                 Ok(match self.blocks.block_of(origin) {
                     Some(held) if held == *index => "number block claim recorded: it holds",
                     _ => "number block claim recorded: it lost",
-                })
+                }
+                .into())
             }
             AccountEvent::Created(c) => {
                 authority::check_time("created", c.created, iat, now).map_err(rule)?;
-                self.created(origin, c).await
+                self.created(origin, c).await.map(Cow::from)
             }
-            AccountEvent::Password { .. } | AccountEvent::Keys { .. } | AccountEvent::Profile { .. } => {
-                self.changed(origin, iat, now, event).await
-            }
+            AccountEvent::Password { .. }
+            | AccountEvent::Keys { .. }
+            | AccountEvent::Profile { .. } => self.changed(origin, iat, now, event).await,
             AccountEvent::Deleted { name, stamp } => {
                 authority::check_time("deleted", stamp.at, iat, now).map_err(rule)?;
                 let tombstone = Tombstone {
@@ -172,7 +175,7 @@ impl Userd {
                     origin: origin.to_owned(),
                     auth: stamp.auth.clone(),
                 };
-                self.deleted(name, tombstone).await
+                self.deleted(name, tombstone).await.map(Cow::from)
             }
             AccountEvent::Notice {
                 name,
@@ -180,12 +183,12 @@ impl Userd {
                 reason,
             } => {
                 if origin == self.me {
-                    return Ok("our own ban notice");
+                    return Ok("our own ban notice".into());
                 }
                 let action = if *banned { "banned" } else { "unbanned" };
                 let text = format!("{origin} {action} at {iat}: {reason}");
                 self.directory.record_notice(name, &text).await?;
-                Ok("ban notice recorded for the sysadmin (`centerctl user notices`)")
+                Ok("ban notice recorded for the sysadmin (`centerctl user notices`)".into())
             }
         }
     }
@@ -223,7 +226,7 @@ impl Userd {
         iat: u64,
         now: u64,
         event: &AccountEvent,
-    ) -> Result<&'static str, Refused> {
+    ) -> Result<Cow<'static, str>, Refused> {
         let (Some(name), Some(stamp)) = (event.account(), event.stamp()) else {
             return Err(rule("not a change of an account"));
         };
@@ -237,25 +240,26 @@ impl Userd {
         let by = authority::authorize(origin, claim.home(), held.user_key.as_deref(), event)
             .map_err(rule)?;
         let mut stamps = held.stamps;
-        let mut user_key = held.user_key.clone();
+        let (what, last) = match event {
+            AccountEvent::Password { .. } => ("password replaced", &mut stamps.password),
+            AccountEvent::Keys { .. } => ("SSH keys replaced", &mut stamps.keys),
+            _ => ("profile replaced", &mut stamps.profile),
+        };
+        authority::check_newer(stamp.at, *last).map_err(rule)?;
+        *last = stamp.at;
         let present = match event {
             AccountEvent::Password {
                 password_hash,
-                user_key: new_key,
+                user_key,
                 ..
             } => {
-                authority::check_newer(stamp.at, stamps.password).map_err(rule)?;
-                stamps.password = stamp.at;
-                user_key.clone_from(new_key);
                 let text = directory::describe(claim, user_key.as_deref(), &stamps);
                 self.directory
                     .set_password(name, password_hash, &text)
                     .await?
             }
             AccountEvent::Keys { ssh_keys, .. } => {
-                authority::check_newer(stamp.at, stamps.keys).map_err(rule)?;
-                stamps.keys = stamp.at;
-                let text = directory::describe(claim, user_key.as_deref(), &stamps);
+                let text = directory::describe(claim, held.user_key.as_deref(), &stamps);
                 self.directory.set_keys(name, ssh_keys, &text).await?
             }
             AccountEvent::Profile {
@@ -263,9 +267,7 @@ impl Userd {
                 display_name,
                 ..
             } => {
-                authority::check_newer(stamp.at, stamps.profile).map_err(rule)?;
-                stamps.profile = stamp.at;
-                let text = directory::describe(claim, user_key.as_deref(), &stamps);
+                let text = directory::describe(claim, held.user_key.as_deref(), &stamps);
                 self.directory
                     .set_profile(name, shell, display_name, &text)
                     .await?
@@ -275,43 +277,24 @@ impl Userd {
         if !present {
             return Err(rule("no such account here"));
         }
-        Ok(match (event, by) {
-            (AccountEvent::Password { .. }, authority::Authority::User) => {
-                "password replaced (signed by its user)"
-            }
-            (AccountEvent::Password { .. }, authority::Authority::Home) => {
-                "password replaced (by its home peer)"
-            }
-            (AccountEvent::Keys { .. }, authority::Authority::User) => {
-                "SSH keys replaced (signed by its user)"
-            }
-            (AccountEvent::Keys { .. }, authority::Authority::Home) => {
-                "SSH keys replaced (by its home peer)"
-            }
-            (_, authority::Authority::User) => "profile replaced (signed by its user)",
-            (_, authority::Authority::Home) => "profile replaced (by its home peer)",
-        })
+        Ok(format!("{what} ({})", by.as_str()).into())
     }
 
     /// `account.deleted`: the deletion is recorded first (a crash after it
     /// deletes on the replay), then the account goes if the deletion is
-    /// its to delete ([`kills`]); one made later, or one the deletion's
+    /// its to delete ([`may_delete`]); one made later, or one the deletion's
     /// origin had no authority over, stays. A deletion of an account not
     /// held here is kept and judged against each creation that arrives.
     async fn deleted(&mut self, name: &str, tombstone: Tombstone) -> Result<&'static str, Refused> {
         let list = self.deleted.entry(name.to_owned()).or_default();
-        if !list.contains(&tombstone) {
-            list.push(tombstone.clone());
-            // The latest ones are kept: an earlier deletion kills less.
-            list.sort_by(|a, b| b.deleted.cmp(&a.deleted).then(a.origin.cmp(&b.origin)));
-            list.truncate(directory::MAX_TOMBSTONES);
+        if directory::keep_tombstone(list, &tombstone) {
             let kept = list.clone();
             self.directory.record_deletions(name, &kept).await?;
         }
         match self.directory.account(name).await? {
             Some(found) => match &found.claim {
                 Some(claim) if claim.created <= tombstone.deleted => {
-                    match deletes(&tombstone, name, claim, found.user_key.as_deref()) {
+                    match may_delete(&tombstone, name, claim, found.user_key.as_deref()) {
                         Ok(()) => {
                             self.directory.delete_account(name).await?;
                             Ok("account deleted")
@@ -322,7 +305,9 @@ impl Userd {
                 Some(_) => Ok("deletion recorded; the account here was made after it and stays"),
                 None => Err(rule("the name is held by an entry userd did not make")),
             },
-            None => Ok("deletion recorded; no such account here (a late creation it may delete stays dead)"),
+            None => Ok(
+                "deletion recorded; no such account here (a late creation it may delete stays dead)",
+            ),
         }
     }
 
@@ -358,7 +343,10 @@ impl Userd {
         }
         let killed = self.deleted.get(&c.name).and_then(|list| {
             list.iter()
-                .find(|t| deletes(t, &c.name, &claim, c.user_key.as_deref()).is_ok())
+                .find(|t| {
+                    c.created <= t.deleted
+                        && may_delete(t, &c.name, &claim, c.user_key.as_deref()).is_ok()
+                })
                 .map(|t| t.deleted)
         });
         if let Some(at) = killed {
@@ -458,21 +446,16 @@ fn rule(reason: impl std::fmt::Display) -> Refused {
     Refused::Rule(reason.to_string())
 }
 
-/// Whether the deletion `t` of `name` may delete the claim `claim` (made
-/// up to the deletion) of an account with user key `user_key`: it comes
-/// from the claim's home peer, or its user signed it.
-fn deletes(
+/// Whether the deletion `t` of `name` had authority over the claim
+/// `claim` of an account with user key `user_key`: it comes from the
+/// claim's home peer, or its user signed it. (Whether the claim was made
+/// up to the deletion is the caller's check.)
+fn may_delete(
     t: &Tombstone,
     name: &str,
     claim: &AccountClaim,
     user_key: Option<&str>,
 ) -> Result<(), authority::Unauthorized> {
-    if claim.created > t.deleted {
-        return Err(authority::Unauthorized::Stale {
-            at: t.deleted,
-            held: claim.created,
-        });
-    }
     let event = AccountEvent::Deleted {
         name: name.to_owned(),
         stamp: Stamp {

@@ -107,8 +107,7 @@ pub fn public_key(key: &Ed25519SecretKey) -> String {
 
 /// The bytes a user signs for `event`: its name and `data` without `auth`.
 pub fn signing_input(event: &AccountEvent) -> Vec<u8> {
-    let (name, data) = event.clone().with_auth(None).to_event();
-    let mut data = data;
+    let (name, mut data) = event.to_event();
     if let Some(object) = data.as_object_mut() {
         object.remove("auth");
     }

@@ -144,10 +144,9 @@ impl Blocks {
     /// Whether `claim` wins its index among the claims seen.
     fn wins(&self, claim: &Claim) -> bool {
         let key = claim.key();
-        !self
-            .claims
-            .values()
-            .any(|other| other.index == claim.index && other.origin != claim.origin && other.key() < key)
+        !self.claims.values().any(|other| {
+            other.index == claim.index && other.origin != claim.origin && other.key() < key
+        })
     }
 
     /// The block `origin` holds, if any.

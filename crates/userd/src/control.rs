@@ -296,7 +296,11 @@ mod tests {
         assert!(check_caller(1_003_000_001, &event, Some(&alice(None)), HOME).is_ok());
         let err = check_caller(60_001, &event, Some(&alice(None)), HOME).unwrap_err();
         assert!(err.contains("only its own account"), "{err}");
-        assert!(check_caller(0, &event, None, HOME).unwrap_err().contains("no account"));
+        assert!(
+            check_caller(0, &event, None, HOME)
+                .unwrap_err()
+                .contains("no account")
+        );
         // Elsewhere than home, only with the user's signature.
         let err = check_caller(1_003_000_001, &event, Some(&alice(None)), OTHER).unwrap_err();
         assert!(err.contains("no peer would take this change"), "{err}");

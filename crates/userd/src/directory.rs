@@ -18,7 +18,7 @@ use std::{
 use ldap3::{
     Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, ResultEntry, Scope, StdStream,
     adapters::{Adapter, EntriesOnly, PagedResults},
-    dn_escape, ldap_escape,
+    dn_escape,
 };
 
 use crate::{REFUSED_OU, account::Created};
@@ -33,9 +33,6 @@ pub const DELETED_OU: &str = "deleted";
 /// when and why): a ban is the sysadmin's decision about a name, and
 /// outlives the account's deletion and re-creation (CEP 8, Part 5).
 pub const BANS_OU: &str = "bans";
-/// Most deletions kept per name (the latest): each from its own origin,
-/// counted only for the creations it may delete.
-pub const MAX_TOMBSTONES: usize = 16;
 
 /// The `pwdEndTime` of a banned account: long past.
 const BANNED_SINCE: &str = "19700101000000Z";
@@ -156,6 +153,24 @@ pub struct Tombstone {
     pub deleted: u64,
     pub origin: String,
     pub auth: Option<String>,
+}
+
+/// Adds `new` to the deletions of one name, keeping one per origin (its
+/// latest): what one origin may delete, its latest deletion deletes too,
+/// so a hostile origin holds one entry per name, not a flood that pushes
+/// out the others. `false` if nothing changed.
+pub fn keep_tombstone(list: &mut Vec<Tombstone>, new: &Tombstone) -> bool {
+    match list.iter_mut().find(|t| t.origin == new.origin) {
+        Some(held) if held.deleted >= new.deleted => false,
+        Some(held) => {
+            held.clone_from(new);
+            true
+        }
+        None => {
+            list.push(new.clone());
+            true
+        }
+    }
 }
 
 impl Tombstone {
@@ -456,22 +471,6 @@ impl Directory {
         Ok(accounts)
     }
 
-    /// The SSH keys of `name`, nothing if it is unknown or banned here.
-    pub async fn usable_keys(&mut self, name: &str) -> Result<Vec<String>, DirError> {
-        let filter = format!(
-            "(&(objectClass=posixAccount)(uid={})(!(shadowExpire=*)))",
-            ldap_escape(name)
-        );
-        let base = format!("ou=people,{}", self.base);
-        let found = self
-            .search(&base, Scope::OneLevel, &filter, &["sshPublicKey"])
-            .await?;
-        Ok(found
-            .into_iter()
-            .flat_map(|e| e.values("sshPublicKey"))
-            .collect())
-    }
-
     /// Adds the account and its user-private group. `Ok(false)` if the
     /// person entry was already there (the group is made either way).
     pub async fn add_account(
@@ -674,16 +673,13 @@ impl Directory {
     }
 
     /// Records the deletions of `name` (all of them, replacing what was
-    /// kept): the caller keeps at most [`MAX_TOMBSTONES`], the latest.
+    /// kept): one per origin, [`keep_tombstone`].
     pub async fn record_deletions(
         &mut self,
         name: &str,
         tombstones: &[Tombstone],
     ) -> Result<(), DirError> {
-        let texts: Vec<String> = tombstones
-            .iter()
-            .map(Tombstone::to_description)
-            .collect();
+        let texts: Vec<String> = tombstones.iter().map(Tombstone::to_description).collect();
         self.put_records(DELETED_OU, name, &texts).await
     }
 
@@ -756,7 +752,12 @@ impl Directory {
 
     /// Writes userd's record `name` under `ou` with `texts` as its
     /// descriptions, whether or not it existed.
-    async fn put_records(&mut self, ou: &str, name: &str, texts: &[String]) -> Result<(), DirError> {
+    async fn put_records(
+        &mut self,
+        ou: &str,
+        name: &str,
+        texts: &[String],
+    ) -> Result<(), DirError> {
         let dn = self.record_dn(ou, name);
         let added = self
             .add(
@@ -887,6 +888,8 @@ fn entry(raw: ResultEntry) -> Result<Entry, DirError> {
 }
 
 fn account(e: &Entry) -> Option<Account> {
+    let description = e.first("description");
+    let (user_key, stamps) = description.as_deref().map(described).unwrap_or_default();
     Some(Account {
         name: e.first("uid")?,
         uid_number: e.first("uidNumber")?.parse().ok()?,
@@ -898,16 +901,68 @@ fn account(e: &Entry) -> Option<Account> {
             keys.sort();
             keys
         },
-        claim: e
-            .first("description")
-            .and_then(|d| AccountClaim::from_description(&d)),
+        claim: description
+            .as_deref()
+            .and_then(AccountClaim::from_description),
         banned: e.first("shadowExpire").is_some(),
-        user_key: e
-            .first("description")
-            .and_then(|d| described(&d).0),
-        stamps: e
-            .first("description")
-            .map(|d| described(&d).1)
-            .unwrap_or_default(),
+        user_key,
+        stamps,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tomb(deleted: u64, origin: &str) -> Tombstone {
+        Tombstone {
+            deleted,
+            origin: origin.to_owned(),
+            auth: None,
+        }
+    }
+
+    #[test]
+    fn one_deletion_kept_per_origin_the_latest() {
+        let mut list = Vec::new();
+        assert!(keep_tombstone(&mut list, &tomb(10, "home")));
+        // A flood from one hostile origin holds one entry, and does not
+        // push out the home's.
+        for t in 11..100 {
+            keep_tombstone(&mut list, &tomb(t, "mallory"));
+        }
+        assert_eq!(list, [tomb(10, "home"), tomb(99, "mallory")]);
+        // An earlier or equal one from the same origin changes nothing.
+        assert!(!keep_tombstone(&mut list, &tomb(10, "home")));
+        assert!(!keep_tombstone(&mut list, &tomb(5, "home")));
+        assert!(keep_tombstone(&mut list, &tomb(20, "home")));
+        assert_eq!(list, [tomb(20, "home"), tomb(99, "mallory")]);
+    }
+
+    #[test]
+    fn the_description_reads_back() {
+        let claim = AccountClaim {
+            created: 7,
+            joined_from: "peer".to_owned(),
+        };
+        let stamps = Stamps {
+            password: 8,
+            keys: 9,
+            profile: 10,
+        };
+        let text = describe(&claim, Some("KEY"), &stamps);
+        assert_eq!(
+            text,
+            "joined_from=peer created=7 key=KEY password=8 keys=9 profile=10"
+        );
+        assert_eq!(AccountClaim::from_description(&text), Some(claim.clone()));
+        assert_eq!(described(&text), (Some("KEY".to_owned()), stamps));
+        // An entry written before user keys: no key, stamps 0.
+        let old = "joined_from=peer created=7";
+        assert_eq!(described(old), (None, Stamps::default()));
+        assert_eq!(
+            Tombstone::from_description(&tomb(3, "o").to_description()),
+            Some(tomb(3, "o"))
+        );
+    }
 }

@@ -27,7 +27,8 @@ pub fn account_event(data: &[u8]) {
             assert_eq!(AccountEvent::read(name, &data).as_ref(), Ok(&event));
             // The user's signature, checked as every peer does: a forged
             // or garbled one is refused, never a panic.
-            let key = crate::authority::public_key(&vodozemac::Ed25519SecretKey::from_slice(&[7; 32]));
+            let key =
+                crate::authority::public_key(&vodozemac::Ed25519SecretKey::from_slice(&[7; 32]));
             let _ = crate::authority::authorize("origin", "home", Some(&key), &event);
         }
     }

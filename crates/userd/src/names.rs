@@ -12,14 +12,77 @@
 /// the system users of Debian and of center's own daemons, and mail role
 /// names. A peer adds its own in `[accounts] reserved_names`.
 pub const RESERVED: &[&str] = &[
-    "root", "admin", "administrator", "sudo", "wheel", "adm", "staff", "daemon", "operator", "bin",
-    "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "backup", "list", "irc",
-    "gnats", "nobody", "nogroup", "users", "shadow", "disk", "kmem", "tty", "utmp", "input",
-    "render", "video", "audio", "plugdev", "netdev", "dialout", "cdrom", "floppy", "tape",
-    "crontab", "sasl", "src", "voice", "fax", "dip", "ssh", "sshd", "openldap", "messagebus",
-    "polkitd", "docker", "lxd", "libvirt", "kvm", "systemd", "journal", "postmaster", "hostmaster",
-    "webmaster", "abuse", "security", "support", "center", "dispatchd", "peerd", "userd", "syncd",
-    "voted", "centerctl",
+    "root",
+    "admin",
+    "administrator",
+    "sudo",
+    "wheel",
+    "adm",
+    "staff",
+    "daemon",
+    "operator",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "nogroup",
+    "users",
+    "shadow",
+    "disk",
+    "kmem",
+    "tty",
+    "utmp",
+    "input",
+    "render",
+    "video",
+    "audio",
+    "plugdev",
+    "netdev",
+    "dialout",
+    "cdrom",
+    "floppy",
+    "tape",
+    "crontab",
+    "sasl",
+    "src",
+    "voice",
+    "fax",
+    "dip",
+    "ssh",
+    "sshd",
+    "openldap",
+    "messagebus",
+    "polkitd",
+    "docker",
+    "lxd",
+    "libvirt",
+    "kvm",
+    "systemd",
+    "journal",
+    "postmaster",
+    "hostmaster",
+    "webmaster",
+    "abuse",
+    "security",
+    "support",
+    "center",
+    "dispatchd",
+    "peerd",
+    "userd",
+    "syncd",
+    "voted",
+    "centerctl",
 ];
 
 /// What this machine's own system has under a name: the uid of a user
@@ -85,20 +148,29 @@ mod tests {
         expect!["`root` is a reserved name"].assert_eq(&show("root", none, &[]));
         expect!["`sudo` is a reserved name"].assert_eq(&show("sudo", none, &[]));
         expect!["`wheel` is a reserved name"].assert_eq(&show("wheel", none, &[]));
-        expect!["`bob` is reserved on this peer ([accounts] reserved_names)"]
-            .assert_eq(&show("bob", none, &["bob".to_owned()]));
+        expect!["`bob` is reserved on this peer ([accounts] reserved_names)"].assert_eq(&show(
+            "bob",
+            none,
+            &["bob".to_owned()],
+        ));
         let user = Local {
             uid: Some(1000),
             gid: None,
         };
-        expect!["`alice` is a local user of this peer (uid 1000)"]
-            .assert_eq(&show("alice", user, &[]));
+        expect!["`alice` is a local user of this peer (uid 1000)"].assert_eq(&show(
+            "alice",
+            user,
+            &[],
+        ));
         let group = Local {
             uid: None,
             gid: Some(27),
         };
-        expect!["`alice` is a local group of this peer (gid 27)"]
-            .assert_eq(&show("alice", group, &[]));
+        expect!["`alice` is a local group of this peer (gid 27)"].assert_eq(&show(
+            "alice",
+            group,
+            &[],
+        ));
         // The account itself, served by sssd from this slapd.
         let itself = Local {
             uid: Some(n),

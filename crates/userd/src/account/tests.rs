@@ -188,23 +188,35 @@ fn user_keys_signatures_and_hash_costs() {
         ("m=65536,t=10,p=4", expect![[r#"ok Some("alice")"#]]),
         (
             "m=65537,t=2,p=1",
-            expect!["refused: `password_hash` must be {ARGON2} followed by an $argon2id$ PHC string"],
+            expect![
+                "refused: `password_hash` must be {ARGON2} followed by an $argon2id$ PHC string"
+            ],
         ),
         (
             "m=19456,t=11,p=1",
-            expect!["refused: `password_hash` must be {ARGON2} followed by an $argon2id$ PHC string"],
+            expect![
+                "refused: `password_hash` must be {ARGON2} followed by an $argon2id$ PHC string"
+            ],
         ),
         (
             "m=19456,t=2,p=5",
-            expect!["refused: `password_hash` must be {ARGON2} followed by an $argon2id$ PHC string"],
+            expect![
+                "refused: `password_hash` must be {ARGON2} followed by an $argon2id$ PHC string"
+            ],
         ),
         (
             "m=4294967295,t=2,p=1",
-            expect!["refused: `password_hash` must be {ARGON2} followed by an $argon2id$ PHC string"],
+            expect![
+                "refused: `password_hash` must be {ARGON2} followed by an $argon2id$ PHC string"
+            ],
         ),
     ] {
         let hash = HASH.replace("m=19456,t=2,p=1", params);
-        check(CREATED, with(created(), "password_hash", json!(hash)), shown);
+        check(
+            CREATED,
+            with(created(), "password_hash", json!(hash)),
+            shown,
+        );
     }
 }
 

@@ -41,7 +41,9 @@ fn who_may_change_an_account() {
     );
     check(
         authorize(OTHER, HOME, Some(&key), &unsigned),
-        expect!["refused: neither signed by its user nor published by its home peer aaaaaaaa-0000-4000-8000-000000000001"],
+        expect![
+            "refused: neither signed by its user nor published by its home peer aaaaaaaa-0000-4000-8000-000000000001"
+        ],
     );
     check(
         authorize(OTHER, HOME, Some(&key), &signed),
@@ -102,8 +104,10 @@ fn stated_times_are_bounded() {
     };
     expect!["ok"].assert_eq(&show(check_time("created", now, now, now)));
     expect!["ok"].assert_eq(&show(check_time("created", now - SKEW_MS, now, now)));
-    expect!["refused: `created` (1 ms) is more than 5 minutes from the event's iat (1800000000000 ms)"]
-        .assert_eq(&show(check_time("created", 1, now, now)));
+    expect![
+        "refused: `created` (1 ms) is more than 5 minutes from the event's iat (1800000000000 ms)"
+    ]
+    .assert_eq(&show(check_time("created", 1, now, now)));
     expect!["refused: `deleted` (32503680000000 ms) is more than 5 minutes from the event's iat (1800000000000 ms)"]
         .assert_eq(&show(check_time("deleted", 32_503_680_000_000, now, now)));
     // A signed time far ahead is refused even when iat agrees with it.
@@ -111,7 +115,12 @@ fn stated_times_are_bounded() {
     expect!["refused: `at` (1800003600000 ms) is in this peer's future (now 1800000000000 ms)"]
         .assert_eq(&show(check_time("at", ahead, ahead, now)));
     // An old event caught up later is fine: its times agree with its iat.
-    expect!["ok"].assert_eq(&show(check_time("at", now - 86_400_000, now - 86_400_000, now)));
+    expect!["ok"].assert_eq(&show(check_time(
+        "at",
+        now - 86_400_000,
+        now - 86_400_000,
+        now,
+    )));
     expect!["ok"].assert_eq(&show(check_newer(2, 1)));
     expect!["refused: older than the change already applied (at 1 ms; this one at 1 ms)"]
         .assert_eq(&show(check_newer(1, 1)));
