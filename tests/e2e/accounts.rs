@@ -739,7 +739,11 @@ fn a_ban_holds_on_its_peer_only_and_lockout_stays_local() {
 
     // A ban is on the name: her home deleting and re-creating her does
     // not lift it on C (CEP 8, Part 5).
-    ok(ctl(&net, &c, &["user", "ban", "alice", "--reason", "again"]));
+    ok(ctl(
+        &net,
+        &c,
+        &["user", "ban", "alice", "--reason", "again"],
+    ));
     ok(ctl(&net, &a, &["user", "remove", "alice"]));
     wait_until("alice gone on charlie", || {
         uid_number(&net, "charlie", "alice").is_none()
@@ -917,7 +921,13 @@ fn ensure_local_user(name: &str, uid: u32) {
         None => {}
     }
     let status = std::process::Command::new("useradd")
-        .args(["--no-create-home", "-N", "--shell", "/usr/sbin/nologin", "-u"])
+        .args([
+            "--no-create-home",
+            "-N",
+            "--shell",
+            "/usr/sbin/nologin",
+            "-u",
+        ])
         .arg(uid.to_string())
         .arg(name)
         .status()
@@ -984,7 +994,12 @@ fn a_user_changes_their_own_password_and_nobody_else_s() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     };
     // On bravo, which is not her home, an unsigned change is refused by

@@ -28,12 +28,25 @@ fn ensure_local(name: &str) -> u32 {
         return user.uid.as_raw();
     }
     let status = std::process::Command::new("useradd")
-        .args(["--system", "--no-create-home", "-N", "--shell", "/usr/sbin/nologin"])
+        .args([
+            "--system",
+            "--no-create-home",
+            "-N",
+            "--shell",
+            "/usr/sbin/nologin",
+        ])
         .arg(name)
         .status()
         .unwrap();
-    assert!(status.success() || status.code() == Some(9), "useradd: {status}");
-    nix::unistd::User::from_name(name).unwrap().unwrap().uid.as_raw()
+    assert!(
+        status.success() || status.code() == Some(9),
+        "useradd: {status}"
+    );
+    nix::unistd::User::from_name(name)
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw()
 }
 
 /// An account bravo creates from its own block, stamped `created`.
@@ -88,7 +101,9 @@ fn a_hostile_member_cannot_act_for_users_or_for_local_identities() {
         "hers\n",
     ));
     for peer in ["bravo", "charlie"] {
-        wait_until(&format!("alice on {peer}"), || binds(&net, peer, "alice", "hers"));
+        wait_until(&format!("alice on {peer}"), || {
+            binds(&net, peer, "alice", "hers")
+        });
     }
     let alice_uid = uid_number(&net, "alpha", "alice").unwrap();
 
@@ -138,20 +153,37 @@ fn a_hostile_member_cannot_act_for_users_or_for_local_identities() {
     for peer in [&a, &c] {
         refused(&net, peer, "`root` is a reserved name");
         refused(&net, peer, "`sudo` is a reserved name");
-        refused(&net, peer, &format!("`{LOCAL}` is a local user of this peer"));
+        refused(
+            &net,
+            peer,
+            &format!("`{LOCAL}` is a local user of this peer"),
+        );
         refused(
             &net,
             peer,
             "neither signed by its user nor published by its home peer",
         );
-        refused(&net, peer, "signed by a key that is not the account's user key");
+        refused(
+            &net,
+            peer,
+            "signed by a key that is not the account's user key",
+        );
         refused(&net, peer, "deletion kept, but neither signed by its user");
         refused(&net, peer, "`created` (1 ms) is more than 5 minutes");
-        refused(&net, peer, "`deleted` (32503680000000 ms) is more than 5 minutes");
+        refused(
+            &net,
+            peer,
+            "`deleted` (32503680000000 ms) is more than 5 minutes",
+        );
     }
     for peer in [&a, &b, &c] {
         for name in ["root", "sudo", LOCAL] {
-            assert_eq!(uid_number(&net, &peer.name, name), None, "{name} on {}", peer.name);
+            assert_eq!(
+                uid_number(&net, &peer.name, name),
+                None,
+                "{name} on {}",
+                peer.name
+            );
         }
         // No key login as the local user, nor as root.
         for (name, uid) in [("root", "0".to_owned()), (LOCAL, local_uid.to_string())] {
@@ -162,7 +194,11 @@ fn a_hostile_member_cannot_act_for_users_or_for_local_identities() {
                 peer.name
             );
         }
-        assert!(binds(&net, &peer.name, "alice", "hers"), "alice on {}", peer.name);
+        assert!(
+            binds(&net, &peer.name, "alice", "hers"),
+            "alice on {}",
+            peer.name
+        );
         assert!(!binds(&net, &peer.name, "alice", "mallory"));
         assert_eq!(show(&net, peer, "alice")["ssh_keys"], serde_json::json!([]));
         assert_eq!(

@@ -204,8 +204,12 @@ fn a_key_added_on_one_peer_logs_in_on_every_peer_and_a_ban_stops_it_there_only()
     ensure_local_user(uid);
     let key_body = public_text.split_whitespace().nth(1).unwrap().to_owned();
     wait_until("the key on bravo", || {
-        ok(ctl(&net, &b, &["user", "authorized-keys", USER, &uid.to_string()]))
-            .contains(&key_body)
+        ok(ctl(
+            &net,
+            &b,
+            &["user", "authorized-keys", USER, &uid.to_string()],
+        ))
+        .contains(&key_body)
     });
     let sshd_a = start_sshd(&net, &a, dir.path());
     let sshd_b = start_sshd(&net, &b, dir.path());

@@ -571,7 +571,9 @@ impl RawConfig {
         }
         if let Some(bad) = self.accounts.reserved_names.iter().find(|n| {
             !(2..=32).contains(&n.len())
-                || !n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         }) {
             return Err(invalid(
                 "accounts.reserved_names",

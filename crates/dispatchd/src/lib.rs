@@ -76,7 +76,10 @@ pub async fn run(
     // The proofs a roster hand-off carries for retired keys (CEP 7).
     match roster.attach_rotation_proofs(&feeds) {
         Ok(0) => {}
-        Ok(n) => tracing::info!(proofs = n, "rotation proofs kept with the roster's retired keys"),
+        Ok(n) => tracing::info!(
+            proofs = n,
+            "rotation proofs kept with the roster's retired keys"
+        ),
         Err(err) => tracing::warn!(error = %err, "rotation proofs not kept with the roster"),
     }
     let links = Arc::new(

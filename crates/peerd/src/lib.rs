@@ -18,8 +18,8 @@ pub mod dht;
 pub mod fuzz;
 pub mod locate;
 pub mod members;
-pub mod quorum;
 pub mod messages;
+pub mod quorum;
 pub mod state;
 
 use std::{future::Future, sync::Arc};
