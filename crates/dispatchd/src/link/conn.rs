@@ -642,16 +642,18 @@ fn acknowledge(
     Ok(())
 }
 
-/// The nonce of a heartbeat's data, if it has a sane one.
 /// The nonce a hello echoes, if it has a sane one.
 fn echo(data: &Value) -> Option<&str> {
-    data.get("echo")
-        .and_then(Value::as_str)
-        .filter(|nonce| !nonce.is_empty() && nonce.len() <= MAX_NONCE)
+    sane_nonce(data, "echo")
 }
 
+/// The nonce of a heartbeat's (or a hello's) data, if it has a sane one.
 fn heartbeat_nonce(data: &Value) -> Option<&str> {
-    data.get("nonce")
+    sane_nonce(data, "nonce")
+}
+
+fn sane_nonce<'a>(data: &'a Value, member: &str) -> Option<&'a str> {
+    data.get(member)
         .and_then(Value::as_str)
         .filter(|nonce| !nonce.is_empty() && nonce.len() <= MAX_NONCE)
 }
