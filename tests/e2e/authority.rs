@@ -19,6 +19,10 @@ use crate::{
     support::{ctl, ok, wait_until},
 };
 
+/// Another key of alice's.
+const PHONE: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBs6uGmbyFvGWjgKHGWm2vWmP0KKqRGxGMbnAxdIMaxN alice@phone";
+
 /// A name that exists on this machine (every test peer shares it), as a
 /// local user with its own uid and no group of the name.
 const LOCAL: &str = "ctllocal";
@@ -240,6 +244,43 @@ fn a_hostile_member_cannot_act_for_users_or_for_local_identities() {
         assert!(binds(&net, &peer.name, "alice", "second"));
     }
 
+    // alice lets charlie, the peer she uses, change her keys for a day:
+    // charlie's root then adds one without her password, and every peer
+    // takes it; bravo, which she never delegated to, still cannot.
+    ok(ctl_stdin(
+        &net,
+        &c,
+        &["user", "delegate", "alice", "--scope", "keys"],
+        "second\n",
+    ));
+    wait_until("alpha holds alice's delegation to charlie", || {
+        show(&net, &a, "alice")["delegations"][0]["peer"] == serde_json::json!(c.uuid.to_string())
+    });
+    let refusals = |peer: &PeerInfo| {
+        userd_log(&net, peer)
+            .matches("nor by a peer she delegated it to")
+            .count()
+    };
+    let before = refusals(&a);
+    publish_raw(
+        &b,
+        &[AccountEvent::Keys {
+            name: "alice".to_owned(),
+            ssh_keys: vec![KEY.to_owned()],
+            stamp: stamp(now_ms()),
+        }],
+    );
+    wait_until("bravo's key change for alice refused on alpha", || {
+        refusals(&a) > before
+    });
+    ok(ctl(&net, &c, &["user", "key", "add", "alice", PHONE]));
+    for peer in [&a, &b] {
+        wait_until(
+            &format!("charlie's delegated key change on {}", peer.name),
+            || show(&net, peer, "alice")["ssh_keys"] == serde_json::json!([PHONE]),
+        );
+    }
+
     // Her home leaves the network for good: alice still changes her own
     // password, from charlie, and bravo takes it.
     ok(ctl(&net, &a, &["peer", "leave", "--reason", "closing"]));
@@ -252,4 +293,10 @@ fn a_hostile_member_cannot_act_for_users_or_for_local_identities() {
         binds(&net, "bravo", "alice", "third")
     });
     assert_eq!(uid_number(&net, "bravo", "alice").unwrap(), alice_uid);
+    // Her new password ended the delegation: charlie's root can no longer
+    // change her keys without her.
+    let out = ctl(&net, &c, &["user", "key", "remove", "alice", PHONE]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no peer would take this change"), "{err}");
 }

@@ -88,6 +88,19 @@ pub enum UserCommand {
         #[arg(long)]
         current_password_stdin: bool,
     },
+    /// Let this peer act for the user for a while (CEP 8, "Delegations"):
+    /// her password (one line on standard input) signs that this peer may
+    /// change her SSH keys (`keys`) and publish her shared directory
+    /// (`files`) without asking for it again; a new password ends it.
+    Delegate {
+        name: String,
+        /// How long, in hours (at most 720).
+        #[arg(long, default_value_t = 24)]
+        hours: u64,
+        /// What this peer may do for her (repeat for both).
+        #[arg(long = "scope", default_values = ["keys", "files"])]
+        scopes: Vec<String>,
+    },
     /// Add or remove one SSH key (users: their own account only).
     #[command(subcommand)]
     Key(KeyCommand),

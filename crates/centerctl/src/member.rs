@@ -15,7 +15,6 @@ use std::{
 
 use anyhow::{Context, bail};
 use center_bus::membership::{ControlReply, ControlRequest, MAX_CONTROL_LINE};
-use center_identity::PeerDescription;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -68,10 +67,7 @@ pub async fn invite(cli: &Cli, admin: &str, for_peer: Option<String>) -> anyhow:
         bail!("only root can write an invitation into another account's home");
     }
     let config = center_config::Config::load(&cli.config)?;
-    let description = fs::read(config.paths.description_file())
-        .ok()
-        .and_then(|bytes| PeerDescription::from_json(&bytes).ok())
-        .context("this peer has no valid description; run `centerctl init` first")?;
+    let description = crate::peer::this_peer(&config)?;
     let user = nix::unistd::User::from_name(admin)
         .with_context(|| format!("cannot look up account `{admin}`"))?
         .with_context(|| format!("there is no account `{admin}` on this peer"))?;

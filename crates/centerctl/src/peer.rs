@@ -178,19 +178,25 @@ fn chown_known_files(
     Ok(())
 }
 
+/// This peer's public description, as `centerctl init` (and dispatchd,
+/// after a rotation) wrote it for every local user to read.
+pub fn this_peer(config: &center_config::Config) -> anyhow::Result<PeerDescription> {
+    let path = config.paths.description_file();
+    let bytes = fs::read(&path).with_context(|| {
+        format!(
+            "cannot read {}; has this peer been initialized (`centerctl init`)?",
+            path.display()
+        )
+    })?;
+    PeerDescription::from_json(&bytes)
+        .with_context(|| format!("{} is not a valid description", path.display()))
+}
+
 pub async fn run(cli: &Cli, command: &PeerCommand) -> anyhow::Result<()> {
     match command {
         PeerCommand::Whoami => {
             let config = center_config::Config::load(&cli.config)?;
-            let path = config.paths.description_file();
-            let bytes = fs::read(&path).with_context(|| {
-                format!(
-                    "cannot read {}; has this peer been initialized (`centerctl init`)?",
-                    path.display()
-                )
-            })?;
-            let description = PeerDescription::from_json(&bytes)
-                .with_context(|| format!("{} is not a valid description", path.display()))?;
+            let description = this_peer(&config)?;
             if cli.json {
                 output::json(&description.to_json())?;
             } else {
@@ -279,13 +285,7 @@ pub async fn run(cli: &Cli, command: &PeerCommand) -> anyhow::Result<()> {
             client.admin(AdminOp::RotateKeys {}).await?;
             // dispatchd rewrote the description with the new keys.
             let config = center_config::Config::load(&cli.config)?;
-            let path = config.paths.description_file();
-            let description = fs::read(&path)
-                .map_err(anyhow::Error::from)
-                .and_then(|bytes| Ok(PeerDescription::from_json(&bytes)?))
-                .with_context(|| {
-                    format!("the keys rotated, but {} is unreadable", path.display())
-                })?;
+            let description = this_peer(&config).context("the keys rotated, but")?;
             if cli.json {
                 output::json(&description.to_json())?;
             } else {

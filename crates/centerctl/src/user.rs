@@ -30,6 +30,8 @@ use crate::{
 };
 
 const PATIENCE: Duration = Duration::from_secs(5);
+/// Longest delegation `user delegate` signs: 30 days (CEP 8).
+const MAX_DELEGATION_HOURS: u64 = 30 * 24;
 /// How long `user add` waits for this peer's userd to apply the account.
 const APPLIED_WITHIN: Duration = Duration::from_secs(15);
 /// How long `user add` then waits for the other peers to confirm.
@@ -179,8 +181,47 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                 user_key: Some(authority::public_key(&new_key)),
                 stamp: stamp_now(),
             };
-            publish_change(cli, &config, signed(event, signer.as_ref())).await?;
+            let event = signed(event, signer.as_ref());
+            publish_change(cli, &config, &mut directory, &held, event).await?;
             report(cli, name, "password changed")
+        }
+        UserCommand::Delegate {
+            name,
+            hours,
+            scopes,
+        } => {
+            check_name(name)?;
+            let held = existing(&mut directory, name).await?;
+            require_self_or_root(&held)?;
+            if !(1..=MAX_DELEGATION_HOURS).contains(hours) {
+                bail!("--hours must be 1 to {MAX_DELEGATION_HOURS} (30 days)");
+            }
+            let scopes = scopes
+                .iter()
+                .map(|s| account::Scope::parse(s).context("a scope is `keys` or `files`"))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let key = user_key(&held, &read_password()?)?;
+            let me = crate::peer::this_peer(&config)?.uuid().to_string();
+            let not_before = center_proto::Timestamp::now().as_millis();
+            let event = AccountEvent::Delegated(account::Delegation {
+                name: name.clone(),
+                peer: me,
+                scopes,
+                not_after: not_before + hours * 3_600_000,
+                stamp: Stamp {
+                    at: not_before,
+                    auth: None,
+                },
+            });
+            let event = authority::sign(event, &key);
+            let (event_name, data) = event.to_event();
+            AccountEvent::read(event_name, &data).map_err(|e| anyhow::anyhow!("{e}"))?;
+            publish_change(cli, &config, &mut directory, &held, event).await?;
+            report(
+                cli,
+                name,
+                &format!("this peer may act for `{name}` for {hours} hours"),
+            )
         }
         UserCommand::Key(KeyCommand::Add {
             name,
@@ -192,12 +233,12 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
             require_self_or_root(&held)?;
             let key = read_key(key, None)?;
             let signer = signer(&held, *current_password_stdin)?;
-            let mut keys = held.ssh_keys;
+            let mut keys = held.ssh_keys.clone();
             if keys.iter().any(|k| same_key(k, &key)) {
                 return report(cli, name, "has that key already");
             }
             keys.push(key);
-            publish_keys(cli, &config, name, keys, signer.as_ref()).await
+            publish_keys(cli, &config, &mut directory, &held, keys, signer.as_ref()).await
         }
         UserCommand::Key(KeyCommand::Remove {
             name,
@@ -209,13 +250,13 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
             require_self_or_root(&held)?;
             let key = read_key(key, None)?;
             let signer = signer(&held, *current_password_stdin)?;
-            let mut keys = held.ssh_keys;
+            let mut keys = held.ssh_keys.clone();
             let before = keys.len();
             keys.retain(|k| !same_key(k, &key));
             if keys.len() == before {
                 bail!("`{name}` has no such key");
             }
-            publish_keys(cli, &config, name, keys, signer.as_ref()).await
+            publish_keys(cli, &config, &mut directory, &held, keys, signer.as_ref()).await
         }
         UserCommand::List => {
             let accounts = directory.accounts().await?;
@@ -260,10 +301,23 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                     Ok(())
                 }
                 (Some(a), None) => {
+                    // What the user let peers do for her, as held here.
+                    let now = center_proto::Timestamp::now().as_millis();
+                    let delegations: Vec<Value> = directory
+                        .delegations(name)
+                        .await?
+                        .iter()
+                        .filter(|d| d.not_after >= now && a.user_key.as_ref() == Some(&d.key))
+                        .map(|d| {
+                            let scopes: Vec<&str> = d.scopes.iter().map(|s| s.as_str()).collect();
+                            json!({ "peer": d.peer, "scopes": scopes, "until": d.not_after })
+                        })
+                        .collect();
+                    let mut value = account_json(&a);
+                    value["delegations"] = Value::Array(delegations.clone());
                     if cli.json {
-                        output::json(&account_json(&a))?;
+                        output::json(&value)?;
                     } else {
-                        let value = account_json(&a);
                         let mut text = String::new();
                         for key in [
                             "name",
@@ -283,6 +337,12 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                         }
                         for key in &a.ssh_keys {
                             text.push_str(&format!("{:<13} {key}\n", "ssh_key"));
+                        }
+                        for d in &delegations {
+                            text.push_str(&format!(
+                                "{:<13} {} may do {} until {} ms\n",
+                                "delegation", d["peer"], d["scopes"], d["until"]
+                            ));
                         }
                         output::text(&text)?;
                     }
@@ -415,19 +475,20 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
 async fn publish_keys(
     cli: &Cli,
     config: &center_config::Config,
-    name: &str,
+    directory: &mut Directory,
+    held: &Account,
     ssh_keys: Vec<String>,
     signer: Option<&vodozemac::Ed25519SecretKey>,
 ) -> anyhow::Result<()> {
     let event = AccountEvent::Keys {
-        name: name.to_owned(),
+        name: held.name.clone(),
         ssh_keys,
         stamp: stamp_now(),
     };
     let (event_name, data) = event.to_event();
     AccountEvent::read(event_name, &data).map_err(|e| anyhow::anyhow!("{e}"))?;
-    publish_change(cli, config, signed(event, signer)).await?;
-    report(cli, name, "SSH keys changed")
+    publish_change(cli, config, directory, held, signed(event, signer)).await?;
+    report(cli, &held.name, "SSH keys changed")
 }
 
 /// A change stamped now, not yet signed.
@@ -475,14 +536,22 @@ fn user_key(held: &Account, password: &str) -> anyhow::Result<vodozemac::Ed25519
     Ok(key)
 }
 
-/// Root publishes through the bus as `centerctl`; anyone else asks userd,
-/// which checks with the kernel that the account is the caller's own.
+/// Root publishes through the bus as `centerctl`, once the rule every
+/// peer applies (CEP 8, "Authority") says they would take the change; anyone
+/// else asks userd, which checks the same, and with the kernel that the
+/// account is the caller's own.
 async fn publish_change(
     cli: &Cli,
     config: &center_config::Config,
+    directory: &mut Directory,
+    held: &Account,
     event: AccountEvent,
 ) -> anyhow::Result<()> {
     if nix::unistd::getuid().is_root() {
+        let me = crate::peer::this_peer(config)?.uuid().to_string();
+        let delegations = directory.delegations(&held.name).await?;
+        userd::control::check_caller(0, &event, Some(held), &me, &delegations)
+            .map_err(anyhow::Error::msg)?;
         let mut client = connect(cli, "centerctl", PATIENCE).await?;
         publish(&mut client, &event).await
     } else {

@@ -16,6 +16,9 @@ pub const PROFILE: &str = "account.profile";
 pub const DELETED: &str = "account.deleted";
 /// A peer banned or unbanned an account locally; others' admins see it.
 pub const NOTICE: &str = "account.notice";
+/// A user's short-lived delegation to a peer she uses (CEP 8,
+/// "Delegations").
+pub const DELEGATED: &str = "account.delegated";
 /// Published by userd on this peer only (never a feed event).
 pub const REFUSED: &str = "account.refused";
 
@@ -35,6 +38,8 @@ const MAX_KEY_LINE: usize = 8192;
 const MAX_DISPLAY_NAME: usize = 128;
 /// Longest home or shell path.
 const MAX_PATH: usize = 255;
+/// Longest a delegation may last: 30 days, in ms.
+pub const MAX_DELEGATION_MS: u64 = 30 * 24 * 3600 * 1000;
 /// Longest ban reason, in characters.
 const MAX_REASON: usize = 512;
 /// Longest password hash.
@@ -98,6 +103,44 @@ pub struct Stamp {
     pub auth: Option<String>,
 }
 
+/// What a delegated peer may do for the user (CEP 8, "Delegations").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Replace her SSH keys (`account.keys`).
+    Keys,
+    /// Publish her shared directory (`~/center`, syncd).
+    Files,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Keys => "keys",
+            Scope::Files => "files",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Scope> {
+        match text {
+            "keys" => Some(Scope::Keys),
+            "files" => Some(Scope::Files),
+            _ => None,
+        }
+    }
+}
+
+/// `account.delegated`: the user signed that `peer` may act for her in
+/// `scopes` from `stamp.at` (`not_before`) to `not_after` (ms). Its
+/// `stamp.auth` is always her signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegation {
+    pub name: String,
+    pub peer: String,
+    pub scopes: Vec<Scope>,
+    pub not_after: u64,
+    pub stamp: Stamp,
+}
+
 /// Every account event, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountEvent {
@@ -136,6 +179,7 @@ pub enum AccountEvent {
         name: String,
         stamp: Stamp,
     },
+    Delegated(Delegation),
     /// `account.notice`: the origin banned (or unbanned) the account on
     /// itself, for this reason. Other peers only record it.
     Notice {
@@ -239,6 +283,50 @@ impl AccountEvent {
                     stamp: stamp(o, "deleted")?,
                 })
             }
+            DELEGATED => {
+                let o = members(
+                    data,
+                    &["auth", "name", "not_after", "not_before", "peer", "scopes"],
+                )?;
+                let peer = string(o, "peer")?;
+                if peer.parse::<center_proto::PeerId>().is_err() {
+                    return Err(bad("peer", "must be a peer's UUID"));
+                }
+                let list = required(o, "scopes")?
+                    .as_array()
+                    .ok_or_else(|| bad("scopes", "must be an array"))?;
+                let mut scopes = Vec::with_capacity(list.len());
+                for item in list {
+                    let scope = item.as_str().and_then(Scope::parse).ok_or_else(|| {
+                        bad("scopes", "holds something other than \"keys\" or \"files\"")
+                    })?;
+                    if scopes.contains(&scope) {
+                        return Err(bad("scopes", "holds the same scope twice"));
+                    }
+                    scopes.push(scope);
+                }
+                if scopes.is_empty() {
+                    return Err(bad("scopes", "must name at least one scope"));
+                }
+                let stamp = stamp(o, "not_before")?;
+                if stamp.auth.is_none() {
+                    return Err(bad("auth", "a delegation must be signed by its user"));
+                }
+                let not_after = number(o, "not_after")?;
+                if not_after <= stamp.at || not_after - stamp.at > MAX_DELEGATION_MS {
+                    return Err(bad(
+                        "not_after",
+                        "must be after not_before, by 30 days at most",
+                    ));
+                }
+                Ok(AccountEvent::Delegated(Delegation {
+                    name: account_name(o)?,
+                    peer: peer.to_owned(),
+                    scopes,
+                    not_after,
+                    stamp,
+                }))
+            }
             NOTICE => {
                 let o = members(data, &["action", "name", "reason"])?;
                 let banned = match string(o, "action")? {
@@ -336,6 +424,17 @@ impl AccountEvent {
                     "auth": stamp.auth.as_deref().unwrap_or_default(),
                 }),
             ),
+            AccountEvent::Delegated(d) => (
+                DELEGATED,
+                json!({
+                    "name": d.name,
+                    "peer": d.peer,
+                    "scopes": d.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                    "not_before": d.stamp.at,
+                    "not_after": d.not_after,
+                    "auth": d.stamp.auth.as_deref().unwrap_or_default(),
+                }),
+            ),
             AccountEvent::Notice {
                 name,
                 banned,
@@ -357,7 +456,8 @@ impl AccountEvent {
             AccountEvent::Password { stamp, .. }
             | AccountEvent::Keys { stamp, .. }
             | AccountEvent::Profile { stamp, .. }
-            | AccountEvent::Deleted { stamp, .. } => Some(stamp),
+            | AccountEvent::Deleted { stamp, .. }
+            | AccountEvent::Delegated(Delegation { stamp, .. }) => Some(stamp),
             _ => None,
         }
     }
@@ -369,7 +469,8 @@ impl AccountEvent {
             AccountEvent::Password { stamp, .. }
             | AccountEvent::Keys { stamp, .. }
             | AccountEvent::Profile { stamp, .. }
-            | AccountEvent::Deleted { stamp, .. } => stamp.auth = auth,
+            | AccountEvent::Deleted { stamp, .. }
+            | AccountEvent::Delegated(Delegation { stamp, .. }) => stamp.auth = auth,
             _ => {}
         }
         self
@@ -385,6 +486,7 @@ impl AccountEvent {
             | AccountEvent::Profile { name, .. }
             | AccountEvent::Deleted { name, .. }
             | AccountEvent::Notice { name, .. } => Some(name),
+            AccountEvent::Delegated(d) => Some(&d.name),
         }
     }
 }

@@ -177,6 +177,10 @@ impl Userd {
                 };
                 self.deleted(name, tombstone).await.map(Cow::from)
             }
+            AccountEvent::Delegated(d) => {
+                authority::check_time("not_before", d.stamp.at, iat, now).map_err(rule)?;
+                self.delegated(origin, now, event, d).await.map(Cow::from)
+            }
             AccountEvent::Notice {
                 name,
                 banned,
@@ -237,8 +241,20 @@ impl Userd {
         let Some(claim) = &held.claim else {
             return Err(rule("the name is held by an entry userd did not make"));
         };
-        let by = authority::authorize(origin, claim.home(), held.user_key.as_deref(), event)
-            .map_err(rule)?;
+        // Delegations are read only for a change that may rest on one.
+        let delegations = if stamp.auth.is_none() && origin != claim.home() {
+            self.directory.delegations(name).await?
+        } else {
+            Vec::new()
+        };
+        let by = authority::authorize(
+            origin,
+            claim.home(),
+            held.user_key.as_deref(),
+            &delegations,
+            event,
+        )
+        .map_err(rule)?;
         let mut stamps = held.stamps;
         let (what, last) = match event {
             AccountEvent::Password { .. } => ("password replaced", &mut stamps.password),
@@ -278,6 +294,42 @@ impl Userd {
             return Err(rule("no such account here"));
         }
         Ok(format!("{what} ({})", by.as_str()).into())
+    }
+
+    /// `account.delegated`: kept if its user signed it with the key the
+    /// account holds (one per delegated peer, the latest; expired ones
+    /// dropped). It counts only while that key is hers.
+    async fn delegated(
+        &mut self,
+        origin: &str,
+        now: u64,
+        event: &AccountEvent,
+        d: &account::Delegation,
+    ) -> Result<&'static str, Refused> {
+        let Some(held) = self.directory.account(&d.name).await? else {
+            return Err(rule("no such account here"));
+        };
+        let Some(claim) = &held.claim else {
+            return Err(rule("the name is held by an entry userd did not make"));
+        };
+        authority::authorize(origin, claim.home(), held.user_key.as_deref(), &[], event)
+            .map_err(rule)?;
+        let Some(key) = held.user_key else {
+            return Err(rule(authority::Unauthorized::NoUserKey));
+        };
+        let new = authority::Delegated {
+            peer: d.peer.clone(),
+            scopes: d.scopes.clone(),
+            not_before: d.stamp.at,
+            not_after: d.not_after,
+            key,
+        };
+        let mut list = self.directory.delegations(&d.name).await?;
+        if !directory::keep_delegation(&mut list, &new, now) {
+            return Ok("delegation already held (or a later one is)");
+        }
+        self.directory.record_delegations(&d.name, &list).await?;
+        Ok("delegation recorded: that peer may act for its user within it")
     }
 
     /// `account.deleted`: the deletion is recorded first (a crash after it
@@ -463,5 +515,5 @@ fn may_delete(
             auth: t.auth.clone(),
         },
     };
-    authority::authorize(&t.origin, claim.home(), user_key, &event).map(|_| ())
+    authority::authorize(&t.origin, claim.home(), user_key, &[], &event).map(|_| ())
 }

@@ -7,7 +7,10 @@
 //! any peer, and no peer stores it), or when it comes from the account's
 //! *home peer*, the origin of its creation, while that peer is a member
 //! (a departed peer's feed ends where it left, CEP 7, so nothing it
-//! publishes later reaches a consumer). Every peer checks the signature
+//! publishes later reaches a consumer), or, for her SSH keys, from a peer
+//! she delegated them to, within the delegation's time (a delegation is
+//! her signed, short-lived word that a peer she uses may act for her,
+//! [`Delegated`]). Every peer checks the signature
 //! against the user key it holds for the account; a peer's own signature
 //! on the feed proves only who relayed the change.
 //!
@@ -19,7 +22,7 @@
 use serde_json::json;
 use vodozemac::{Ed25519PublicKey, Ed25519SecretKey, Ed25519Signature};
 
-use crate::account::AccountEvent;
+use crate::account::{AccountEvent, Scope};
 
 /// How far a stated time may lie from the event's `iat`, and how far in
 /// the receiver's future (ms): CEP 2's clock skew allowance.
@@ -46,7 +49,9 @@ pub enum Unauthorized {
     BadSignature,
     #[error("signed by its user, but the account has no user key here")]
     NoUserKey,
-    #[error("neither signed by its user nor published by its home peer {home}")]
+    #[error(
+        "neither signed by its user nor published by its home peer {home}, nor by a peer she delegated it to"
+    )]
     NotHome { home: String },
     #[error("`{field}` ({value} ms) is more than 5 minutes from the event's iat ({iat} ms)")]
     FarFromIat {
@@ -71,6 +76,8 @@ pub enum Authority {
     User,
     /// It comes from the account's home peer.
     Home,
+    /// It comes from a peer the user delegated it to, while she did.
+    Delegated,
 }
 
 impl Authority {
@@ -78,8 +85,51 @@ impl Authority {
         match self {
             Authority::User => "signed by its user",
             Authority::Home => "from its home peer",
+            Authority::Delegated => "from a peer its user delegated it to",
         }
     }
+}
+
+/// A delegation a peer holds for an account (CEP 8, "Delegations"): the
+/// user let `peer` act for her in `scopes` from `not_before` to
+/// `not_after` (ms), signed with the user key `key`. It counts only while
+/// `key` is still her key: a new password ends every delegation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegated {
+    pub peer: String,
+    pub scopes: Vec<Scope>,
+    pub not_before: u64,
+    pub not_after: u64,
+    pub key: String,
+}
+
+/// The scope an unsigned change needs from a delegation, if any may
+/// carry it: only key changes are delegated among account changes.
+fn scope_of(event: &AccountEvent) -> Option<Scope> {
+    match event {
+        AccountEvent::Keys { .. } => Some(Scope::Keys),
+        _ => None,
+    }
+}
+
+/// Whether `delegations` let `origin` make `event` (made at `at`) for a
+/// user whose key is now `user_key`.
+pub fn delegated(
+    origin: &str,
+    user_key: Option<&str>,
+    delegations: &[Delegated],
+    event: &AccountEvent,
+    at: u64,
+) -> bool {
+    let (Some(scope), Some(key)) = (scope_of(event), user_key) else {
+        return false;
+    };
+    delegations.iter().any(|d| {
+        d.peer == origin
+            && d.key == key
+            && d.scopes.contains(&scope)
+            && (d.not_before..=d.not_after).contains(&at)
+    })
 }
 
 /// Derives `name`'s user key from her password. Argon2id with fixed
@@ -138,13 +188,15 @@ pub fn verify(event: &AccountEvent, user_key: &str) -> bool {
     key.verify(&signing_input(event), &signature).is_ok()
 }
 
-/// Who `event` (a change of an account held here, whose home is `home`
-/// and user key `user_key`) counts for, if anyone. A signature that does
-/// not verify refuses the change even from the home peer: it is forged.
+/// Who `event` (a change of an account held here, whose home is `home`,
+/// user key `user_key` and delegations `delegations`) counts for, if
+/// anyone. A signature that does not verify refuses the change even from
+/// the home peer: it is forged.
 pub fn authorize(
     origin: &str,
     home: &str,
     user_key: Option<&str>,
+    delegations: &[Delegated],
     event: &AccountEvent,
 ) -> Result<Authority, Unauthorized> {
     let signed = event.stamp().is_some_and(|s| s.auth.is_some());
@@ -157,12 +209,15 @@ pub fn authorize(
         };
     }
     if origin == home {
-        Ok(Authority::Home)
-    } else {
-        Err(Unauthorized::NotHome {
-            home: home.to_owned(),
-        })
+        return Ok(Authority::Home);
     }
+    let at = event.stamp().map_or(0, |s| s.at);
+    if delegated(origin, user_key, delegations, event, at) {
+        return Ok(Authority::Delegated);
+    }
+    Err(Unauthorized::NotHome {
+        home: home.to_owned(),
+    })
 }
 
 /// A time `value` stated in an event signed at `iat`, received at `now`

@@ -3,12 +3,15 @@
 //! (`SO_PEERCRED`) and publishes the change only if the account it names
 //! has the caller's uid as its `uidNumber` (root may name any), and only
 //! if every peer will take it: signed by the user's key, or this peer is
-//! the account's home (CEP 8, "Authority"). The password was hashed, and
-//! the user key derived, by the caller; no password reaches this socket.
+//! the account's home, or a peer she delegated the change to (CEP 8,
+//! "Authority"). She may also sign a delegation to this peer here. The
+//! password was hashed, and the user key derived, by the caller; no
+//! password reaches this socket.
 //! Each uid other than root gets [`PER_UID`] requests a minute.
 //!
 //! One request per connection, one JSON line: `{"event": NAME, "data":
-//! {...}}` with NAME `account.password` or `account.keys` and `data` as on
+//! {...}}` with NAME `account.password`, `account.keys` or
+//! `account.delegated` and `data` as on
 //! the feeds; one JSON line back: `{"ok": true}` or `{"error": TEXT}`.
 //! This module owns its own bus connection (as the service `userd`); the
 //! event loop's is not shared.
@@ -143,14 +146,15 @@ async fn answer(
     let value = read_request(reader).await?;
     let event = parse(&value)?;
     let name = event.account().unwrap_or_default().to_owned();
-    let held = shared
-        .directory
-        .lock()
-        .await
-        .account(&name)
-        .await
-        .map_err(|e| format!("cannot read the account: {e}"))?;
-    check_caller(uid, &event, held.as_ref(), &shared.me)?;
+    let (held, delegations) = {
+        let mut directory = shared.directory.lock().await;
+        let held = directory.account(&name).await;
+        let delegations = directory.delegations(&name).await;
+        (held, delegations)
+    };
+    let read = |e: crate::directory::DirError| format!("cannot read the account: {e}");
+    let (held, delegations) = (held.map_err(read)?, delegations.map_err(read)?);
+    check_caller(uid, &event, held.as_ref(), &shared.me, &delegations)?;
     publish(&shared.bus, uid, &event).await
 }
 
@@ -170,8 +174,8 @@ async fn read_request(reader: tokio::net::unix::OwnedReadHalf) -> Result<Value, 
     serde_json::from_slice(&line).map_err(|_| "the request is not JSON".to_owned())
 }
 
-/// The change asked for: a password or key change, read as strictly as
-/// every peer will read it.
+/// The change asked for: a password or key change, or a delegation, read
+/// as strictly as every peer will read it.
 pub fn parse(request: &Value) -> Result<AccountEvent, String> {
     let object = request.as_object().ok_or("the request is not an object")?;
     if object.keys().any(|k| k != "event" && k != "data") {
@@ -181,7 +185,7 @@ pub fn parse(request: &Value) -> Result<AccountEvent, String> {
         .get("event")
         .and_then(Value::as_str)
         .ok_or("the request lacks `event`")?;
-    if name != account::PASSWORD && name != account::KEYS {
+    if ![account::PASSWORD, account::KEYS, account::DELEGATED].contains(&name) {
         return Err(format!(
             "`{}` cannot be asked for here",
             name.chars().take(64).collect::<String>()
@@ -200,6 +204,7 @@ pub fn check_caller(
     event: &AccountEvent,
     held: Option<&Account>,
     me: &str,
+    delegations: &[authority::Delegated],
 ) -> Result<(), String> {
     let target = event.account().unwrap_or_default();
     let Some(held) = held else {
@@ -211,8 +216,13 @@ pub fn check_caller(
             held.uid_number
         ));
     }
+    if let AccountEvent::Delegated(d) = event
+        && d.peer != me
+    {
+        return Err("a delegation asked for here must be to this peer".to_owned());
+    }
     let home = held.claim.as_ref().map(|c| c.home()).unwrap_or_default();
-    authority::authorize(me, home, held.user_key.as_deref(), event)
+    authority::authorize(me, home, held.user_key.as_deref(), delegations, event)
         .map(|_| ())
         .map_err(|e| {
             format!("no peer would take this change: {e} (give the current password to sign it)")
@@ -291,23 +301,23 @@ mod tests {
         let passwd = |name: &str| json!({"event": "account.password", "data": {"name": name, "password_hash": hash, "user_key": "", "at": 5, "auth": ""}});
         let event = parse(&passwd("alice")).unwrap();
         // root may change anyone, on the home peer.
-        assert!(check_caller(0, &event, Some(&alice(None)), HOME).is_ok());
+        assert!(check_caller(0, &event, Some(&alice(None)), HOME, &[]).is_ok());
         // The account's own uid may; another may not, whatever its name.
-        assert!(check_caller(1_003_000_001, &event, Some(&alice(None)), HOME).is_ok());
-        let err = check_caller(60_001, &event, Some(&alice(None)), HOME).unwrap_err();
+        assert!(check_caller(1_003_000_001, &event, Some(&alice(None)), HOME, &[]).is_ok());
+        let err = check_caller(60_001, &event, Some(&alice(None)), HOME, &[]).unwrap_err();
         assert!(err.contains("only its own account"), "{err}");
         assert!(
-            check_caller(0, &event, None, HOME)
+            check_caller(0, &event, None, HOME, &[])
                 .unwrap_err()
                 .contains("no account")
         );
         // Elsewhere than home, only with the user's signature.
-        let err = check_caller(1_003_000_001, &event, Some(&alice(None)), OTHER).unwrap_err();
+        let err = check_caller(1_003_000_001, &event, Some(&alice(None)), OTHER, &[]).unwrap_err();
         assert!(err.contains("no peer would take this change"), "{err}");
         let key = authority::derive_user_key("alice", "pw").unwrap();
         let signed = authority::sign(event, &key);
         let held = alice(Some(authority::public_key(&key)));
-        assert!(check_caller(1_003_000_001, &signed, Some(&held), OTHER).is_ok());
+        assert!(check_caller(1_003_000_001, &signed, Some(&held), OTHER, &[]).is_ok());
         let created = json!({"event": "account.created", "data": {}});
         assert!(parse(&created).unwrap_err().contains("cannot be asked"));
         let extra = json!({"event": "account.keys", "data": {"name": "alice", "ssh_keys": [], "at": 5, "auth": ""}, "x": 1});

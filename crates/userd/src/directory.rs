@@ -21,7 +21,11 @@ use ldap3::{
     dn_escape,
 };
 
-use crate::{REFUSED_OU, account::Created};
+use crate::{
+    REFUSED_OU,
+    account::{Created, Scope as Delegable},
+    authority::Delegated,
+};
 
 /// The organizational unit where other peers' ban notices are kept.
 pub const NOTICES_OU: &str = "notices";
@@ -33,6 +37,10 @@ pub const DELETED_OU: &str = "deleted";
 /// when and why): a ban is the sysadmin's decision about a name, and
 /// outlives the account's deletion and re-creation (CEP 8, Part 5).
 pub const BANS_OU: &str = "bans";
+
+/// The organizational unit of users' delegations (`uid=NAME`, one
+/// `description` per delegated peer, CEP 8 "Delegations").
+pub const DELEGATIONS_OU: &str = "delegations";
 
 /// The `pwdEndTime` of a banned account: long past.
 const BANNED_SINCE: &str = "19700101000000Z";
@@ -153,6 +161,58 @@ pub struct Tombstone {
     pub deleted: u64,
     pub origin: String,
     pub auth: Option<String>,
+}
+
+fn delegation_to(d: &Delegated) -> String {
+    let scopes: Vec<&str> = d.scopes.iter().map(|s| s.as_str()).collect();
+    format!(
+        "peer={} scopes={} not_before={} not_after={} key={}",
+        d.peer,
+        scopes.join(","),
+        d.not_before,
+        d.not_after,
+        d.key
+    )
+}
+
+fn delegation_from(text: &str) -> Option<Delegated> {
+    let mut fields = HashMap::new();
+    for part in text.split(' ') {
+        let (k, v) = part.split_once('=')?;
+        fields.insert(k, v);
+    }
+    Some(Delegated {
+        peer: (*fields.get("peer")?).to_owned(),
+        scopes: fields
+            .get("scopes")?
+            .split(',')
+            .map(Delegable::parse)
+            .collect::<Option<Vec<_>>>()?,
+        not_before: fields.get("not_before")?.parse().ok()?,
+        not_after: fields.get("not_after")?.parse().ok()?,
+        key: (*fields.get("key")?).to_owned(),
+    })
+}
+
+/// Adds `new` to the delegations of one account, one per peer (the one
+/// signed last), dropping those expired at `now`. `false` if nothing
+/// changed.
+pub fn keep_delegation(list: &mut Vec<Delegated>, new: &Delegated, now: u64) -> bool {
+    let before = list.len();
+    list.retain(|d| d.not_after >= now);
+    let mut changed = list.len() != before;
+    match list.iter_mut().find(|d| d.peer == new.peer) {
+        Some(held) if held.not_before >= new.not_before => {}
+        Some(held) => {
+            held.clone_from(new);
+            changed = true;
+        }
+        None => {
+            list.push(new.clone());
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// Adds `new` to the deletions of one name, keeping one per origin (its
@@ -698,6 +758,33 @@ impl Directory {
                 (name, list)
             })
             .collect())
+    }
+
+    /// The delegations `name`'s user signed, as held here.
+    pub async fn delegations(&mut self, name: &str) -> Result<Vec<Delegated>, DirError> {
+        let dn = self.record_dn(DELEGATIONS_OU, name);
+        let found = self
+            .search(&dn, Scope::Base, "(objectClass=account)", &["description"])
+            .await?;
+        Ok(found
+            .iter()
+            .flat_map(|e| e.values("description"))
+            .filter_map(|text| delegation_from(&text))
+            .collect())
+    }
+
+    /// Records the delegations of `name` (all of them, replacing what was
+    /// kept; none removes the record).
+    pub async fn record_delegations(
+        &mut self,
+        name: &str,
+        list: &[Delegated],
+    ) -> Result<(), DirError> {
+        if list.is_empty() {
+            return self.delete(&self.record_dn(DELEGATIONS_OU, name)).await;
+        }
+        let texts: Vec<String> = list.iter().map(delegation_to).collect();
+        self.put_records(DELEGATIONS_OU, name, &texts).await
     }
 
     /// Records this peer's ban of the name `name` (the reason and time in

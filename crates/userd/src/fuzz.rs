@@ -20,6 +20,7 @@ pub fn account_event(data: &[u8]) {
         account::PROFILE,
         account::DELETED,
         account::NOTICE,
+        account::DELEGATED,
     ] {
         if let Ok(event) = AccountEvent::read(name, &value) {
             let (written, data) = event.to_event();
@@ -29,11 +30,11 @@ pub fn account_event(data: &[u8]) {
             // or garbled one is refused, never a panic.
             let key =
                 crate::authority::public_key(&vodozemac::Ed25519SecretKey::from_slice(&[7; 32]));
-            let _ = crate::authority::authorize("origin", "home", Some(&key), &event);
+            let _ = crate::authority::authorize("origin", "home", Some(&key), &[], &event);
         }
     }
     // The control socket's reader sees the same data from local users.
-    for name in [account::PASSWORD, account::KEYS] {
+    for name in [account::PASSWORD, account::KEYS, account::DELEGATED] {
         let request = serde_json::json!({ "event": name, "data": value });
         let _ = crate::control::parse(&request);
     }

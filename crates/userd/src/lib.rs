@@ -70,6 +70,7 @@ pub async fn run(
         directory::NOTICES_OU,
         directory::DELETED_OU,
         directory::BANS_OU,
+        directory::DELEGATIONS_OU,
     ] {
         directory
             .ensure_ou(ou)

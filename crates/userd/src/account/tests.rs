@@ -221,6 +221,65 @@ fn user_keys_signatures_and_hash_costs() {
 }
 
 #[test]
+fn delegations() {
+    let key = vodozemac::Ed25519SecretKey::from_slice(&[7; 32]);
+    let peer = "bbbbbbbb-0000-4000-8000-000000000002";
+    let unsigned = json!({"name": "alice", "peer": peer, "scopes": ["keys", "files"],
+        "not_before": 1_000, "not_after": 1_000 + MAX_DELEGATION_MS, "auth": ""});
+    let event = AccountEvent::read(DELEGATED, &unsigned.clone().with_auth()).unwrap();
+    let signed = crate::authority::sign(event, &key).to_event().1;
+    check(DELEGATED, signed.clone(), expect![[r#"ok Some("alice")"#]]);
+    check(
+        DELEGATED,
+        unsigned.clone(),
+        expect!["refused: `auth` a delegation must be signed by its user"],
+    );
+    check(
+        DELEGATED,
+        with(
+            signed.clone(),
+            "not_after",
+            json!(1_001 + MAX_DELEGATION_MS),
+        ),
+        expect!["refused: `not_after` must be after not_before, by 30 days at most"],
+    );
+    check(
+        DELEGATED,
+        with(signed.clone(), "not_after", json!(1_000)),
+        expect!["refused: `not_after` must be after not_before, by 30 days at most"],
+    );
+    check(
+        DELEGATED,
+        with(signed.clone(), "scopes", json!(["root"])),
+        expect![[r#"refused: `scopes` holds something other than "keys" or "files""#]],
+    );
+    check(
+        DELEGATED,
+        with(signed.clone(), "scopes", json!([])),
+        expect!["refused: `scopes` must name at least one scope"],
+    );
+    check(
+        DELEGATED,
+        with(signed, "peer", json!("bravo")),
+        expect!["refused: `peer` must be a peer's UUID"],
+    );
+}
+
+/// `data` with a placeholder signature, for reading before signing.
+trait WithAuth {
+    fn with_auth(self) -> Value;
+}
+
+impl WithAuth for Value {
+    fn with_auth(self) -> Value {
+        let signature = vodozemac::Ed25519SecretKey::from_slice(&[1; 32])
+            .sign(b"placeholder")
+            .to_base64();
+        with(self, "auth", json!(signature))
+    }
+}
+
+#[test]
 fn other_events() {
     check(BLOCK, json!({"index": 3, "attempt": 0}), expect!["ok None"]);
     check(

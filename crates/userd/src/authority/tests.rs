@@ -4,7 +4,7 @@
 use expect_test::{Expect, expect};
 
 use super::*;
-use crate::account::Stamp;
+use crate::account::{Scope, Stamp};
 
 const HOME: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 const OTHER: &str = "bbbbbbbb-0000-4000-8000-000000000002";
@@ -36,30 +36,30 @@ fn who_may_change_an_account() {
     let signed = sign(password(1_000), &alice);
     let forged = sign(password(1_000), &mallory);
     check(
-        authorize(HOME, HOME, Some(&key), &unsigned),
+        authorize(HOME, HOME, Some(&key), &[], &unsigned),
         expect!["ok: from its home peer"],
     );
     check(
-        authorize(OTHER, HOME, Some(&key), &unsigned),
+        authorize(OTHER, HOME, Some(&key), &[], &unsigned),
         expect![
-            "refused: neither signed by its user nor published by its home peer aaaaaaaa-0000-4000-8000-000000000001"
+            "refused: neither signed by its user nor published by its home peer aaaaaaaa-0000-4000-8000-000000000001, nor by a peer she delegated it to"
         ],
     );
     check(
-        authorize(OTHER, HOME, Some(&key), &signed),
+        authorize(OTHER, HOME, Some(&key), &[], &signed),
         expect!["ok: signed by its user"],
     );
     check(
-        authorize(OTHER, HOME, Some(&key), &forged),
+        authorize(OTHER, HOME, Some(&key), &[], &forged),
         expect!["refused: signed by a key that is not the account's user key"],
     );
     // A forged signature is refused even from the home peer.
     check(
-        authorize(HOME, HOME, Some(&key), &forged),
+        authorize(HOME, HOME, Some(&key), &[], &forged),
         expect!["refused: signed by a key that is not the account's user key"],
     );
     check(
-        authorize(OTHER, HOME, None, &signed),
+        authorize(OTHER, HOME, None, &[], &signed),
         expect!["refused: signed by its user, but the account has no user key here"],
     );
     // The signature covers every member: a changed time breaks it.
@@ -82,7 +82,7 @@ fn who_may_change_an_account() {
         },
     };
     check(
-        authorize(OTHER, HOME, Some(&key), &moved),
+        authorize(OTHER, HOME, Some(&key), &[], &moved),
         expect!["refused: signed by a key that is not the account's user key"],
     );
 }
@@ -124,4 +124,53 @@ fn stated_times_are_bounded() {
     expect!["ok"].assert_eq(&show(check_newer(2, 1)));
     expect!["refused: older than the change already applied (at 1 ms; this one at 1 ms)"]
         .assert_eq(&show(check_newer(1, 1)));
+}
+
+#[test]
+fn a_delegated_peer_changes_only_the_keys_only_while_it_may() {
+    let alice = derive_user_key("alice", "pw").unwrap();
+    let key = public_key(&alice);
+    let keys = |at| AccountEvent::Keys {
+        name: "alice".to_owned(),
+        ssh_keys: Vec::new(),
+        stamp: Stamp { at, auth: None },
+    };
+    let to_other = |key: &str| Delegated {
+        peer: OTHER.to_owned(),
+        scopes: vec![Scope::Keys],
+        not_before: 100,
+        not_after: 200,
+        key: key.to_owned(),
+    };
+    let held = [to_other(&key)];
+    check(
+        authorize(OTHER, HOME, Some(&key), &held, &keys(150)),
+        expect!["ok: from a peer its user delegated it to"],
+    );
+    // Outside its time, from another peer, for a password, or signed with
+    // a key she no longer has (a new password ends every delegation).
+    for (origin, event, delegations) in [
+        (OTHER, keys(99), held.to_vec()),
+        (OTHER, keys(201), held.to_vec()),
+        (
+            "cccccccc-0000-4000-8000-000000000003",
+            keys(150),
+            held.to_vec(),
+        ),
+        (OTHER, password(150), held.to_vec()),
+        (OTHER, keys(150), vec![to_other("an older key")]),
+        (
+            OTHER,
+            keys(150),
+            vec![Delegated {
+                scopes: vec![Scope::Files],
+                ..to_other(&key)
+            }],
+        ),
+    ] {
+        assert!(
+            authorize(origin, HOME, Some(&key), &delegations, &event).is_err(),
+            "{origin} {event:?} {delegations:?}"
+        );
+    }
 }
