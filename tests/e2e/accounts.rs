@@ -1035,4 +1035,13 @@ fn a_user_changes_their_own_password_and_nobody_else_s() {
     );
     assert!(binds(&net, "alpha", "alice", "hers"));
     assert!(userd_log(&net, &b).contains("account change refused"));
+    // Her own account, with a hash that would make every peer's slapd
+    // spend 4 TiB at each bind: refused before it is published.
+    let cheap = cheap_hash("x");
+    let costly = cheap.replacen("$m=64,", "$m=4294967295,", 1);
+    assert_ne!(cheap, costly);
+    let request = json!({"event": "account.password", "data": {
+        "name": SELF_USER, "password_hash": costly, "user_key": "", "at": now_ms(), "auth": ""}});
+    let answer = control_request(&b, uid, &request);
+    assert!(answer.contains("`password_hash` must be"), "{answer}");
 }

@@ -5,7 +5,8 @@
 //! reason and changes nothing; what a user is entitled to still works,
 //! also after her home peer has left.
 
-use center_testnet::PeerInfo;
+use center_testnet::{PeerInfo, USERD};
+use nix::sys::signal::Signal;
 use userd::{
     account::{AccountEvent, Created, Stamp, block_range},
     authority,
@@ -96,6 +97,29 @@ fn a_hostile_member_cannot_act_for_users_or_for_local_identities() {
     let (_dir, net) = ldap_network(3);
     let [a, b, c] = ["alpha", "bravo", "charlie"].map(|n| net.peer(n).unwrap().clone());
     let block = block_of(&b);
+    // A name that is local to charlie alone (its sysadmin reserved it):
+    // made on alpha and bravo, never on charlie.
+    let config = std::fs::read_to_string(&c.config).unwrap();
+    let reserved = config.replace(
+        "[accounts]\n",
+        "[accounts]\nreserved_names = [\"carlos\"]\n",
+    );
+    assert_ne!(config, reserved);
+    std::fs::write(&c.config, reserved).unwrap();
+    net.signal_daemon(&c, USERD, Signal::SIGTERM).unwrap();
+    net.start_daemon(&c, USERD).unwrap();
+    ok(ctl(&net, &a, &["user", "add", "carlos"]));
+    for peer in ["alpha", "bravo"] {
+        wait_until(&format!("carlos on {peer}"), || {
+            uid_number(&net, peer, "carlos").is_some()
+        });
+    }
+    refused(&net, &c, "`carlos` is reserved on this peer");
+    assert_eq!(uid_number(&net, "charlie", "carlos"), None);
+    // Each peer puts homes where it chose.
+    let home = |peer: &PeerInfo| show(&net, peer, "carlos")["home"].clone();
+    assert_eq!(home(&a), serde_json::json!(a.dir.join("home/carlos")));
+    assert_eq!(home(&b), serde_json::json!(b.dir.join("home/carlos")));
 
     // alice joins on alpha, her home.
     ok(ctl_stdin(
@@ -210,11 +234,24 @@ fn a_hostile_member_cannot_act_for_users_or_for_local_identities() {
             serde_json::json!(a.uuid.to_string())
         );
     }
-    // Each honest sysadmin is told about the names it refused.
+    // Each honest sysadmin is told about the names it refused, in its
+    // notices and its status.
     for peer in [&a, &c] {
         let notices = ok(ctl(&net, peer, &["user", "notices"]));
         assert!(notices.contains("`root` is a reserved name"), "{notices}");
+        let status: serde_json::Value =
+            serde_json::from_str(&ok(ctl(&net, peer, &["--json", "status"]))).unwrap();
+        let names = &status["accounts"]["not_made_here"];
+        for name in ["root", "sudo", LOCAL] {
+            assert!(
+                names.as_array().unwrap().iter().any(|n| n == name),
+                "{name} not in {}'s status: {names}",
+                peer.name
+            );
+        }
     }
+    let shown = ok(ctl(&net, &c, &["status"]));
+    assert!(shown.contains("carlos"), "{shown}");
     // The sysadmin's own `user add` of such a name is refused at once.
     let out = ctl(&net, &a, &["user", "add", LOCAL]);
     assert!(!out.status.success());

@@ -480,9 +480,11 @@ fn write_peer(
          [membership]\ncontrol_socket = {control}\n\
          dht_republish_seconds = 15\ndht_record_ttl_seconds = 300\n\
          consumers = {consumers}\n\n\
-         [accounts]\ncontrol_socket = {accounts}\n",
+         [accounts]\ncontrol_socket = {accounts}\nhome_prefix = {homes}\n",
         control = toml_string(&info.dir.join("run/peerd.sock")),
         accounts = toml_string(&info.dir.join("run/userd.sock")),
+        // Each peer its own home tree, as on separate machines (CEP 8).
+        homes = toml_string(&info.dir.join("home")),
         state = toml_string(&info.state_dir),
         center = toml_string(&info.center_root),
         socket = toml_string(&info.bus_socket),

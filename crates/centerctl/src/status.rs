@@ -1,7 +1,9 @@
 //! `centerctl status`: this peer's health on one screen (CEP 7), asked of
 //! dispatchd over the bus like every other admin command: who it is,
 //! whether it is a member or still syncing the feeds (with progress), its
-//! peers by state, its feeds, its bus clients and its uptime.
+//! peers by state, its feeds, its bus clients and its uptime; and, from
+//! this peer's directory, the network accounts it did not make because
+//! their names are local or reserved here (CEP 8, "Names").
 
 use std::time::Duration;
 
@@ -19,12 +21,54 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
         .await?
         .status
         .context("dispatchd answered without a status; is it older than centerctl?")?;
+    let shadowed = shadowed_names(cli).await;
     if cli.json {
-        output::json(&serde_json::to_value(&report)?)
+        let mut value = serde_json::to_value(&report)?;
+        value["accounts"] = match &shadowed {
+            Ok(names) => serde_json::json!({ "not_made_here": names }),
+            Err(err) => serde_json::json!({ "error": err.to_string() }),
+        };
+        output::json(&value)
     } else {
-        output::text(&render(&report))
+        let mut text = render(&report);
+        text.push_str(&format!(
+            "  {:<12} {}\n",
+            "accounts",
+            accounts_line(&shadowed)
+        ));
+        output::text(&text)
     }?;
     Ok(())
+}
+
+/// The names whose accounts this peer did not make (a notice userd kept
+/// says why), from the peer's own slapd.
+async fn shadowed_names(cli: &Cli) -> anyhow::Result<Vec<String>> {
+    let config = center_config::Config::load(&cli.config)?;
+    let mut directory = userd::directory::Directory::new(&config.ldap.ldapi, &config.ldap.base);
+    Ok(directory
+        .notices()
+        .await?
+        .into_iter()
+        .filter(|(_, texts)| {
+            texts
+                .iter()
+                .any(|t| t.contains(userd::apply::NOT_MADE_HERE))
+        })
+        .map(|(name, _)| name)
+        .collect())
+}
+
+fn accounts_line(shadowed: &anyhow::Result<Vec<String>>) -> String {
+    match shadowed {
+        Ok(names) if names.is_empty() => "every network account is made here".to_owned(),
+        Ok(names) => format!(
+            "{} not made here, their names being local or reserved: {} (`centerctl user notices`)",
+            names.len(),
+            names.join(", ")
+        ),
+        Err(err) => format!("cannot read this peer's directory: {err:#}"),
+    }
 }
 
 /// The report for humans: a label per line, the origins still to fetch

@@ -383,7 +383,7 @@ impl Userd {
         };
         let local = names::nss(&c.name);
         if let Some(reason) = names::conflict(&c.name, c.uid_number, local, &self.reserved) {
-            let text = format!("{origin} made `{}`, not made here: {reason}", c.name);
+            let text = format!("{origin} made `{}`, {NOT_MADE_HERE}: {reason}", c.name);
             self.directory.record_notice(&c.name, &text).await?;
             if origin == self.me {
                 self.tell_refused(&c.name, &format!("refused here: {reason}"))
@@ -493,6 +493,10 @@ impl Userd {
         Ok(())
     }
 }
+
+/// What the notice of an account this peer did not make says (CEP 8,
+/// "Names"); `centerctl status` counts them.
+pub const NOT_MADE_HERE: &str = "not made here";
 
 fn rule(reason: impl std::fmt::Display) -> Refused {
     Refused::Rule(reason.to_string())
