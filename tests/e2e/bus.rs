@@ -2,7 +2,10 @@
 //! subscribers cut off, hostile frames refused, clients surviving a kill -9
 //! of dispatchd.
 
-use std::time::{Duration, Instant};
+use std::{
+    os::unix::process::CommandExt,
+    time::{Duration, Instant},
+};
 
 use center_bus::{Pattern, Publish};
 use nix::sys::signal::Signal;
@@ -406,4 +409,39 @@ impl WritePrefix for std::os::unix::net::UnixStream {
     fn write_all_prefix(&mut self, len: u32) {
         std::io::Write::write_all(self, &len.to_be_bytes()).unwrap();
     }
+}
+
+/// One local user cannot take every bus slot: past its share, its next
+/// connection is refused with a reason, and root still connects.
+#[test]
+fn one_uid_holds_a_bounded_share_of_the_bus() {
+    let (_dir, net) = network(1);
+    let alpha = net.peer("alpha").unwrap();
+    let share = dispatchd::bus::conn::MAX_PER_UID;
+    // As STRANGER: `share` connections held open, then one more, whose
+    // first frame is printed.
+    let script = "import socket,struct,sys\n\
+        held=[]\n\
+        for _ in range(int(sys.argv[2])):\n\
+        \x20   s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); held.append(s)\n\
+        s=socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])\n\
+        n=struct.unpack('>I', s.recv(4))[0]\n\
+        print(s.recv(n).decode())\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&alpha.bus_socket)
+        .arg(share.to_string())
+        .uid(STRANGER)
+        .gid(STRANGER)
+        .output()
+        .expect("python3 opens connections as another user");
+    let answer = ok(out);
+    assert!(answer.contains("too-many-connections"), "{answer}");
+    assert!(
+        answer.contains(&format!("holds {share} bus connections")),
+        "{answer}"
+    );
+    // Root is not counted against anyone's share.
+    let (_raw, welcome) = Raw::hello(alpha, "root-still");
+    assert_eq!(welcome["type"], "welcome");
 }

@@ -28,6 +28,7 @@ pub mod link;
 pub mod listener;
 pub mod peer;
 pub mod roster;
+pub mod slots;
 
 use std::{future::Future, sync::Arc};
 

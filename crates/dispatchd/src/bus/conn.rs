@@ -1,8 +1,11 @@
 //! One bus connection from accept to close: kernel credentials, hello, the
 //! request loop, and the writer task.
 //!
-//! Ownership and shutdown: the accept loop owns the listener and a semaphore
-//! of `max_connections` permits; each connection task holds a permit, the
+//! Ownership and shutdown: the accept loop owns the listener, a semaphore
+//! of `max_connections` permits and the per-uid counts ([`MAX_PER_UID`]
+//! connections for a uid other than root, asked of the kernel at accept,
+//! so one local user cannot take every slot); each connection task holds a
+//! permit and its uid's slot, the
 //! read half, and the `JoinHandle` of its writer task. The writer owns the
 //! write half, the receiving end of the connection's bounded queue and the
 //! `kick` receiver. A connection ends when (a) the client closes or sends a
@@ -31,6 +34,10 @@ use super::{Answer, Broker, Outgoing};
 /// How long a last error frame may take to leave before the socket is closed.
 const LAST_WORDS_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Connections one uid other than root may hold at once (of
+/// `max_connections`, 512 by default): services keep one or two each.
+pub const MAX_PER_UID: usize = 32;
+
 /// A hello is small; an unauthenticated connection gets no bigger buffer.
 const HELLO_MAX_FRAME: u32 = 4096;
 
@@ -48,6 +55,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(broker.limits().max_connections));
+    let per_uid = crate::slots::Slots::<u32>::new(MAX_PER_UID);
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
     loop {
@@ -65,34 +73,49 @@ pub async fn serve(
             }
         };
         next_id += 1;
-        match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
+        // Who it is, before it may hold anything (root is not counted).
+        let uid = getsockopt(&stream, PeerCredentials).map(|c| c.uid());
+        let slot = match uid {
+            Ok(0) | Err(_) => Ok(None),
+            Ok(uid) => per_uid.take(uid).map(Some).ok_or(uid),
+        };
+        let refusal = match (slot, permits.clone().try_acquire_owned()) {
+            (Ok(slot), Ok(permit)) => {
                 let broker = broker.clone();
                 tokio::spawn(async move {
                     handle(stream, next_id, &broker).await;
-                    drop(permit);
+                    drop((permit, slot));
                 });
+                continue;
             }
-            Err(_) => {
+            (Err(uid), _) => {
+                tracing::warn!(
+                    uid,
+                    limit = MAX_PER_UID,
+                    "bus connection refused: too many connections of this uid"
+                );
+                format!("uid {uid} holds {MAX_PER_UID} bus connections already; close some first")
+            }
+            (Ok(_), Err(_)) => {
                 tracing::warn!(
                     limit = broker.limits().max_connections,
                     "bus connection refused: too many connections"
                 );
-                tokio::spawn(async move {
-                    let (_, mut writer) = stream.into_split();
-                    let message = "the bus is at its connection limit; try again later".to_owned();
-                    last_words(
-                        &mut writer,
-                        Reply::Error {
-                            id: None,
-                            code: ErrorCode::TooManyConnections,
-                            message,
-                        },
-                    )
-                    .await;
-                });
+                "the bus is at its connection limit; try again later".to_owned()
             }
-        }
+        };
+        tokio::spawn(async move {
+            let (_, mut writer) = stream.into_split();
+            last_words(
+                &mut writer,
+                Reply::Error {
+                    id: None,
+                    code: ErrorCode::TooManyConnections,
+                    message: refusal,
+                },
+            )
+            .await;
+        });
     }
 }
 

@@ -13,7 +13,7 @@
 //! The broker does not execute anything on behalf of a message: events are
 //! data, consumers decide.
 
-mod conn;
+pub mod conn;
 mod feeds;
 mod inbox;
 mod status;

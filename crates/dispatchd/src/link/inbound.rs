@@ -54,7 +54,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let per_ip = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
+    let per_ip = crate::slots::Slots::<IpAddr>::new(MAX_PER_IP);
     let new_limit = Arc::new(Mutex::new(HashMap::<IpAddr, (Instant, u32)>::new()));
     tokio::pin!(shutdown);
     loop {
@@ -70,7 +70,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(slot) = IpSlot::take(&per_ip, remote.ip()) else {
+        let Some(slot) = per_ip.take(remote.ip()) else {
             if let Some(skipped) = PER_IP_FULL.allow() {
                 tracing::warn!(%remote, max = MAX_PER_IP, lines_left_out = skipped,
                     "peer connection refused: too many connections from this address");
@@ -96,41 +96,6 @@ pub async fn serve(
 
 static PER_IP_FULL: Quiet = Quiet::new();
 static ALL_FULL: Quiet = Quiet::new();
-
-/// One connection counted against its source address; uncounted when
-/// dropped.
-struct IpSlot {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl IpSlot {
-    /// A slot for `ip`, unless it already has [`MAX_PER_IP`].
-    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<IpSlot> {
-        let mut map = lock(counts);
-        let count = map.entry(ip).or_insert(0);
-        if *count >= MAX_PER_IP {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            counts: counts.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut map = lock(&self.counts);
-        if let Some(count) = map.get_mut(&self.ip) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
 
 async fn handle(
     stream: TcpStream,
