@@ -10,6 +10,10 @@
 //! last rotation. A signature by the old key on a seq after S is refused
 //! even though the old certificate is neither expired nor revoked.
 //!
+//! A rotation a peer's hello carries is taken only as the event at its seq
+//! in the chain the receiver holds ([`hello_rotation`]): a receiver behind
+//! on that feed waits for the events before it.
+//!
 //! Nothing here does I/O; the store applies a rotation it stores, and the
 //! dispatcher keeps the history in its roster.
 
@@ -17,7 +21,7 @@ use center_identity::{PeerDescription, PeerKeys};
 use center_proto::{PeerId, canonical::to_canonical};
 use serde_json::{Value, json};
 
-use crate::event::FeedEvent;
+use crate::{event::FeedEvent, store::Outcome};
 
 /// The name of the event an origin rotates its keys with.
 pub const ROTATE_EVENT: &str = "peer.rotate";
@@ -235,5 +239,98 @@ impl Rotation {
     /// The new keys.
     pub fn keys(&self) -> PeerKeys {
         PeerKeys::from_description(&self.description)
+    }
+}
+
+/// What a receiver does with a `peer.rotate` event a hello carries
+/// (CEP 7, "The rotating peer's hello"), once the event verified with the
+/// sender's key for its seq and was offered to the feed store.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum HelloRotation {
+    /// The store holds it at its seq, chained to the events before it
+    /// (stored now, or held already): the receiver switches.
+    Apply,
+    /// The receiver lacks events before it (it holds the feed up to
+    /// `have`): the rotation cannot be checked against them, so nothing
+    /// switches now; the feed brings the event at that seq, from any peer,
+    /// and the receiver switches when it stores it.
+    Defer { have: u64 },
+    /// The store did not take it at its seq: never applied.
+    Refuse(String),
+}
+
+/// Decides [`HelloRotation`] by what [`crate::FeedStore::accept`] made of
+/// the hello's rotation event. Only an event the store holds *at its seq*
+/// is applied: there it was checked against every event before it (the
+/// chain of `prev` hashes from the receiver's own copy), so a rotation
+/// signed by a thief of the old key switches nobody without forking the
+/// feed where the receiver holds it, which the genuine events then show
+/// as an equivocation (CEP 6).
+pub fn hello_rotation(outcome: &Outcome) -> HelloRotation {
+    match outcome {
+        Outcome::Stored { .. } | Outcome::Duplicate { .. } => HelloRotation::Apply,
+        Outcome::Gap { have, .. } => HelloRotation::Defer { have: *have },
+        Outcome::Stale { floor, .. } => HelloRotation::Refuse(format!(
+            "its seq is below the oldest event kept here ({floor}), so it cannot be compared"
+        )),
+        Outcome::Equivocation { .. } => HelloRotation::Refuse(
+            "it contradicts the event held at its seq (an equivocation)".to_owned(),
+        ),
+        Outcome::Refused(refusal) => {
+            HelloRotation::Refuse(format!("the feed refuses it: {refusal}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The rule for a rotation a hello carries: applied only as the event
+    //! the feed holds at its seq.
+
+    use center_proto::PeerId;
+
+    use super::{HelloRotation, hello_rotation};
+    use crate::store::{Outcome, Refusal};
+
+    #[test]
+    fn a_hello_rotation_is_applied_only_when_the_feed_holds_it_at_its_seq() {
+        let origin = PeerId::new_random();
+        let seq = 7;
+        assert_eq!(
+            hello_rotation(&Outcome::Stored {
+                origin,
+                seq,
+                pos: 3
+            }),
+            HelloRotation::Apply
+        );
+        assert_eq!(
+            hello_rotation(&Outcome::Duplicate { origin, seq }),
+            HelloRotation::Apply
+        );
+        // Behind on the feed: not checked against the missing events.
+        assert_eq!(
+            hello_rotation(&Outcome::Gap {
+                origin,
+                seq,
+                have: 4
+            }),
+            HelloRotation::Defer { have: 4 }
+        );
+        for outcome in [
+            Outcome::Equivocation { origin, seq },
+            Outcome::Stale {
+                origin,
+                seq,
+                floor: 9,
+            },
+            Outcome::Refused(Refusal::Forked { origin, seq }),
+            Outcome::Refused(Refusal::UnknownOrigin { origin, seq }),
+        ] {
+            assert!(
+                matches!(hello_rotation(&outcome), HelloRotation::Refuse(_)),
+                "{outcome:?}"
+            );
+        }
     }
 }

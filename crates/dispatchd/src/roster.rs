@@ -508,6 +508,50 @@ impl Roster {
         Ok(attached)
     }
 
+    /// Attaches to `uuid`'s key retired at `event`'s seq its proof,
+    /// `event` itself (the `peer.rotate` event there, as the feed store
+    /// holds it), if it lacks one and `event` proves it (checked as an
+    /// import would): what [`Roster::attach_rotation_proofs`] does at
+    /// start, for a rotation just applied, so that a hand-off made from
+    /// then on carries it. Returns whether it attached it; on disk before
+    /// it returns.
+    pub fn attach_proof(&mut self, uuid: PeerId, event: &FeedEvent) -> Result<bool, RosterError> {
+        let Some(peer) = self.peers.get(&uuid) else {
+            return Ok(false);
+        };
+        let Some(at) = peer
+            .retired
+            .iter()
+            .position(|r| r.last_seq == event.seq() && r.rotation.is_none())
+        else {
+            return Ok(false);
+        };
+        let next = peer
+            .retired
+            .get(at + 1)
+            .map_or(&peer.description, |r| &r.description);
+        let Ok(value) = serde_json::from_slice::<Value>(event.as_bytes()) else {
+            return Ok(false);
+        };
+        let candidate = Retired {
+            rotation: Some(value),
+            ..peer.retired[at].clone()
+        };
+        if let Err(reason) = check_rotation_proof(uuid, &candidate, next) {
+            tracing::warn!(peer = %uuid, seq = event.seq(), reason, "a stored rotation does not prove a retired key");
+            return Ok(false);
+        }
+        let mut peers = self.peers.clone();
+        if let Some(peer) = peers.get_mut(&uuid)
+            && let Some(retired) = peer.retired.get_mut(at)
+        {
+            *retired = candidate;
+        }
+        self.save(&peers)?;
+        self.peers = peers;
+        Ok(true)
+    }
+
     fn save(&self, peers: &BTreeMap<PeerId, RosterPeer>) -> Result<(), RosterError> {
         self.save_with(peers, &self.departed)
     }
@@ -855,6 +899,41 @@ mod tests {
         check(&roster);
         let reopened = Roster::open(dir.path(), me).unwrap();
         check(&reopened);
+
+        // The proof attached as soon as the rotation is applied (not only
+        // at the next start): only the event that proves that key.
+        let feed_event = |value: &Value| {
+            let bytes = center_proto::canonical::to_canonical(value).unwrap();
+            FeedEvent::parse(&bytes, &center_feed::FeedLimits::DEFAULT).unwrap()
+        };
+        let mut attached = Roster::open(dir.path(), me).unwrap();
+        for wrong in [
+            &forged,
+            &event(&bravo, 4, "peer.rotate", data.clone()),
+            &event(&bravo, 3, "notes.posted", data.clone()),
+        ] {
+            assert!(
+                !attached
+                    .attach_proof(bravo.uuid(), &feed_event(wrong))
+                    .unwrap()
+            );
+        }
+        assert!(
+            attached
+                .attach_proof(bravo.uuid(), &feed_event(&proof))
+                .unwrap()
+        );
+        assert!(
+            !attached
+                .attach_proof(bravo.uuid(), &feed_event(&proof))
+                .unwrap()
+        );
+        let reopened = Roster::open(dir.path(), me).unwrap();
+        assert_eq!(
+            reopened.export_entry(&bravo.uuid()).unwrap()["retired"][0]["rotation"],
+            proof
+        );
+        drop(attached);
 
         // Without its proof, a retired key of a hand-off is refused; so is
         // one whose proof another key signed, or is at another seq, or

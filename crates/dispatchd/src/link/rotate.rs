@@ -21,12 +21,23 @@
 //!
 //! **A peer's rotation**, learnt from a stored feed event or a hello: its
 //! sessions are dropped, its roster entry switches (the old description
-//! kept with `last_seq`), its connection is closed and dialled again, and
-//! the outbox resends what it had not acknowledged on the new session.
+//! kept with `last_seq`, and the event as its proof, so a hand-off made
+//! from then on carries it), its connection is closed and dialled again,
+//! and the outbox resends what it had not acknowledged on the new session.
+//!
+//! A rotation a hello carries is applied only if the feed store holds it
+//! at its seq ([`center_feed::rotation::hello_rotation`]): a receiver
+//! behind on that feed does not switch on the hello's word, which a thief
+//! of the old key could forge beyond what the receiver holds; it switches
+//! when the feed brings the event, from any peer.
 
 use std::sync::Arc;
 
-use center_feed::{FeedEvent, FeedLimits, OriginKeys, Outcome, Rotation, rotation_data};
+use center_feed::{
+    FeedEvent, FeedLimits, OriginKeys, Outcome, Rotation,
+    rotation::{HelloRotation, hello_rotation},
+    rotation_data,
+};
 use center_proto::{EventName, PeerId, Timestamp, canonical::to_canonical, peer_frame};
 use serde_json::Value;
 
@@ -155,26 +166,36 @@ impl Links {
         }
     }
 
-    /// Switches `origin` to the keys of its rotation at `seq` (verified by
-    /// the caller with the key `origin` had at `seq`).
+    /// Switches `origin` to the keys of its rotation `event` (verified by
+    /// the caller with the key `origin` had at its seq, and held by the
+    /// feed store at that seq), and keeps the event as the proof of the
+    /// retired key.
     pub(super) fn apply_rotation(
         self: &Arc<Self>,
         origin: PeerId,
         rotation: &Rotation,
-        seq: u64,
+        event: &FeedEvent,
     ) -> Result<Rotated, String> {
+        let seq = event.seq();
         {
             let mut crypto = self.crypto();
-            if self.roster().history(&origin).and_then(|h| h.rotated_at()) >= Some(seq) {
-                return Ok(Rotated::Known);
+            let mut roster = self.roster();
+            let known = roster.history(&origin).and_then(|h| h.rotated_at()) >= Some(seq);
+            let rotated = if known {
+                Rotated::Known
+            } else {
+                // Sessions first: a crash after leaves the old keys and no
+                // session, which the next rotation event repairs.
+                crypto.sessions.forget(origin)?;
+                roster
+                    .rotate(origin, rotation, seq)
+                    .map_err(|err| err.to_string())?
+            };
+            // The proof now, not at the next start: a newcomer's hand-off
+            // carries it from here on.
+            if let Err(err) = roster.attach_proof(origin, event) {
+                tracing::warn!(peer = %origin, seq, error = %err, "cannot keep a rotation's proof with the roster");
             }
-            // Sessions first: a crash after leaves the old keys and no
-            // session, which the next rotation event repairs.
-            crypto.sessions.forget(origin)?;
-            let rotated = self
-                .roster()
-                .rotate(origin, rotation, seq)
-                .map_err(|err| err.to_string())?;
             if rotated == Rotated::Known {
                 return Ok(rotated);
             }
@@ -213,7 +234,7 @@ impl Links {
             let Some(Ok(rotation)) = Rotation::from_event(&event) else {
                 continue;
             };
-            if let Err(err) = self.apply_rotation(*origin, &rotation, *seq) {
+            if let Err(err) = self.apply_rotation(*origin, &rotation, &event) {
                 tracing::error!(peer = %origin, seq, error = err, "cannot apply a stored key rotation");
             }
         }
@@ -222,8 +243,11 @@ impl Links {
     /// The rotation events a hello from a roster peer carries, checked
     /// and applied before the hello itself is verified: the hello of a
     /// peer that rotated is signed by its new key, which we learn only from
-    /// these events, each signed by the key we know for its seq. Returns
-    /// whether a rotation was applied (the caller then verifies again).
+    /// these events, each signed by the key we know for its seq. Each is
+    /// applied only once the feed store holds it at its seq, chained to
+    /// the events before it; one beyond what we hold of that feed waits
+    /// for the feed (CEP 7, "The rotating peer's hello"). Returns whether
+    /// a rotation was applied (the caller then verifies again).
     pub(super) fn rotations_in_hello(self: &Arc<Self>, body: &[u8]) -> bool {
         let Ok(frame) = peer_frame::PeerFrame::parse(body) else {
             return false;
@@ -278,21 +302,33 @@ impl Links {
                         .next()
                         .ok_or_else(|| "no outcome".to_owned())
                 });
-            match outcome {
-                Ok(Outcome::Stored { .. }) => self.feed_changed(),
-                // Already held, or ahead of what we hold of the feed (then
-                // the hello is the only way to hear from the peer again).
-                Ok(Outcome::Duplicate { .. } | Outcome::Gap { .. }) => {}
-                Ok(other) => {
-                    tracing::warn!(peer = %from, seq, outcome = ?other, "a key rotation in a hello is not taken by the feed");
-                    return applied;
-                }
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
                 Err(err) => {
                     tracing::error!(peer = %from, seq, error = err, "cannot check a key rotation in a hello");
                     return applied;
                 }
+            };
+            if matches!(outcome, Outcome::Stored { .. }) {
+                self.feed_changed();
             }
-            match self.apply_rotation(from, &rotation, seq) {
+            match hello_rotation(&outcome) {
+                HelloRotation::Apply => {}
+                HelloRotation::Defer { have } => {
+                    tracing::warn!(
+                        peer = %from,
+                        seq,
+                        have,
+                        "a key rotation in a hello is not applied: this peer holds that feed only up to seq {have}, so the rotation at seq {seq} cannot be checked against the events before it; it is applied when the feed brings it"
+                    );
+                    return applied;
+                }
+                HelloRotation::Refuse(reason) => {
+                    tracing::warn!(peer = %from, seq, reason, "a key rotation in a hello is refused");
+                    return applied;
+                }
+            }
+            match self.apply_rotation(from, &rotation, &event) {
                 Ok(Rotated::Switched) => applied = true,
                 Ok(Rotated::Known) => {}
                 Err(err) => {
