@@ -3,14 +3,26 @@
 //! after in order, direct messages flow on new sessions, a restart keeps
 //! the new keys, and an event signed with bravo's old key after the
 //! rotation is refused while the new key's is stored. A peer that joins
-//! later gets bravo's retired key in the roster hand-off, with its proof.
+//! later gets bravo's retired key in the roster hand-off, with its proof,
+//! without the introducer restarting. A thief of bravo's old key cannot
+//! switch a peer that is behind on bravo's feed with a forged rotation in
+//! a hello (issue 13, item 6): that peer learns the genuine key from the
+//! feed.
 
-use std::{fs, os::unix::fs::PermissionsExt, path::Path};
+use std::{
+    fs,
+    io::{Read, Write},
+    net::TcpStream,
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    time::Duration,
+};
 
-use center_feed::{EventBody, EventHash, FeedEvent};
+use center_feed::{EventBody, EventHash, FeedEvent, rotation_data};
 use center_identity::{Identity, IdentityPaths};
-use center_proto::{EventName, Timestamp};
+use center_proto::{Destination, Envelope, EventName, Meta, Timestamp};
 use center_testnet::{Formation, PeerInfo, Testnet};
+use dispatchd::peer::{self, seal_gpg};
 use serde_json::{Value, json};
 
 use crate::{
@@ -230,15 +242,141 @@ fn a_peer_that_joins_after_a_rotation_gets_the_retired_key_with_its_proof() {
     ok(ctl(&net, bravo, &["peer", "rotate-keys"]));
     publish(&net, bravo, 3);
     wait_for_head(&net, alpha, bravo, 4, PATIENCE);
-    // At its start, alpha keeps the rotation event with bravo's retired key.
-    net.stop("alpha").unwrap();
-    net.start("alpha").unwrap();
+    // Alpha keeps the rotation event with bravo's retired key as soon as
+    // it applies the rotation, not only at its next start.
+    wait_until("alpha did not keep the rotation's proof", || {
+        roster_file_entry(alpha, bravo)["retired"][0]["rotation"]["seq"] == 3
+    });
     let held = roster_file_entry(alpha, bravo);
     assert_eq!(held["retired"][0]["last_seq"], 3, "{held}");
-    assert_eq!(held["retired"][0]["rotation"]["seq"], 3, "{held}");
-    // Delta joins through alpha: the hand-off carries the key with its
-    // proof, so delta verifies bravo's events before the rotation too.
+    // Delta joins through alpha, which has not restarted: the hand-off
+    // carries the key with its proof, so delta verifies bravo's events
+    // before the rotation too.
     net.join_through(delta, alpha).unwrap();
     wait_for_head(&net, delta, bravo, 4, PATIENCE);
     assert_eq!(roster_file_entry(delta, bravo)["retired"], held["retired"]);
+    // And alpha keeps the proof across a restart.
+    net.stop("alpha").unwrap();
+    net.start("alpha").unwrap();
+    assert_eq!(roster_file_entry(alpha, bravo)["retired"], held["retired"]);
+}
+
+/// Sends `peer` a hello from `from` (as a dialer's first frame) signed by
+/// `identity`, carrying `rotations`; waits until `peer` closes the
+/// connection (it refuses the hello) and returns whether it answered.
+fn send_hello(
+    peer: &PeerInfo,
+    from: &PeerInfo,
+    identity: &Identity,
+    rotations: &[&FeedEvent],
+) -> bool {
+    let rotations: Vec<Value> = rotations
+        .iter()
+        .map(|e| serde_json::from_slice(e.as_bytes()).unwrap())
+        .collect();
+    let iat = Timestamp::now();
+    let envelope = Envelope {
+        name: EventName::parse(peer::HELLO).unwrap(),
+        meta: Meta {
+            from: from.uuid,
+            to: Destination::Peer(peer.uuid),
+            iat,
+            exp: iat.saturating_add(Duration::from_secs(300)),
+        },
+        data: json!({ "nonce": crate::feeds::nonce(), "rotations": rotations }),
+    };
+    let frame = seal_gpg(identity, peer.uuid, &envelope).unwrap();
+    let mut stream = TcpStream::connect(peer.addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(&frame.to_frame()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    !answer.is_empty()
+}
+
+/// Issue 13, item 6: charlie is down while bravo publishes and rotates.
+/// Someone holding bravo's OLD keys makes a rotation of its own at the
+/// same seq, to keys of its choosing, and greets charlie with a hello
+/// signed by those keys, carrying it. Charlie holds bravo's feed only up
+/// to an earlier seq, so it cannot check the rotation against the events
+/// before it: it does not switch (logged), and later learns bravo's
+/// genuine key from the feed.
+#[test]
+fn a_forged_rotation_in_a_hello_does_not_switch_a_peer_behind_on_the_feed() {
+    let (dir, net) = network(3);
+    let (alpha, bravo, charlie) = (
+        net.peer("alpha").unwrap(),
+        net.peer("bravo").unwrap(),
+        net.peer("charlie").unwrap(),
+    );
+    publish(&net, bravo, 1);
+    for peer in [alpha, charlie] {
+        wait_for_head(&net, peer, bravo, 1, PATIENCE);
+    }
+    let old_keys = dir.path().join("bravo-old-identity");
+    copy_identity(&identity_dir(bravo), &old_keys);
+    let old_fingerprint = whoami_fingerprint(&net, bravo);
+    net.stop("charlie").unwrap();
+    // Seq 2 an event, seq 3 the genuine rotation, seq 4 the new key's.
+    publish(&net, bravo, 2);
+    ok(ctl(&net, bravo, &["peer", "rotate-keys"]));
+    let new_fingerprint = whoami_fingerprint(&net, bravo);
+    publish(&net, bravo, 3);
+    wait_for_head(&net, alpha, bravo, 4, PATIENCE);
+    // Charlie comes back with nobody to fetch bravo's feed from.
+    net.stop("alpha").unwrap();
+    net.stop("bravo").unwrap();
+    net.start("charlie").unwrap();
+
+    // The thief's rotation at seq 3, signed by the old key, to its keys.
+    let mut thief = Identity::load(&IdentityPaths::new(&old_keys)).unwrap();
+    assert_eq!(thief.fingerprint(), old_fingerprint);
+    let prepared = thief.prepare_rotation().unwrap();
+    let forged_fingerprint = prepared.description().fingerprint().to_owned();
+    let body = EventBody {
+        origin: bravo.uuid,
+        seq: 3,
+        prev: EventHash::digest(b"whatever charlie lacks"),
+        name: EventName::parse(center_feed::ROTATE_EVENT).unwrap(),
+        iat: Timestamp::now(),
+        data: rotation_data(prepared.description(), &old_fingerprint),
+    };
+    let forged = FeedEvent::sign(body, |input| thief.sign(input)).unwrap();
+    thief.commit_rotation(prepared).unwrap();
+    assert_eq!(thief.fingerprint(), forged_fingerprint);
+    assert!(
+        !send_hello(charlie, bravo, &thief, &[&forged]),
+        "charlie answered the thief's hello"
+    );
+    wait_until("charlie did not log why it keeps bravo's keys", || {
+        log(charlie).contains(
+            "a key rotation in a hello is not applied: this peer holds that feed only up to seq 1, \
+             so the rotation at seq 3 cannot be checked",
+        )
+    });
+    assert_eq!(
+        roster_entry(&net, charlie, bravo)["fingerprint"],
+        old_fingerprint.as_str()
+    );
+    assert!(!log(charlie).contains(&format!("peer {} rotated its keys", bravo.uuid)));
+
+    // The feed brings bravo's genuine rotation: charlie switches to it.
+    net.start("alpha").unwrap();
+    net.start("bravo").unwrap();
+    wait_for_head(&net, charlie, bravo, 4, PATIENCE);
+    assert_eq!(
+        roster_entry(&net, charlie, bravo)["fingerprint"],
+        new_fingerprint.as_str()
+    );
+    wait_until("charlie did not log bravo's rotation", || {
+        log(charlie).contains(&format!("peer {} rotated its keys at seq 3", bravo.uuid))
+    });
+    // Once caught up, the forged hello changes nothing either.
+    assert!(!send_hello(charlie, bravo, &thief, &[&forged]));
+    assert_eq!(
+        roster_entry(&net, charlie, bravo)["fingerprint"],
+        new_fingerprint.as_str()
+    );
+    direct(&net, charlie, bravo, 1);
+    direct(&net, bravo, charlie, 2);
 }
