@@ -47,7 +47,14 @@ pub struct Userd {
     pub home_prefix: String,
     /// Names this peer's sysadmin reserved, besides [`names::RESERVED`].
     pub reserved: Vec<String>,
+    /// How many names each origin has notices or deletions recorded for
+    /// here (CEP 8, "Quotas"): at most [`MAX_RECORDS_PER_ORIGIN`].
+    pub records: std::collections::HashMap<String, u64>,
 }
+
+/// Names one origin may have notices, and deletions, recorded for on this
+/// peer: what a flood of made-up names can make userd write to slapd.
+pub const MAX_RECORDS_PER_ORIGIN: u64 = 100_000;
 
 impl Userd {
     /// Claims a free block if this peer holds none and no claim of ours is
@@ -191,7 +198,7 @@ impl Userd {
                 }
                 let action = if *banned { "banned" } else { "unbanned" };
                 let text = format!("{origin} {action} at {iat}: {reason}");
-                self.directory.record_notice(name, &text).await?;
+                self.record_notice(origin, name, &text).await?;
                 Ok("ban notice recorded for the sysadmin (`centerctl user notices`)".into())
             }
         }
@@ -296,6 +303,31 @@ impl Userd {
         Ok(format!("{what} ({})", by.as_str()).into())
     }
 
+    /// Keeps a notice from `origin` about `name`, within the origin's
+    /// quota of names.
+    async fn record_notice(&mut self, origin: &str, name: &str, text: &str) -> Result<(), Refused> {
+        let count = self.records.get(origin).copied().unwrap_or(0);
+        let room = count < MAX_RECORDS_PER_ORIGIN;
+        match self.directory.record_notice(name, text, room).await? {
+            directory::Noticed::New => {
+                self.records.insert(origin.to_owned(), count + 1);
+                Ok(())
+            }
+            directory::Noticed::Replaced => Ok(()),
+            directory::Noticed::Refused => Err(rule(quota_full(origin))),
+        }
+    }
+
+    /// Counts one more name recorded for `origin`, or refuses past its quota.
+    fn count_record(&mut self, origin: &str) -> Result<(), Refused> {
+        let count = self.records.entry(origin.to_owned()).or_default();
+        if *count >= MAX_RECORDS_PER_ORIGIN {
+            return Err(rule(quota_full(origin)));
+        }
+        *count += 1;
+        Ok(())
+    }
+
     /// `account.delegated`: kept if its user signed it with the key the
     /// account holds (one per delegated peer, the latest; expired ones
     /// dropped). It counts only while that key is hers.
@@ -338,6 +370,13 @@ impl Userd {
     /// origin had no authority over, stays. A deletion of an account not
     /// held here is kept and judged against each creation that arrives.
     async fn deleted(&mut self, name: &str, tombstone: Tombstone) -> Result<&'static str, Refused> {
+        let first_from_origin = self
+            .deleted
+            .get(name)
+            .is_none_or(|list| list.iter().all(|t| t.origin != tombstone.origin));
+        if first_from_origin {
+            self.count_record(&tombstone.origin)?;
+        }
         let list = self.deleted.entry(name.to_owned()).or_default();
         if directory::keep_tombstone(list, &tombstone) {
             let kept = list.clone();
@@ -384,7 +423,7 @@ impl Userd {
         let local = names::nss(&c.name);
         if let Some(reason) = names::conflict(&c.name, c.uid_number, local, &self.reserved) {
             let text = format!("{origin} made `{}`, {NOT_MADE_HERE}: {reason}", c.name);
-            self.directory.record_notice(&c.name, &text).await?;
+            self.record_notice(origin, &c.name, &text).await?;
             if origin == self.me {
                 self.tell_refused(&c.name, &format!("refused here: {reason}"))
                     .await?;
@@ -494,6 +533,37 @@ impl Userd {
     }
 }
 
+/// How many names each origin has deletions and notices recorded for, from
+/// what slapd holds (counted once at start, then kept by userd).
+pub fn records_per_origin(
+    deleted: &std::collections::HashMap<String, Vec<Tombstone>>,
+    notices: &[(String, Vec<String>)],
+) -> std::collections::HashMap<String, u64> {
+    let mut counts = std::collections::HashMap::new();
+    let origins = deleted
+        .values()
+        .flat_map(|list| list.iter().map(|t| t.origin.clone()))
+        .chain(notices.iter().flat_map(|(_, texts)| {
+            let mut from: Vec<String> = texts
+                .iter()
+                .map(|t| directory::notice_key(t).0.to_owned())
+                .collect();
+            from.sort();
+            from.dedup();
+            from
+        }));
+    for origin in origins {
+        *counts.entry(origin).or_default() += 1;
+    }
+    counts
+}
+
+fn quota_full(origin: &str) -> String {
+    format!(
+        "{origin} has notices or deletions recorded here for {MAX_RECORDS_PER_ORIGIN} names already (its quota)"
+    )
+}
+
 /// What the notice of an account this peer did not make says (CEP 8,
 /// "Names"); `centerctl status` counts them.
 pub const NOT_MADE_HERE: &str = "not made here";
@@ -520,4 +590,35 @@ fn may_delete(
         },
     };
     authority::authorize(&t.origin, claim.home(), user_key, &[], &event).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_origin_counts_the_names_it_has_records_for() {
+        let tomb = |origin: &str| Tombstone {
+            deleted: 1,
+            origin: origin.to_owned(),
+            auth: None,
+        };
+        let deleted = [
+            ("alice".to_owned(), vec![tomb("m"), tomb("h")]),
+            ("bob".to_owned(), vec![tomb("m")]),
+        ]
+        .into_iter()
+        .collect();
+        let notices = vec![(
+            "carol".to_owned(),
+            vec![
+                "m banned at 1: x".to_owned(),
+                "m made `carol`, not made here: y".to_owned(),
+                "h banned at 2: z".to_owned(),
+            ],
+        )];
+        let counts = records_per_origin(&deleted, &notices);
+        assert_eq!(counts.get("m"), Some(&3), "two deletions, one name noticed");
+        assert_eq!(counts.get("h"), Some(&2));
+    }
 }

@@ -215,6 +215,30 @@ pub fn keep_delegation(list: &mut Vec<Delegated>, new: &Delegated, now: u64) -> 
     changed
 }
 
+/// What [`Directory::record_notice`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Noticed {
+    /// The first notice of its origin on that name.
+    New,
+    /// It replaced its origin's earlier one.
+    Replaced,
+    /// It would have been the first of its origin, which was not allowed.
+    Refused,
+}
+
+/// Whom a notice is from and of what kind: its first word (the origin)
+/// and its second (`banned` and `unbanned` are one kind: the latest
+/// stands).
+pub fn notice_key(text: &str) -> (&str, &str) {
+    let mut words = text.split(' ');
+    let origin = words.next().unwrap_or_default();
+    let kind = match words.next().unwrap_or_default() {
+        "banned" | "unbanned" => "ban",
+        other => other,
+    };
+    (origin, kind)
+}
+
 /// Adds `new` to the deletions of one name, keeping one per origin (its
 /// latest): what one origin may delete, its latest deletion deletes too,
 /// so a hostile origin holds one entry per name, not a flood that pushes
@@ -697,28 +721,35 @@ impl Directory {
         .await
     }
 
-    /// Keeps a ban notice another peer sent about `name`.
-    pub async fn record_notice(&mut self, name: &str, text: &str) -> Result<(), DirError> {
+    /// Keeps a notice about `name` (`text` starts with the origin it is
+    /// about, [`notice_key`]): it replaces that origin's earlier notice of
+    /// the same kind, so one origin holds at most one value of each kind
+    /// per name. A notice from an origin the record has none from is kept
+    /// only if `new_origin` allows it.
+    pub async fn record_notice(
+        &mut self,
+        name: &str,
+        text: &str,
+        new_origin: bool,
+    ) -> Result<Noticed, DirError> {
         let dn = self.record_dn(NOTICES_OU, name);
-        let added = self
-            .add(
-                &dn,
-                vec![
-                    ("objectClass", set(["account"])),
-                    ("uid", set([name])),
-                    ("description", set([text])),
-                ],
-            )
+        let found = self
+            .search(&dn, Scope::Base, "(objectClass=account)", &["description"])
             .await?;
-        if !added {
-            let mut ldap = self.handle().await?;
-            let result = ldap
-                .with_timeout(OP_TIMEOUT)
-                .modify(&dn, vec![Mod::Add("description".to_owned(), set([text]))])
-                .await;
-            self.check(|| format!("changing {dn}"), result, &[rc::VALUE_EXISTS])?;
+        let mut texts: Vec<String> = found.iter().flat_map(|e| e.values("description")).collect();
+        let key = notice_key(text);
+        let first = !texts.iter().any(|t| notice_key(t).0 == key.0);
+        if first && !new_origin {
+            return Ok(Noticed::Refused);
         }
-        Ok(())
+        texts.retain(|t| notice_key(t) != key);
+        texts.push(text.to_owned());
+        self.put_records(NOTICES_OU, name, &texts).await?;
+        Ok(if first {
+            Noticed::New
+        } else {
+            Noticed::Replaced
+        })
     }
 
     /// The notices other peers sent, by account name.
@@ -1024,6 +1055,17 @@ mod tests {
         assert!(!keep_tombstone(&mut list, &tomb(5, "home")));
         assert!(keep_tombstone(&mut list, &tomb(20, "home")));
         assert_eq!(list, [tomb(20, "home"), tomb(99, "mallory")]);
+    }
+
+    #[test]
+    fn one_notice_per_origin_and_kind() {
+        assert_eq!(notice_key("peerA banned at 5: spam"), ("peerA", "ban"));
+        assert_eq!(notice_key("peerA unbanned at 6: ok"), ("peerA", "ban"));
+        assert_eq!(
+            notice_key("peerA made `root`, not made here: reserved"),
+            ("peerA", "made")
+        );
+        assert_eq!(notice_key(""), ("", ""));
     }
 
     #[test]

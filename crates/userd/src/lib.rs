@@ -83,6 +83,11 @@ pub async fn run(
         .context("cannot read the deletions from slapd")?
         .into_iter()
         .collect();
+    let notices = directory
+        .notices()
+        .await
+        .context("cannot read the notices from slapd")?;
+    let records = apply::records_per_origin(&deleted, &notices);
     let mut subscriber = Client::connect(client())
         .await
         .context("cannot connect to the bus")?;
@@ -108,6 +113,7 @@ pub async fn run(
         deleted,
         home_prefix: config.accounts.home_prefix.display().to_string(),
         reserved: config.accounts.reserved_names.clone(),
+        records,
     };
     userd.claim_block_if_needed().await?;
     let control_bus = Client::connect(client())
