@@ -545,7 +545,7 @@ fn one_address_holds_at_most_eight_connection_slots() {
 }
 
 /// `sqlite3` on a peer's link store, waiting for a lock if need be.
-fn links_sql(peer: &PeerInfo, sql: &str) -> String {
+pub(crate) fn links_sql(peer: &PeerInfo, sql: &str) -> String {
     let out = std::process::Command::new("sqlite3")
         .arg("-cmd")
         .arg(".timeout 5000")
@@ -562,7 +562,7 @@ fn links_sql(peer: &PeerInfo, sql: &str) -> String {
 }
 
 /// Rows for `sender` in the inbox, `n` of them, kept far into the future.
-fn fill_inbox(peer: &PeerInfo, sender: &str, n: u64) {
+pub(crate) fn fill_inbox(peer: &PeerInfo, sender: &str, n: u64) {
     links_sql(
         peer,
         &format!(

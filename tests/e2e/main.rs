@@ -3,6 +3,7 @@
 
 mod accounts;
 mod authority;
+mod bounds;
 mod bus;
 mod dht;
 mod direct;
