@@ -16,8 +16,9 @@
 //!   victim. A grant on charlie receives `flood.*`, so the member's direct
 //!   messages are kept (up to the inbox quota) rather than dropped.
 //! - Honest traffic: a root service on alpha publishes, one at a time, a
-//!   direct message to charlie or a feed event (alternately); each
-//!   latency runs from the publish until a subscriber on charlie has it.
+//!   direct message to charlie or a feed event (alternately), at most one
+//!   per 100 ms; each latency runs from the publish until a subscriber on
+//!   charlie has it.
 //! - The hostile member: bravo's root publishes as fast as its bus takes
 //!   them, from four services, direct messages of 1 KiB to charlie and
 //!   feed events of 1 KiB, until the flooded run ends.
@@ -63,6 +64,10 @@ const SOURCES: usize = 100;
 const FLOODERS: usize = 4;
 /// The flood's payload pad.
 const FLOOD_BYTES: usize = 1024;
+/// Honest messages go out one at a time, at most one per this, so a run
+/// lasts longer than the victim's hello deadline and held connections
+/// cycle.
+const HONEST_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one honest message may take before it counts as lost.
 const STALL: Duration = Duration::from_secs(30);
 /// The flooded run ends after this even if messages are still missing.
@@ -215,9 +220,10 @@ async fn measure(net: &Testnet, n: usize) -> anyhow::Result<Value> {
             Ok(())
         }));
     }
-    // The flooded run starts once every connection was tried once.
+    // The flooded run starts once every connection was tried once and
+    // either held or refused.
     let ramp = Instant::now();
-    while counts.attempts.load(Ordering::Relaxed) < CONNECTIONS as u64 {
+    while counts.settled.load(Ordering::Relaxed) < CONNECTIONS as u64 {
         if ramp.elapsed() > STALL {
             eprintln!("flood: not every connection was tried within {STALL:?}; measuring anyway");
             break;
@@ -252,6 +258,7 @@ async fn measure(net: &Testnet, n: usize) -> anyhow::Result<Value> {
         "peers": 3,
         "victim": "charlie",
         "honest_messages_per_run": n,
+        "honest_interval_ms": HONEST_INTERVAL.as_millis() as u64,
         "idle": idle,
         "flooded": flooded,
         "flood_seconds": round(flood_s, 2),
@@ -296,6 +303,8 @@ struct Counts {
     publish_refused: AtomicU64,
     publish_errors: AtomicU64,
     attempts: AtomicU64,
+    /// Attempts refused, accepted or failed (the ramp waits for them).
+    settled: AtomicU64,
     connect_failed: AtomicU64,
     refused: AtomicU64,
     accepted: AtomicU64,
@@ -358,7 +367,10 @@ async fn unauthenticated(
     stop: &AtomicBool,
     counts: &Counts,
 ) {
-    let source = Ipv4Addr::new(127, 253, 0, 1 + (i % SOURCES) as u8);
+    // Consecutive connections share an address, so each address has
+    // connections of every kind.
+    let per_source = CONNECTIONS / SOURCES;
+    let source = Ipv4Addr::new(127, 253, 0, 1 + (i / per_source) as u8);
     while !stop.load(Ordering::Relaxed) {
         counts.attempts.fetch_add(1, Ordering::Relaxed);
         let connected = async {
@@ -371,6 +383,7 @@ async fn unauthenticated(
         .await;
         let Ok(mut stream) = connected else {
             counts.connect_failed.fetch_add(1, Ordering::Relaxed);
+            counts.settled.fetch_add(1, Ordering::Relaxed);
             pause(stop).await;
             continue;
         };
@@ -379,12 +392,14 @@ async fn unauthenticated(
         match tokio::time::timeout(REFUSED_WITHIN, stream.read(&mut buf)).await {
             Ok(Ok(0) | Err(_)) => {
                 counts.refused.fetch_add(1, Ordering::Relaxed);
+                counts.settled.fetch_add(1, Ordering::Relaxed);
                 drop(stream);
                 pause(stop).await;
                 continue;
             }
             _ => {
                 counts.accepted.fetch_add(1, Ordering::Relaxed);
+                counts.settled.fetch_add(1, Ordering::Relaxed);
             }
         }
         let sent = match i % 4 {
@@ -406,12 +421,11 @@ async fn unauthenticated(
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
-                Ok(Ok(0) | Err(_)) => {
-                    counts.closed_after_accept.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                _ => {}
+            if let Ok(Ok(0) | Err(_)) =
+                tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await
+            {
+                counts.closed_after_accept.fetch_add(1, Ordering::Relaxed);
+                break;
             }
         }
         drop(stream);
@@ -468,8 +482,9 @@ async fn run_honest(
             eprintln!("flood: the run reached its time limit after {k} messages");
             break;
         }
+        tokio::time::sleep_until((start + HONEST_INTERVAL * k as u32).into()).await;
         match honest(sender, receiver, to, *seq).await? {
-            Some(latency) if *seq % 2 == 0 => direct.push(latency),
+            Some(latency) if seq.is_multiple_of(2) => direct.push(latency),
             Some(latency) => feed.push(latency),
             None => lost += 1,
         }
@@ -492,7 +507,7 @@ async fn honest(
     to: PeerId,
     seq: u64,
 ) -> anyhow::Result<Option<Duration>> {
-    let (name, to) = if seq % 2 == 0 {
+    let (name, to) = if seq.is_multiple_of(2) {
         ("bench.direct", Some(to))
     } else {
         ("bench.feed", None)
