@@ -336,7 +336,7 @@ fn cep4_vectors() {
         .assert_eq(&types.into_iter().collect::<Vec<_>>().join(", "));
     expect![[r#"bad-event, grant-changed, internal, malformed, not-approved, not-found, not-root, out-of-grant, oversize, protocol, queue-full, timeout, too-many-connections, unreachable"#]]
         .assert_eq(&codes.into_iter().collect::<Vec<_>>().join(", "));
-    expect!["approve, dht-record, feed-resolve, feed-status, list, peer-add, peer-descriptions, peer-import, peer-join, peer-list, peer-remove, peer-welcome, revoke, rotate-keys, status"]
+    expect!["approve, dht-record, feed-resolve, feed-status, hand-off-taken, list, peer-add, peer-descriptions, peer-import, peer-join, peer-list, peer-remove, peer-welcome, revoke, rotate-keys, status"]
         .assert_eq(&ops.into_iter().collect::<Vec<_>>().join(", "));
 }
 

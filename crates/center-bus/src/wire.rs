@@ -198,6 +198,10 @@ pub enum AdminOp {
     /// gave (its description and retired keys, all verified): the roster
     /// hand-off of a join (CEP 7).
     PeerImport { entry: Value },
+    /// peerd took the roster hand-off of the peer this peer joined
+    /// through (CEP 7): until then a newly joined peer does not know every
+    /// origin, and is not a member.
+    HandOffTaken {},
     /// This peer's current description with a signed address record for
     /// the DHT (answered in `value`; CEP 7).
     DhtRecord {},
@@ -418,6 +422,7 @@ impl AdminOp {
                 | AdminOp::PeerList {}
                 | AdminOp::PeerDescriptions {}
                 | AdminOp::PeerImport { .. }
+                | AdminOp::HandOffTaken {}
                 | AdminOp::PeerJoin { .. }
                 | AdminOp::PeerWelcome { .. }
                 | AdminOp::DhtRecord {}

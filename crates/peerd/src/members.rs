@@ -462,6 +462,13 @@ impl Peerd {
             Ok(())
         })?;
         tracing::info!(peer = %from, imported = imported.len(), "roster hand-off taken; no other is");
+        // dispatchd counts this peer a member only from now on.
+        if let Err(err) = self.admin_op(AdminOp::HandOffTaken {}).await {
+            tracing::warn!(
+                error = err.as_str(),
+                "dispatchd was not told the hand-off is taken"
+            );
+        }
         if let Err(err) = self.refresh_trusted().await {
             tracing::warn!(
                 error = err.as_str(),

@@ -395,6 +395,7 @@ fn admin_name(op: &center_bus::AdminOp) -> &'static str {
         center_bus::AdminOp::PeerDescriptions {} => "peer descriptions refused",
         center_bus::AdminOp::DhtRecord {} => "dht record refused",
         center_bus::AdminOp::PeerImport { .. } => "peer import refused",
+        center_bus::AdminOp::HandOffTaken {} => "hand-off-taken refused",
         center_bus::AdminOp::Status {} => "status refused",
         center_bus::AdminOp::RotateKeys {} => "rotate keys refused",
     }

@@ -630,6 +630,11 @@ impl Broker {
                 );
                 Ok(Reply::ok(id))
             }
+            AdminOp::HandOffTaken {} => {
+                self.links.set_hand_off_pending(false);
+                tracing::info!("roster hand-off taken: membership counts every origin it named");
+                Ok(Reply::ok(id))
+            }
             AdminOp::DhtRecord {} => {
                 let record = crate::link::join::dht_record(&self.links).map_err(|err| {
                     tracing::error!(error = err.as_str(), "cannot make the DHT record");

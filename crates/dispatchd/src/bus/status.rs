@@ -148,7 +148,11 @@ impl Broker {
             |state: PeerState| count(entries.iter().filter(|e| e.state == state).count());
         let me = self.links.whoami();
         let consumers = self.consumer_progress();
-        let member = progress.member && consumers.iter().all(|c| c.caught_up);
+        // A newly joined peer knows every origin only once it took its
+        // introducer's roster hand-off (CEP 7).
+        let member = progress.member
+            && consumers.iter().all(|c| c.caught_up)
+            && !self.links.hand_off_pending();
         Ok(StatusReport {
             uuid: self.peer.to_string(),
             name: me.name,

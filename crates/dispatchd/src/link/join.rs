@@ -311,6 +311,8 @@ pub fn accept_welcome(
     match check_welcome(&frame, links.me(), &expected, now) {
         Ok(envelope) => match broker.deliver_remote(&envelope) {
             Ok(()) => {
+                // Not a member until peerd took the introducer's hand-off.
+                links.set_hand_off_pending(true);
                 tracing::info!(%remote, peer = %from, "add-peer-server received; handed to the bus");
                 Some("add-peer-server".to_owned())
             }

@@ -151,6 +151,10 @@ pub struct Links {
     max_queued: u64,
     /// The `add-peer-server` answers this peer waits for (CEP 7).
     joins: Mutex<join::Pending>,
+    /// A join was welcomed and peerd has not yet taken the introducer's
+    /// roster hand-off: this peer does not know every origin yet, so it is
+    /// not a member (set on the welcome, cleared by `hand-off-taken`).
+    hand_off_pending: std::sync::atomic::AtomicBool,
 }
 
 /// Why a direct message was not queued.
@@ -205,6 +209,7 @@ impl Links {
             description_file: None,
             max_queued: u64::MAX,
             joins: Mutex::new(join::Pending::none()),
+            hand_off_pending: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -421,6 +426,21 @@ impl Links {
     /// `peer` told us its feed frontier.
     fn frontier_heard(&self, peer: PeerId) {
         lock(&self.status).entry(peer).or_default().frontier_heard = true;
+    }
+
+    /// Whether a welcomed join still waits for its roster hand-off.
+    pub fn hand_off_pending(&self) -> bool {
+        self.hand_off_pending
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A join was welcomed (`true`), or its hand-off taken (`false`).
+    pub fn set_hand_off_pending(&self, pending: bool) {
+        self.hand_off_pending
+            .store(pending, std::sync::atomic::Ordering::SeqCst);
+        if !pending {
+            self.frontiers_stale();
+        }
     }
 
     /// The roster gained origins (a hand-off): the frontiers heard so far
