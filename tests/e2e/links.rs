@@ -232,3 +232,55 @@ fn hex_ip(peer: &PeerInfo) -> String {
     let o = ip.octets();
     format!("{:02X}{:02X}{:02X}{:02X}", o[3], o[2], o[1], o[0])
 }
+
+/// A connection to `peer` from `source`, an address of the loopback range
+/// (std cannot bind before it connects; tokio's `TcpSocket` can).
+fn connect_from(source: std::net::Ipv4Addr, peer: &PeerInfo) -> std::net::TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = runtime
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(std::net::SocketAddr::new(source.into(), 0))?;
+            socket.connect(peer.addr).await?.into_std()
+        })
+        .unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// Hosts that never say who they are hold at most 192 of a peer's 256
+/// connection slots (8 per address): the 193rd is closed at once, and
+/// roster peers still connect and deliver (CEP 5, "Bounds").
+#[test]
+fn unauthenticated_hosts_leave_slots_for_roster_peers() {
+    use std::io::Read;
+    let (_dir, net) = network(2);
+    let (alpha, bravo) = (net.peer("alpha").unwrap(), net.peer("bravo").unwrap());
+    let tail = Tail::start(&net, bravo, None, &["slots.*", "--count", "1"]);
+    // 24 addresses, 8 silent connections each: 192, every unproved slot.
+    let held: Vec<std::net::TcpStream> = (1..=24u8)
+        .flat_map(|host| {
+            (0..8).map(move |_| connect_from(std::net::Ipv4Addr::new(127, 0, 9, host), bravo))
+        })
+        .collect();
+    // The listener accepts in order, so the next is counted after them.
+    let mut extra = connect_from(std::net::Ipv4Addr::new(127, 0, 9, 25), bravo);
+    let mut buf = [0u8; 1];
+    let started = Instant::now();
+    let read = extra.read(&mut buf);
+    // Closed (end of stream or reset), not kept waiting for a hello.
+    let closed = match &read {
+        Ok(n) => *n == 0,
+        Err(err) => err.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed, "the 193rd unproved connection was kept: {read:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed late");
+    // A roster peer's traffic still flows while they hold their slots.
+    send(&net, alpha, bravo, "slots.ok");
+    assert_eq!(tail.next()["name"], "slots.ok");
+    drop(held);
+}

@@ -208,13 +208,15 @@ pub(super) async fn dial(links: &Arc<Links>, peer: PeerId) -> Result<Arc<ConnHan
 
 /// Serves a connection the listener accepted, whose first frame was not a
 /// `NEW` one; returns why it ended. The connection is registered only once
-/// the dialer's second hello has echoed the nonce of our answer.
+/// the dialer's second hello has echoed the nonce of our answer; then it
+/// gives back its `unauthenticated` slot (CEP 5, "Bounds").
 pub(super) async fn accepted(
     links: &Arc<Links>,
     remote: SocketAddr,
     mut reader: FrameReader,
     mut write: OwnedWriteHalf,
     first: &[u8],
+    unauthenticated: tokio::sync::OwnedSemaphorePermit,
 ) -> String {
     let verified = match open_hello(links, first, None) {
         Ok(verified) => verified,
@@ -265,6 +267,8 @@ pub(super) async fn accepted(
             "hello refused: the second hello does not echo our nonce (a replayed hello?)");
         return "the second hello did not answer ours".to_owned();
     }
+    // A roster peer speaks: it no longer holds a slot of the unproved.
+    drop(unauthenticated);
     links.heard_from(peer);
     let conn = start(links, peer, peer, remote, reader, write);
     conn.closed().await;

@@ -32,6 +32,10 @@ use crate::bus::Broker;
 
 /// Simultaneous peer connections.
 const MAX_CONNECTIONS: usize = 256;
+/// Of them, connections that have not yet proved (by their hellos) that a
+/// roster peer speaks: the rest, 64, stay for roster peers, whatever
+/// unauthenticated hosts hold.
+const MAX_UNAUTHENTICATED: usize = 192;
 /// Simultaneous connections from one source address, at most: a single
 /// host cannot take every slot while its hellos time out.
 const MAX_PER_IP: usize = 8;
@@ -54,6 +58,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let unauthenticated = Arc::new(Semaphore::new(MAX_UNAUTHENTICATED));
     let per_ip = crate::slots::Slots::<IpAddr>::new(MAX_PER_IP);
     let new_limit = Arc::new(Mutex::new(HashMap::<IpAddr, (Instant, u32)>::new()));
     tokio::pin!(shutdown);
@@ -77,16 +82,19 @@ pub async fn serve(
             }
             continue;
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let (Ok(permit), Ok(pending)) = (
+            permits.clone().try_acquire_owned(),
+            unauthenticated.clone().try_acquire_owned(),
+        ) else {
             if let Some(skipped) = ALL_FULL.allow() {
                 tracing::warn!(%remote, lines_left_out = skipped,
-                    "peer connection refused: too many connections");
+                    "peer connection refused: too many connections (or too many not yet authenticated)");
             }
             continue;
         };
         let (links, broker, new_limit) = (links.clone(), broker.clone(), new_limit.clone());
         tokio::spawn(async move {
-            let reason = handle(stream, remote, &links, &broker, &new_limit).await;
+            let reason = handle(stream, remote, &links, &broker, &new_limit, pending).await;
             tracing::info!(%remote, reason, "peer connection closed");
             drop(permit);
             drop(slot);
@@ -103,6 +111,7 @@ async fn handle(
     links: &Arc<Links>,
     broker: &Broker,
     new_limit: &Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    pending: tokio::sync::OwnedSemaphorePermit,
 ) -> String {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
@@ -126,7 +135,7 @@ async fn handle(
     if let Some(reason) = super::join::accept_welcome(&first, remote, links, broker) {
         return reason;
     }
-    conn::accepted(links, remote, reader, write, &first).await
+    conn::accepted(links, remote, reader, write, &first, pending).await
 }
 
 /// Checks a join request and hands it to the local bus, where the
