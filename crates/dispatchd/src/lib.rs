@@ -21,6 +21,7 @@
 
 pub mod bus;
 pub mod config;
+pub mod fuzz;
 use center_config::durable;
 pub mod grants;
 pub mod health;

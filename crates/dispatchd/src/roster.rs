@@ -636,6 +636,16 @@ pub fn check_rotation_proof(
 /// Keeps of `peer`'s retired keys the newest ones that are each proven
 /// ([`check_rotation_proof`]), dropping every key older than the newest
 /// that is not; returns why, if it dropped any.
+/// Reads a roster entry as an import does (the hand-off is hostile
+/// input): strictly, every description verified, each retired key kept
+/// only with its proof. Nothing is stored. The `roster_entry` fuzz target
+/// runs it on arbitrary bytes.
+pub fn check_entry(entry: &Value) -> Result<(RosterPeer, Option<u64>), String> {
+    let (mut peer, until) = read_entry(entry, Timestamp::now())?;
+    keep_proven_history(&mut peer);
+    Ok((peer, until))
+}
+
 fn keep_proven_history(peer: &mut RosterPeer) -> Option<String> {
     let uuid = peer.description.uuid();
     let mut next = peer.description.clone();
@@ -1006,5 +1016,30 @@ mod tests {
             newcomer.import_entry(&tampered),
             Err(RosterError::Entry(_))
         ));
+    }
+
+    #[test]
+    fn the_fuzz_body_reads_entries_and_survives_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let bravo = identity(&dir, "bravo");
+        let mut roster = Roster::open(dir.path(), PeerId::new_random()).unwrap();
+        roster
+            .add(bravo.describe().unwrap().to_json().to_string().as_bytes())
+            .unwrap();
+        let entry = roster.export_entry(&bravo.uuid()).unwrap();
+        let (peer, until) = super::check_entry(&entry).unwrap();
+        assert_eq!(peer.description.uuid(), bravo.uuid());
+        assert_eq!(until, None);
+        let bytes = center_proto::canonical::to_canonical(&entry).unwrap();
+        crate::fuzz::roster_entry(&bytes);
+        for garbage in [
+            &b""[..],
+            b"{}",
+            b"[]",
+            b"{\"description\":1}",
+            &bytes[..bytes.len() / 2],
+        ] {
+            crate::fuzz::roster_entry(garbage);
+        }
     }
 }
