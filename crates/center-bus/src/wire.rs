@@ -156,7 +156,14 @@ pub enum AdminOp {
     List {},
     /// Verifies a peer's public description (what `centerctl peer whoami
     /// --json` printed on that peer) and trusts it (CEP 5).
-    PeerAdd { description: Value },
+    PeerAdd {
+        description: Value,
+        /// Trusted on another member's announcement, not vetted by this
+        /// peer's sysadmin: its feed budget starts small and grows with
+        /// its time in the roster (CEP 6, "Budgets").
+        #[serde(default, skip_serializing_if = "is_false")]
+        announced: bool,
+    },
     /// Lists the roster.
     PeerList {},
     /// The feeds this peer holds, per origin (CEP 6).

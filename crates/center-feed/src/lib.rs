@@ -33,7 +33,7 @@ pub mod hash;
 pub mod rotation;
 pub mod store;
 
-pub use budget::{FeedBudget, FeedConfig};
+pub use budget::{FeedBudget, FeedConfig, RAMP, START_SHARE};
 pub use event::{
     EventBody, FeedError, FeedEvent, FeedLimits, SIGNING_CONTEXT, SignError, VerifyEventError,
 };

@@ -377,3 +377,67 @@ fn a_departed_origin_s_events_are_taken_up_to_its_end_and_refused_after() {
     );
     assert_eq!(s.store.frontier().expect("frontier")[&alpha.id()].seq, 40);
 }
+
+#[test]
+fn an_announced_newcomer_starts_with_a_sixteenth_of_the_budget_and_grows_into_it() {
+    let (alpha, bravo) = (Peer::new("alpha"), Peer::new("bravo"));
+    let budget = FeedBudget {
+        window: Duration::from_secs(60),
+        max_events_per_window: 32,
+        ..FeedBudget::DEFAULT
+    };
+    let mut s = Store::new(budget);
+    // bravo was announced by another member just now; alpha is vetted.
+    s.store
+        .set_announced([(bravo.id(), NOW)].into_iter().collect());
+    let stored = |outcomes: &[Outcome]| {
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Stored { .. }))
+            .count()
+    };
+    let (a, b) = (
+        bytes(&alpha.chain(40, "main")),
+        bytes(&bravo.chain(40, "main")),
+    );
+    let peers = [&alpha, &bravo];
+    assert_eq!(
+        stored(&s.store.accept(&a, roster(&peers), NOW).unwrap()),
+        32
+    );
+    assert_eq!(stored(&s.store.accept(&b, roster(&peers), NOW).unwrap()), 2);
+    // Half the ramp later (and a new window): about half the budget.
+    let ramp = u64::try_from(center_feed::RAMP.as_millis()).unwrap();
+    let half = Timestamp::from_millis(NOW.as_millis() + ramp / 2);
+    let at_half = stored(&s.store.accept(&b[2..], roster(&peers), half).unwrap());
+    assert_eq!(at_half, 17);
+    // After the ramp, the whole of it: the 21 left fit in 32.
+    let grown = Timestamp::from_millis(NOW.as_millis() + ramp);
+    let rest = &b[2 + at_half..];
+    assert_eq!(
+        stored(&s.store.accept(rest, roster(&peers), grown).unwrap()),
+        21
+    );
+}
+
+#[test]
+fn the_ramp_by_table() {
+    let full = FeedBudget::DEFAULT;
+    let day = Duration::from_secs(24 * 3600);
+    let shown: Vec<(u64, u64)> = [
+        None,
+        Some(Duration::ZERO),
+        Some(day),
+        Some(3 * day),
+        Some(7 * day),
+        Some(30 * day),
+    ]
+    .into_iter()
+    .map(|age| {
+        let b = full.for_age(age);
+        (b.max_events_per_window, b.max_bytes_per_window)
+    })
+    .collect();
+    expect!["[(20000, 67108864), (1250, 4194304), (3928, 13182098), (9285, 31157686), (20000, 67108864), (20000, 67108864)]"]
+        .assert_eq(&format!("{shown:?}"));
+}

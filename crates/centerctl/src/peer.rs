@@ -221,7 +221,12 @@ pub async fn run(cli: &Cli, command: &PeerCommand) -> anyhow::Result<()> {
                 "the description is not strict JSON (use `peer whoami --json` on the other peer)",
             )?;
             let mut client = connect(cli, "centerctl", PATIENCE).await?;
-            let reply = client.admin(AdminOp::PeerAdd { description }).await?;
+            let reply = client
+                .admin(AdminOp::PeerAdd {
+                    description,
+                    announced: false,
+                })
+                .await?;
             for peer in &reply.peers {
                 if cli.json {
                     output::json(&serde_json::to_value(peer)?)?;

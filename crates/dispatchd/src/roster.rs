@@ -32,6 +32,10 @@ pub struct RosterPeer {
     pub keys: PeerKeys,
     /// When this peer was first added.
     pub added: Timestamp,
+    /// When it was added on another member's announcement (not vetted by
+    /// this peer's sysadmin): its feed budget grows from then (CEP 6,
+    /// "Budgets"). `None`: vetted here, or a founding peer.
+    pub announced: Option<Timestamp>,
     /// The descriptions it rotated away from, oldest first, each with the
     /// last seq of its feed the key signed (CEP 7).
     pub retired: Vec<Retired>,
@@ -198,6 +202,23 @@ impl Roster {
 
     /// Verifies and adds (or refreshes) a peer; on disk before it returns.
     pub fn add(&mut self, description_json: &[u8]) -> Result<(Added, RosterPeer), RosterError> {
+        self.add_with(description_json, false)
+    }
+
+    /// [`Roster::add`] of a peer another member announced: a new one is
+    /// marked [`RosterPeer::announced`] (one already here keeps its mark).
+    pub fn add_announced(
+        &mut self,
+        description_json: &[u8],
+    ) -> Result<(Added, RosterPeer), RosterError> {
+        self.add_with(description_json, true)
+    }
+
+    fn add_with(
+        &mut self,
+        description_json: &[u8],
+        announced: bool,
+    ) -> Result<(Added, RosterPeer), RosterError> {
         let description = PeerDescription::from_json(description_json)?;
         let uuid = description.uuid();
         if uuid == self.me {
@@ -232,10 +253,15 @@ impl Roster {
             .get(&uuid)
             .map(|known| known.retired.clone())
             .unwrap_or_default();
+        let announced = match self.peers.get(&uuid) {
+            Some(known) => known.announced,
+            None => announced.then_some(added),
+        };
         let peer = RosterPeer {
             description,
             keys,
             added,
+            announced,
             retired,
         };
         let mut next = self.peers.clone();
@@ -284,7 +310,7 @@ impl Roster {
     pub fn export_departed(&self) -> Vec<Value> {
         self.departed
             .values()
-            .map(|(peer, until)| departed_json(peer, *until))
+            .map(|(peer, until)| exported(departed_json(peer, *until)))
             .collect()
     }
 
@@ -370,9 +396,10 @@ impl Roster {
     /// One entry with its key history, as JSON: what a newcomer is handed
     /// so it can verify the old events of a peer that rotated before it
     /// joined (`{"added", "description", "retired": [{"description",
-    /// "last_seq"}]}`, the form of the roster file).
+    /// "last_seq"}]}`, the form of the roster file without what is this
+    /// peer's own view: `announced`).
     pub fn export_entry(&self, uuid: &PeerId) -> Option<Value> {
-        self.peers.get(uuid).map(entry_json)
+        self.peers.get(uuid).map(|peer| exported(entry_json(peer)))
     }
 
     /// Adds an entry [`Roster::export_entry`] made on another peer (a
@@ -665,6 +692,15 @@ fn keep_proven_history(peer: &mut RosterPeer) -> Option<String> {
     reason
 }
 
+/// An entry as another peer is handed it: without `announced`, which says
+/// how this peer came to trust it (CEP 7's hand-off has no such member).
+fn exported(mut entry: Value) -> Value {
+    if let Some(members) = entry.as_object_mut() {
+        members.remove("announced");
+    }
+    entry
+}
+
 /// A departed peer's entry: its roster entry and the end of its feed.
 fn departed_json(peer: &RosterPeer, until: u64) -> Value {
     let mut entry = entry_json(peer);
@@ -690,6 +726,9 @@ fn entry_json(peer: &RosterPeer) -> Value {
         "added": peer.added.as_millis(),
         "description": peer.description.to_json(),
     });
+    if let Some(announced) = peer.announced {
+        entry["announced"] = json!(announced.as_millis());
+    }
     if !retired.is_empty() {
         entry["retired"] = Value::Array(retired);
     }
@@ -710,7 +749,7 @@ fn read_entry(entry: &Value, added: Timestamp) -> Result<(RosterPeer, Option<u64
     };
     if let Some(unknown) = members
         .keys()
-        .find(|k| !["added", "description", "retired", "until"].contains(&k.as_str()))
+        .find(|k| !["added", "announced", "description", "retired", "until"].contains(&k.as_str()))
     {
         return Err(format!("an entry has the unknown member `{unknown}`"));
     }
@@ -774,12 +813,21 @@ fn read_entry(entry: &Value, added: Timestamp) -> Result<(RosterPeer, Option<u64
                 .ok_or_else(|| "an entry's `until` is not a number".to_owned())?,
         ),
     };
+    let announced = match members.get("announced") {
+        None => None,
+        Some(value) => {
+            Some(Timestamp::from_millis(value.as_u64().ok_or_else(|| {
+                "an entry's `announced` is not a number".to_owned()
+            })?))
+        }
+    };
     let keys = PeerKeys::from_description(&current);
     Ok((
         RosterPeer {
             description: current,
             keys,
             added,
+            announced,
             retired,
         },
         until,
@@ -1041,5 +1089,29 @@ mod tests {
         ] {
             crate::fuzz::roster_entry(garbage);
         }
+    }
+
+    #[test]
+    fn a_peer_trusted_on_an_announcement_is_marked_here_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let bravo = identity(&dir, "bravo");
+        let me = PeerId::new_random();
+        let mut roster = Roster::open(dir.path(), me).unwrap();
+        let json = bravo.describe().unwrap().to_json().to_string();
+        let (_, peer) = roster.add_announced(json.as_bytes()).unwrap();
+        let since = peer.announced.expect("marked");
+        // Added again (by the sysadmin, or the DHT): the mark stays.
+        roster.add(json.as_bytes()).unwrap();
+        assert_eq!(roster.get(&bravo.uuid()).unwrap().announced, Some(since));
+        // Kept on disk, not handed to other peers.
+        let reopened = Roster::open(dir.path(), me).unwrap();
+        assert_eq!(reopened.get(&bravo.uuid()).unwrap().announced, Some(since));
+        assert!(
+            reopened
+                .export_entry(&bravo.uuid())
+                .unwrap()
+                .get("announced")
+                .is_none()
+        );
     }
 }

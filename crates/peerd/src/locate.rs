@@ -184,6 +184,7 @@ impl Locator {
             peerd
                 .admin_op(AdminOp::PeerAdd {
                     description: record.description.to_json(),
+                    announced: false,
                 })
                 .await?;
             tracing::warn!(

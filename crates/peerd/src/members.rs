@@ -149,10 +149,17 @@ impl Peerd {
             .await
     }
 
-    /// Trusts a description (dispatchd verifies it again).
-    async fn trust(&self, description: &PeerDescription, why: &str) -> Result<(), String> {
+    /// Trusts a description (dispatchd verifies it again); `announced`:
+    /// on another member's word, not this sysadmin's.
+    async fn trust(
+        &self,
+        description: &PeerDescription,
+        why: &str,
+        announced: bool,
+    ) -> Result<(), String> {
         self.admin(AdminOp::PeerAdd {
             description: description.to_json(),
+            announced,
         })
         .await
         .map_err(|err| err.to_string())?;
@@ -391,7 +398,7 @@ impl Peerd {
         {
             return Err("it is not signed by the certificate the sysadmin was given".to_owned());
         }
-        self.trust(&description, "it approved our join request")
+        self.trust(&description, "it approved our join request", false)
             .await?;
         self.state().update(|s| {
             if let Some(j) = s.joining.get_mut(&from.to_string()) {
@@ -526,7 +533,7 @@ impl Peerd {
         }
         match self.config.membership.policy {
             Policy::Auto if !over_limit => {
-                self.trust(&description, &format!("announced by {origin}"))
+                self.trust(&description, &format!("announced by {origin}"), true)
                     .await?;
                 self.state().update(|s| {
                     s.sponsored.entry(sponsor).or_default().push(now_ms());
@@ -888,7 +895,8 @@ impl Peerd {
         let bytes = serde_json::to_vec(&request.description).map_err(|err| err.to_string())?;
         let description = PeerDescription::from_json(&bytes).map_err(|err| err.to_string())?;
         let peer = description.uuid();
-        self.trust(&description, "the sysadmin approved it").await?;
+        self.trust(&description, "the sysadmin approved it", false)
+            .await?;
         if request.source == messages::NEW_PEER_SERVER {
             self.admin(AdminOp::PeerWelcome {
                 uuid: peer.to_string(),

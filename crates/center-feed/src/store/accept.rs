@@ -149,7 +149,7 @@ impl FeedStore {
         let tx = self
             .db
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut state = OriginState::load(&tx, origin)?;
+        let mut state = OriginState::load(&tx, origin, self.config.budget)?;
         if state.forked {
             return Err(StoreError::Forked { origin });
         }
@@ -201,26 +201,31 @@ impl FeedStore {
         now: Timestamp,
     ) -> Result<Vec<Outcome>, StoreError> {
         let config = self.config;
-        let tx = self
-            .db
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let page: Vec<Result<FeedEvent, FeedError>> = events
             .iter()
             .map(|raw| FeedEvent::parse(raw.as_ref(), &config.limits))
             .collect();
+        let budgets: HashMap<PeerId, FeedBudget> = page
+            .iter()
+            .flatten()
+            .map(|event| (event.origin(), self.budget_of(event.origin(), now)))
+            .collect();
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut states: HashMap<PeerId, OriginState> = HashMap::new();
         for event in page.iter().flatten() {
             if let Entry::Vacant(entry) = states.entry(event.origin()) {
-                entry.insert(OriginState::load(&tx, event.origin())?);
+                let budget = budgets
+                    .get(&event.origin())
+                    .copied()
+                    .unwrap_or(config.budget);
+                entry.insert(OriginState::load(&tx, event.origin(), budget)?);
             }
         }
-        let mut checks = verify::ahead(&page, &mut states, &keys, now, &config.budget);
+        let mut checks = verify::ahead(&page, &mut states, &keys, now);
         let mut signature_checks = checks.iter().filter(|check| check.is_some()).count();
-        let walk = Walk {
-            keys: &keys,
-            now,
-            budget: &config.budget,
-        };
+        let walk = Walk { keys: &keys, now };
         let mut outcomes = Vec::with_capacity(page.len());
         for (event, check) in page.into_iter().zip(checks.iter_mut()) {
             let outcome = match event {
@@ -255,7 +260,6 @@ impl FeedStore {
 struct Walk<'a> {
     keys: &'a dyn Fn(&PeerId) -> Option<OriginKeys>,
     now: Timestamp,
-    budget: &'a FeedBudget,
 }
 
 /// Decides one event; `check` is its signature check if it was made ahead.
@@ -266,7 +270,7 @@ fn accept_one(
     walk: &Walk<'_>,
     check: Option<Result<(), VerifyEventError>>,
 ) -> Result<Outcome, StoreError> {
-    let (keys, now, budget) = (walk.keys, walk.now, walk.budget);
+    let (keys, now, budget) = (walk.keys, walk.now, state.budget);
     let (origin, seq) = (event.origin(), event.seq());
     let head = state.head.map_or(0, |h| h.seq);
     if seq <= head {
@@ -295,7 +299,7 @@ fn accept_one(
         return fork::conflict(tx, state, event, Conflict::BrokenChain, keys, now);
     }
     let size = u64::try_from(event.as_bytes().len()).unwrap_or(u64::MAX);
-    if let Some(limit) = state.rate.over(now, size, budget) {
+    if let Some(limit) = state.rate.over(now, size, &budget) {
         return Ok(Outcome::Refused(Refusal::OverBudget { origin, seq, limit }));
     }
     let verified = match check {
@@ -318,7 +322,7 @@ fn accept_one(
         history.rotate(rotation.keys(), seq);
     }
     state.set_head(event);
-    state.rate.add(now, size, budget);
+    state.rate.add(now, size, &budget);
     state.rate_dirty = true;
     Ok(Outcome::Stored { origin, seq, pos })
 }
@@ -357,6 +361,8 @@ pub(super) struct OriginState {
     pub(super) head_dirty: bool,
     pub(super) rate: Rate,
     rate_dirty: bool,
+    /// The origin's rate budget (the store's, or less for a newcomer).
+    pub(super) budget: FeedBudget,
     /// Signatures checked inline (not ahead) for this origin in this write.
     pub(super) checks: usize,
     /// The origin's keys, once asked for; rotated as the page rotates them.
@@ -364,7 +370,11 @@ pub(super) struct OriginState {
 }
 
 impl OriginState {
-    pub(super) fn load(tx: &Transaction<'_>, origin: PeerId) -> Result<OriginState, StoreError> {
+    pub(super) fn load(
+        tx: &Transaction<'_>,
+        origin: PeerId,
+        budget: FeedBudget,
+    ) -> Result<OriginState, StoreError> {
         let key = origin.to_string();
         let head = tx
             .prepare_cached("SELECT seq, hash, forked FROM heads WHERE origin = ?1")?
@@ -393,6 +403,7 @@ impl OriginState {
             head_dirty: false,
             rate: rate.unwrap_or_default(),
             rate_dirty: false,
+            budget,
             checks: 0,
             keys: None,
         })

@@ -230,7 +230,7 @@ impl FeedStore {
         let tx = self
             .db
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut state = OriginState::load(&tx, origin)?;
+        let mut state = OriginState::load(&tx, origin, self.config.budget)?;
         let Some(head) = state.head.filter(|_| state.forked) else {
             return Err(StoreError::NotForked { origin });
         };

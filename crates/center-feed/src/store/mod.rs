@@ -51,6 +51,9 @@ pub struct FeedStore {
     /// Signature checks [`FeedStore::accept`] made since the store opened
     /// (ahead and inline): what relayed input cost in CPU.
     signature_checks: u64,
+    /// Origins trusted on another member's announcement, and since when:
+    /// their rate budget grows with that age ([`FeedBudget::for_age`]).
+    announced: std::collections::HashMap<PeerId, Timestamp>,
 }
 
 impl std::fmt::Debug for FeedStore {
@@ -147,6 +150,7 @@ impl FeedStore {
             cursors,
             config,
             signature_checks: 0,
+            announced: std::collections::HashMap::new(),
         })
     }
 
@@ -159,6 +163,21 @@ impl FeedStore {
     /// frozen origin, evidence already held) costs none.
     pub fn signature_checks(&self) -> u64 {
         self.signature_checks
+    }
+
+    /// Which origins were trusted on another member's announcement, and
+    /// when (the caller's roster says): their budget starts small (CEP 6,
+    /// "Budgets"). Every other origin has the full budget.
+    pub fn set_announced(&mut self, announced: std::collections::HashMap<PeerId, Timestamp>) {
+        self.announced = announced;
+    }
+
+    /// The rate budget of `origin` at `now`.
+    pub(super) fn budget_of(&self, origin: PeerId, now: Timestamp) -> crate::FeedBudget {
+        let age = self.announced.get(&origin).map(|since| {
+            std::time::Duration::from_millis(now.as_millis().saturating_sub(since.as_millis()))
+        });
+        self.config.budget.for_age(age)
     }
 
     /// Every origin's head: what this peer tells others it has.

@@ -22,7 +22,6 @@ use std::num::NonZero;
 use center_proto::{PeerId, Timestamp};
 
 use super::accept::{OriginState, Rate};
-use crate::budget::FeedBudget;
 use crate::event::{FeedError, FeedEvent, VerifyEventError};
 use crate::hash::EventHash;
 use crate::rotation::{OriginKeys, ROTATE_EVENT};
@@ -44,7 +43,6 @@ pub(super) fn ahead(
     states: &mut HashMap<PeerId, OriginState>,
     keys: &dyn Fn(&PeerId) -> Option<OriginKeys>,
     now: Timestamp,
-    budget: &FeedBudget,
 ) -> Checks {
     let mut checks: Checks = vec![None; page.len()];
     // Each origin's head as it will be if every expected event is stored.
@@ -77,12 +75,12 @@ pub(super) fn ahead(
         if event.seq() == head.0 + 1 && event.prev() == head.1 {
             let rate = rates.entry(origin).or_insert(state.rate);
             let size = u64::try_from(event.as_bytes().len()).unwrap_or(u64::MAX);
-            if rate.over(now, size, budget).is_some() {
+            if rate.over(now, size, &state.budget).is_some() {
                 // The walk refuses it, and everything after it, unchecked.
                 stopped.insert(origin);
                 continue;
             }
-            rate.add(now, size, budget);
+            rate.add(now, size, &state.budget);
             *head = (event.seq(), event.hash());
             jobs.push((index, event));
         }

@@ -533,10 +533,18 @@ impl Broker {
                 Ok(Reply::ok(id).with_peers(self.peer_entries(&peers)?))
             }
             AdminOp::Status {} => Ok(Reply::ok(id).with_status(self.status_report()?)),
-            AdminOp::PeerAdd { description } => {
+            AdminOp::PeerAdd {
+                description,
+                announced,
+            } => {
                 let bytes = serde_json::to_vec(&description)
                     .map_err(|err| (ErrorCode::Malformed, err.to_string()))?;
-                let (added, peer) = self.roster().add(&bytes).map_err(|err| match err {
+                let added = if announced {
+                    self.roster().add_announced(&bytes)
+                } else {
+                    self.roster().add(&bytes)
+                };
+                let (added, peer) = added.map_err(|err| match err {
                     crate::roster::RosterError::Write { .. }
                     | crate::roster::RosterError::Read { .. } => {
                         tracing::error!(error = %err, "roster change failed");

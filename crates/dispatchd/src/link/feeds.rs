@@ -166,6 +166,15 @@ pub(super) fn known_origins(links: &Links) -> std::collections::HashSet<PeerId> 
         .collect()
 }
 
+/// The roster peers trusted on another member's announcement, and when.
+fn announced_origins(links: &Links) -> std::collections::HashMap<PeerId, Timestamp> {
+    links
+        .roster()
+        .list()
+        .filter_map(|p| Some((p.description.uuid(), p.announced?)))
+        .collect()
+}
+
 /// Our frontier, sealed for `peer`, with the pages accepted so far.
 pub(super) fn frontier_frame(links: &Links, peer: PeerId, pages: u64) -> Result<Vec<u8>, String> {
     let heads: Map<String, Value> = links
@@ -221,7 +230,11 @@ pub(super) async fn accept_page(
     let worker = links.clone();
     let outcomes = tokio::task::spawn_blocking(move || {
         let now = Timestamp::now();
+        // The roster before the feeds (lock order): origins a member
+        // announced start with a smaller budget (CEP 6, "Budgets").
+        let announced = announced_origins(&worker);
         let mut feeds = worker.feeds();
+        feeds.set_announced(announced);
         let outcomes = feeds.accept(&events, |origin| worker.origin_keys(origin), now);
         // Key rotations reach the roster before the next page is checked
         // (still under the feed lock, which comes before crypto and roster).
