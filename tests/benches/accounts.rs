@@ -36,16 +36,11 @@ const ACCOUNTS: u32 = 10_000;
 const STALL: Duration = Duration::from_secs(600);
 
 fn main() {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        eprintln!(
-            "accounts: a benchmark; run it as root with `cargo build --release --workspace --bins && cargo bench -p center-e2e --bench accounts`"
-        );
-        return;
-    }
-    if let Err(err) = run() {
-        eprintln!("accounts: {err:#}");
-        std::process::exit(1);
-    }
+    center_e2e::bench::main(
+        "accounts",
+        "cargo build --release --workspace --bins && cargo bench -p center-e2e --bench accounts",
+        run,
+    );
 }
 
 fn run() -> anyhow::Result<()> {

@@ -52,39 +52,19 @@ const EVENT: &str = "bench.direct";
 const WARMUP: &str = "bench.warmup";
 
 fn main() {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        eprintln!(
-            "direct: a benchmark; run it as root with `cargo build --workspace --bins && cargo bench -p center-e2e --bench direct --profile dev`"
-        );
-        return;
-    }
-    if let Err(err) = run() {
-        eprintln!("direct: {err:#}");
-        std::process::exit(1);
-    }
+    center_e2e::bench::main(
+        "direct",
+        "cargo build --workspace --bins && cargo bench -p center-e2e --bench direct --profile dev",
+        run,
+    );
 }
 
 fn run() -> anyhow::Result<()> {
-    let n = match std::env::var("CENTER_BENCH_N") {
-        Ok(text) => text
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .with_context(|| format!("CENTER_BENCH_N must be a positive integer, got `{text}`"))?,
-        Err(_) => DEFAULT_N,
-    };
-    let publishers = match std::env::var("CENTER_BENCH_PUBLISHERS") {
-        Ok(text) => text
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|&k| (1..=64).contains(&k))
-            .with_context(|| {
-                format!("CENTER_BENCH_PUBLISHERS must be between 1 and 64, got `{text}`")
-            })?,
-        Err(_) => DEFAULT_PUBLISHERS,
-    };
+    let n = center_e2e::bench::env_count("CENTER_BENCH_N", DEFAULT_N, 1..=usize::MAX)
+        .map_err(anyhow::Error::msg)?;
+    let publishers =
+        center_e2e::bench::env_count("CENTER_BENCH_PUBLISHERS", DEFAULT_PUBLISHERS, 1..=64)
+            .map_err(anyhow::Error::msg)?;
     if !nix::unistd::geteuid().is_root() {
         bail!(
             "run it as root: the test network acts as the sysadmin (approves services, runs daemons)"

@@ -42,16 +42,11 @@ const CATCH_UP_EVENTS: u64 = 10_000;
 const STALL: Duration = Duration::from_secs(120);
 
 fn main() {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        eprintln!(
-            "feeds: a benchmark; run it as root with `cargo build --release --workspace --bins && cargo bench -p center-e2e --bench feeds`"
-        );
-        return;
-    }
-    if let Err(err) = run() {
-        eprintln!("feeds: {err:#}");
-        std::process::exit(1);
-    }
+    center_e2e::bench::main(
+        "feeds",
+        "cargo build --release --workspace --bins && cargo bench -p center-e2e --bench feeds",
+        run,
+    );
 }
 
 /// When each subscriber received each event: seq → arrival per peer.

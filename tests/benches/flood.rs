@@ -80,28 +80,16 @@ const REFUSED_WITHIN: Duration = Duration::from_millis(300);
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 fn main() {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        eprintln!(
-            "flood: a benchmark; run it as root with `cargo build --workspace --bins && cargo bench -p center-e2e --bench flood --profile dev`"
-        );
-        return;
-    }
-    if let Err(err) = run() {
-        eprintln!("flood: {err:#}");
-        std::process::exit(1);
-    }
+    center_e2e::bench::main(
+        "flood",
+        "cargo build --workspace --bins && cargo bench -p center-e2e --bench flood --profile dev",
+        run,
+    );
 }
 
 fn run() -> anyhow::Result<()> {
-    let n = match std::env::var("CENTER_BENCH_N") {
-        Ok(text) => text
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 1)
-            .with_context(|| format!("CENTER_BENCH_N must be an integer above 1, got `{text}`"))?,
-        Err(_) => DEFAULT_N,
-    };
+    let n = center_e2e::bench::env_count("CENTER_BENCH_N", DEFAULT_N, 2..=usize::MAX)
+        .map_err(anyhow::Error::msg)?;
     if !nix::unistd::geteuid().is_root() {
         bail!("run it as root: the test network acts as the sysadmin");
     }
