@@ -30,8 +30,23 @@ pub(crate) fn ldap_network(peers: usize) -> (tempfile::TempDir, Testnet) {
 
 /// `centerctl ARGS` as root with `input` on standard input.
 pub(crate) fn ctl_stdin(net: &Testnet, peer: &PeerInfo, args: &[&str], input: &str) -> Output {
-    let mut child = net
-        .centerctl(peer)
+    ctl_stdin_as(net, peer, None, args, input)
+}
+
+/// `centerctl ARGS` as `uid` (root if `None`) with `input` on standard
+/// input.
+fn ctl_stdin_as(
+    net: &Testnet,
+    peer: &PeerInfo,
+    uid: Option<u32>,
+    args: &[&str],
+    input: &str,
+) -> Output {
+    let mut command = net.centerctl(peer);
+    if let Some(uid) = uid {
+        command.uid(uid).gid(uid);
+    }
+    let mut child = command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -978,24 +993,9 @@ fn a_user_changes_their_own_password_and_nobody_else_s() {
         .unwrap();
     ensure_local_user(SELF_USER, uid);
     let passwd_as_user = |stdin: &str, args: &[&str]| {
-        let mut child = net
-            .centerctl(&b)
-            .args(["user", "passwd", SELF_USER, "--password-stdin"])
-            .args(args)
-            .uid(uid)
-            .gid(uid)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let mut all = vec!["user", "passwd", SELF_USER, "--password-stdin"];
+        all.extend_from_slice(args);
+        ctl_stdin_as(&net, &b, Some(uid), &all, stdin)
     };
     // On bravo, which is not her home, an unsigned change is refused by
     // userd: no peer would take it.

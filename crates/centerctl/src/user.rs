@@ -223,38 +223,29 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                 &format!("this peer may act for `{name}` for {hours} hours"),
             )
         }
-        UserCommand::Key(KeyCommand::Add {
-            name,
-            key,
-            current_password_stdin,
-        }) => {
-            check_name(name)?;
-            let held = existing(&mut directory, name).await?;
-            require_self_or_root(&held)?;
-            let key = read_key(key, None)?;
-            let signer = signer(&held, *current_password_stdin)?;
-            let mut keys = held.ssh_keys.clone();
-            if keys.iter().any(|k| same_key(k, &key)) {
-                return report(cli, name, "has that key already");
+        UserCommand::Key(command) => {
+            let (KeyCommand::Add {
+                name,
+                key,
+                current_password_stdin,
             }
-            keys.push(key);
-            publish_keys(cli, &config, &mut directory, &held, keys, signer.as_ref()).await
-        }
-        UserCommand::Key(KeyCommand::Remove {
-            name,
-            key,
-            current_password_stdin,
-        }) => {
+            | KeyCommand::Remove {
+                name,
+                key,
+                current_password_stdin,
+            }) = command;
             check_name(name)?;
             let held = existing(&mut directory, name).await?;
             require_self_or_root(&held)?;
             let key = read_key(key, None)?;
             let signer = signer(&held, *current_password_stdin)?;
             let mut keys = held.ssh_keys.clone();
-            let before = keys.len();
-            keys.retain(|k| !same_key(k, &key));
-            if keys.len() == before {
-                bail!("`{name}` has no such key");
+            let had = keys.iter().any(|k| same_key(k, &key));
+            match command {
+                KeyCommand::Add { .. } if had => return report(cli, name, "has that key already"),
+                KeyCommand::Add { .. } => keys.push(key),
+                KeyCommand::Remove { .. } if !had => bail!("`{name}` has no such key"),
+                KeyCommand::Remove { .. } => keys.retain(|k| !same_key(k, &key)),
             }
             publish_keys(cli, &config, &mut directory, &held, keys, signer.as_ref()).await
         }
