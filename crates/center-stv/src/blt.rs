@@ -43,6 +43,7 @@
 //! ` 0`; the line `0`; every name and then the title between `"`, one per
 //! line. Reading it back gives the same [`Election`].
 
+use std::collections::HashMap;
 use std::fmt;
 
 use thiserror::Error;
@@ -171,6 +172,7 @@ fn parse(text: &str) -> Result<Election, BltError> {
         nicks: None,
         withdrawn: vec![false; count],
         tie: None,
+        ranked: vec![false; count],
     };
     while let Some(line) = lines.next_if(|l| l.text.starts_with(['[', '-'])) {
         if line.text.starts_with('[') {
@@ -328,10 +330,12 @@ fn parse_header(line: &Line) -> Result<(usize, usize), BltError> {
 /// What the lines before the ballots said.
 struct Options {
     count: usize,
-    nicks: Option<Vec<String>>,
+    nicks: Option<HashMap<String, CandidateId>>,
     withdrawn: Vec<bool>,
     /// The `[tie]` line's number and order.
     tie: Option<(usize, Vec<CandidateId>)>,
+    /// Scratch for [`Options::ballot`]: all false between ballots.
+    ranked: Vec<bool>,
 }
 
 impl Options {
@@ -355,18 +359,23 @@ impl Options {
                         found: nicks.len(),
                     }));
                 }
-                for (index, nick) in nicks.iter().enumerate() {
+                let mut by_nick = HashMap::with_capacity(nicks.len());
+                for (index, nick) in nicks.into_iter().enumerate() {
                     let bad = nick.bytes().all(|b| b.is_ascii_digit())
                         || nick.starts_with('-')
                         || nick.contains(['"', '=', '[', ']']);
                     if bad {
-                        return Err(line.error(BltErrorKind::BadNick(nick.clone())));
+                        return Err(line.error(BltErrorKind::BadNick(nick)));
                     }
-                    if nicks.iter().take(index).any(|earlier| earlier == nick) {
-                        return Err(line.error(BltErrorKind::RepeatedNick(nick.clone())));
+                    let Some(id) = CandidateId::from_index(index) else {
+                        return Err(line.error(BltErrorKind::BadNick(nick)));
+                    };
+                    if by_nick.contains_key(&nick) {
+                        return Err(line.error(BltErrorKind::RepeatedNick(nick)));
                     }
+                    by_nick.insert(nick, id);
                 }
-                self.nicks = Some(nicks);
+                self.nicks = Some(by_nick);
             }
             "withdrawn" => {
                 for word in words {
@@ -411,30 +420,27 @@ impl Options {
         let by_nick = self
             .nicks
             .as_ref()
-            .and_then(|nicks| nicks.iter().position(|nick| nick == token));
+            .and_then(|nicks| nicks.get(token).copied());
         let by_number = || {
             digits(token)
                 .and_then(|n| usize::try_from(n).ok())
                 .filter(|&n| n <= self.count)
                 .and_then(CandidateId::from_number)
         };
-        by_nick
-            .and_then(CandidateId::from_index)
-            .or_else(by_number)
-            .ok_or_else(|| {
-                line.error(BltErrorKind::UnknownCandidate {
-                    token: token.to_owned(),
-                    candidates: self.count,
-                    nick: if self.nicks.is_some() {
-                        " or a nickname"
-                    } else {
-                        ""
-                    },
-                })
+        by_nick.or_else(by_number).ok_or_else(|| {
+            line.error(BltErrorKind::UnknownCandidate {
+                token: token.to_owned(),
+                candidates: self.count,
+                nick: if self.nicks.is_some() {
+                    " or a nickname"
+                } else {
+                    ""
+                },
             })
+        })
     }
 
-    fn ballot(&self, line: &Line) -> Result<Ballot, BltError> {
+    fn ballot(&mut self, line: &Line) -> Result<Ballot, BltError> {
         if line.text.starts_with(['[', '-']) {
             let token = line.text.split_whitespace().next().unwrap_or_default();
             return Err(line.error(BltErrorKind::AfterBallots(token.to_owned())));
@@ -447,7 +453,10 @@ impl Options {
             return Err(line.error(BltErrorKind::ZeroWeight));
         }
         let mut preferences: Vec<CandidateId> = Vec::new();
-        let mut ranked = vec![false; self.count];
+        // Which candidates this ballot ranked so far; cleared below, so that
+        // a file of many lines costs no more than its tokens.
+        let mut ranked = std::mem::take(&mut self.ranked);
+        ranked.resize(self.count, false);
         loop {
             let Some(token) = tokens.next() else {
                 return Err(line.error(BltErrorKind::Unterminated));
@@ -471,6 +480,12 @@ impl Options {
         if let Some(extra) = tokens.next() {
             return Err(line.error(BltErrorKind::AfterTerminator(extra.to_owned())));
         }
+        for id in &preferences {
+            if let Some(seen) = ranked.get_mut(id.index()) {
+                *seen = false;
+            }
+        }
+        self.ranked = ranked;
         Ok(Ballot::new(weight, preferences))
     }
 }

@@ -196,7 +196,6 @@ impl Election {
             total = total
                 .checked_add(ballot.weight)
                 .ok_or(ElectionError::TooManyPapers)?;
-            seen.fill(false);
             for &preference in &ballot.preferences {
                 let Some(slot) = seen.get_mut(preference.index()) else {
                     return Err(ElectionError::UnknownCandidate {
@@ -212,6 +211,12 @@ impl Election {
                     });
                 }
                 *slot = true;
+            }
+            // Clear only what this ballot set: linear in the ballots.
+            for &preference in &ballot.preferences {
+                if let Some(slot) = seen.get_mut(preference.index()) {
+                    *slot = false;
+                }
             }
         }
         Ok(Election {
