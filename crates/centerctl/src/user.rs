@@ -8,6 +8,8 @@
 //! clear. A user other than root may change only their own password and
 //! keys: the request goes to userd's control socket, where userd asks the
 //! kernel who is calling (`SO_PEERCRED`); this command refuses early too.
+//! A creation also goes through that socket: userd numbers the account
+//! (each number once, recorded before it is published) and publishes it.
 
 use std::{
     io::BufRead,
@@ -19,8 +21,8 @@ use anyhow::{Context, bail};
 use center_bus::{AdminOp, PeerEntry, PeerState, Publish};
 use serde_json::{Value, json};
 use userd::{
-    account::{self, AccountEvent, Created, Stamp, block_range},
-    authority, blocks,
+    account::{self, AccountEvent, Created, Stamp},
+    authority,
     directory::{Account, Directory},
 };
 
@@ -32,8 +34,9 @@ use crate::{
 const PATIENCE: Duration = Duration::from_secs(5);
 /// Longest delegation `user delegate` signs: 30 days (CEP 8).
 const MAX_DELEGATION_HOURS: u64 = 30 * 24;
-/// How long `user add` waits for this peer's userd to apply the account.
-const APPLIED_WITHIN: Duration = Duration::from_secs(15);
+/// How long `user add` waits for this peer's userd to apply the account
+/// (a userd restarted meanwhile catches up first).
+const APPLIED_WITHIN: Duration = Duration::from_secs(30);
 /// How long `user add` then waits for the other peers to confirm.
 const SETTLED_WITHIN: Duration = Duration::from_secs(15);
 
@@ -81,25 +84,10 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                 Some(path) => vec![read_key(&path.display().to_string(), Some(path))?],
                 None => Vec::new(),
             };
-            let mut client = connect(cli, "centerctl", PATIENCE).await?;
-            let me = client.welcome().peer.to_string();
-            let block = wait_for_block(&config.paths.daemon_state(userd::SERVICE), &me).await?;
-            let range = block_range(block);
-            let highest = directory
-                .accounts()
-                .await?
-                .iter()
-                .map(|a| a.uid_number)
-                .filter(|n| range.contains(n))
-                .max()
-                .unwrap_or(range.start);
-            let uid_number = highest + 1;
-            if !range.contains(&uid_number) {
-                bail!("this peer's number block {block} is full");
-            }
             let created = Created {
                 name: name.clone(),
-                uid_number,
+                // userd numbers it: these are left out of the request.
+                uid_number: 0,
                 shell: shell.clone(),
                 display_name: display_name.clone(),
                 password_hash,
@@ -107,31 +95,38 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                 created: center_proto::Timestamp::now().as_millis(),
                 user_key,
             };
-            let event = AccountEvent::Created(created);
-            // The reader every peer runs: refuse here what they would refuse.
-            let (event_name, data) = event.to_event();
-            AccountEvent::read(event_name, &data).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (_, mut data) = AccountEvent::Created(created).to_event();
+            if let Some(object) = data.as_object_mut() {
+                object.remove("uid_number");
+                object.remove("gid_number");
+            }
+            let socket = &config.accounts.control_socket;
             if *dry_run {
+                let uid_number = userd::control::request_create(socket, data, true).await?;
                 return report(
                     cli,
                     name,
                     &format!("would be created as uid {uid_number} (dry run)"),
                 );
             }
+            let mut client = connect(cli, "centerctl", PATIENCE).await?;
+            let me = client.welcome().peer.to_string();
             // A refusal of an earlier request for the name is history now.
             directory.forget_refusal(name).await?;
-            publish(&mut client, &event).await?;
-            // Wait for our userd to apply it, or to refuse it.
+            // userd numbers it (each number once) and publishes it.
+            let uid_number = userd::control::request_create(socket, data, false).await?;
+            // Wait for our userd to apply it, or to refuse it. Until then
+            // nothing is known: that is an error, not a success.
             let deadline = Instant::now() + APPLIED_WITHIN;
             loop {
                 if outcome(&mut directory, name, &me).await?.is_some() {
                     break;
                 }
                 if Instant::now() > deadline {
-                    return report(
-                        cli,
-                        name,
-                        "published; not applied here yet (is userd running?)",
+                    bail!(
+                        "`{name}` was published as uid {uid_number} but is not applied here \
+                         yet (is userd running?); `centerctl user show {name}` tells what \
+                         became of it"
                     );
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -641,23 +636,6 @@ async fn existing(directory: &mut Directory, name: &str) -> anyhow::Result<Accou
         .account(name)
         .await?
         .with_context(|| format!("no account `{name}` on this peer"))
-}
-
-/// This peer's number block, as userd recorded it; userd claims one when it
-/// first starts, so give it a moment.
-async fn wait_for_block(state: &Path, me: &str) -> anyhow::Result<u32> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(block) = blocks::read_block(state, me)? {
-            return Ok(block);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "this peer holds no number block yet: userd claims one when it starts (is it running? see `journalctl -u userd`)"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {

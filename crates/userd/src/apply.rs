@@ -35,6 +35,9 @@ pub enum Refused {
 pub struct Userd {
     pub directory: Directory,
     pub blocks: Blocks,
+    /// The block this peer holds, for the control task that numbers new
+    /// accounts.
+    pub our_block: tokio::sync::watch::Sender<Option<u32>>,
     /// This peer's UUID.
     pub me: String,
     pub bus: Client,
@@ -159,6 +162,13 @@ impl Userd {
                 if origin == self.me {
                     self.claim_pending = false;
                 }
+                // Any claim may decide ours (won, or lost to this one).
+                let ours = self.blocks.block_of(&self.me);
+                self.our_block.send_if_modified(|held| {
+                    let changed = *held != ours;
+                    *held = ours;
+                    changed
+                });
                 if let Err(err) = self.claim_block_if_needed().await {
                     tracing::warn!(error = %err, "cannot claim a number block");
                 }

@@ -10,8 +10,8 @@
 //! origin holds at most one block.
 //!
 //! The table is kept in `state_dir/userd/blocks.json` (written atomically,
-//! mode 0600), which `centerctl user add` reads (root only) to number a
-//! new account. Nothing here touches LDAP or the bus.
+//! mode 0600); userd alone reads it ([`crate::numbers`] numbers the
+//! accounts). Nothing here touches LDAP or the bus.
 
 use std::{
     collections::BTreeMap,
@@ -182,7 +182,8 @@ impl Blocks {
     }
 }
 
-/// The block of `origin` as recorded in `dir` (for `centerctl user add`).
+/// The block of `origin` as recorded in `dir` (for tests and benchmarks
+/// that check what userd recorded).
 pub fn read_block(dir: &Path, origin: &str) -> anyhow::Result<Option<u32>> {
     Ok(Blocks::open(dir)?.block_of(origin))
 }

@@ -13,6 +13,13 @@
 //! {...}}` with NAME `account.password`, `account.keys` or
 //! `account.delegated` and `data` as on
 //! the feeds; one JSON line back: `{"ok": true}` or `{"error": TEXT}`.
+//!
+//! Root also creates accounts here (`centerctl user add`): NAME
+//! `account.created` with `data` as on the feeds but without `uid_number`
+//! and `gid_number`, and optionally `"dry_run": true`. userd numbers the
+//! account from this peer's block ([`crate::numbers`]: each number once,
+//! recorded before it is published), publishes it and answers `{"ok":
+//! true, "uid_number": N}`; a dry run answers the number it would give.
 //! This module owns its own bus connection (as the service `userd`); the
 //! event loop's is not shared.
 
@@ -28,9 +35,11 @@ use tokio::{
 };
 
 use crate::{
-    account::{self, AccountEvent},
+    account::{self, AccountEvent, block_range},
     authority,
     directory::{Account, Directory},
+    names,
+    numbers::Numbers,
 };
 
 /// Longest request line.
@@ -39,6 +48,8 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 const MAX_CLIENTS: usize = 32;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a creation waits for this peer's first block.
+const BLOCK_WITHIN: Duration = Duration::from_secs(10);
 /// Requests one uid other than root may make in [`RATE_WINDOW`].
 pub const PER_UID: u32 = 10;
 const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -80,22 +91,47 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// What one request handler shares with the others: the bus connection,
-/// the directory connection (to find the named account), the counts.
+/// the directory connection (to find the named account), the counts, and
+/// what numbering a new account needs.
 struct Shared {
     bus: Mutex<Client>,
     directory: Mutex<Directory>,
     rate: std::sync::Mutex<Rate>,
     /// This peer's UUID (is it the account's home?).
     me: String,
+    /// The numbers given; held from numbering to publishing, so creations
+    /// are published in the order they were numbered.
+    numbers: Mutex<Numbers>,
+    /// The block this peer holds, as the event loop last saw it.
+    block: tokio::sync::watch::Receiver<Option<u32>>,
+    /// `[accounts] reserved_names`.
+    reserved: Vec<String>,
+}
+
+/// What the control task needs besides its socket.
+pub struct Control {
+    /// Its own bus connection (the event loop's is not shared).
+    pub bus: Client,
+    /// Its own directory connection.
+    pub directory: Directory,
+    /// This peer's UUID.
+    pub me: String,
+    pub numbers: Numbers,
+    /// The block this peer holds, kept current by the event loop.
+    pub block: tokio::sync::watch::Receiver<Option<u32>>,
+    pub reserved: Vec<String>,
 }
 
 /// Serves requests until the task is aborted.
-pub async fn serve(listener: UnixListener, bus: Client, directory: Directory, me: String) {
+pub async fn serve(listener: UnixListener, control: Control) {
     let shared = std::sync::Arc::new(Shared {
-        bus: Mutex::new(bus),
-        directory: Mutex::new(directory),
+        bus: Mutex::new(control.bus),
+        directory: Mutex::new(control.directory),
         rate: std::sync::Mutex::new(Rate::default()),
-        me,
+        me: control.me,
+        numbers: Mutex::new(control.numbers),
+        block: control.block,
+        reserved: control.reserved,
     });
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     loop {
@@ -116,7 +152,7 @@ pub async fn serve(listener: UnixListener, bus: Client, directory: Directory, me
                 None => Err("cannot tell who is asking".to_owned()),
             };
             let line = match reply {
-                Ok(()) => json!({ "ok": true }),
+                Ok(answer) => answer,
                 Err(error) => {
                     tracing::warn!(?uid, error, "account change refused");
                     json!({ "error": error })
@@ -127,12 +163,12 @@ pub async fn serve(listener: UnixListener, bus: Client, directory: Directory, me
     }
 }
 
-/// One request of `uid`: read, counted, decided, published.
+/// One request of `uid`: read, counted, decided, published; the answer.
 async fn answer(
     shared: &Shared,
     uid: u32,
     reader: tokio::net::unix::OwnedReadHalf,
-) -> Result<(), String> {
+) -> Result<Value, String> {
     let allowed = shared
         .rate
         .lock()
@@ -144,6 +180,9 @@ async fn answer(
         ));
     }
     let value = read_request(reader).await?;
+    if value.get("event").and_then(Value::as_str) == Some(account::CREATED) {
+        return create(shared, uid, &value).await;
+    }
     let event = parse(&value)?;
     let name = event.account().unwrap_or_default().to_owned();
     let (held, delegations) = {
@@ -155,7 +194,99 @@ async fn answer(
     let read = |e: crate::directory::DirError| format!("cannot read the account: {e}");
     let (held, delegations) = (held.map_err(read)?, delegations.map_err(read)?);
     check_caller(uid, &event, held.as_ref(), &shared.me, &delegations)?;
-    publish(&shared.bus, uid, &event).await
+    publish(&shared.bus, uid, &event).await?;
+    Ok(json!({ "ok": true }))
+}
+
+/// A creation asked for by root: checked, numbered, published; the answer
+/// names the number.
+async fn create(shared: &Shared, uid: u32, request: &Value) -> Result<Value, String> {
+    if uid != 0 {
+        return Err("only root may create accounts".to_owned());
+    }
+    let (mut data, dry_run) = parse_create(request)?;
+    let name = data
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| account::valid_name(n))
+        .ok_or("`data.name` is not an account name")?
+        .to_owned();
+    if let Some(reason) = names::conflict(&name, 0, names::nss(&name), &shared.reserved) {
+        return Err(format!(
+            "{reason}: no account of that name can be made here"
+        ));
+    }
+    // Just after userd's first start, its claim may still be on its way.
+    let mut watch = shared.block.clone();
+    let block = match tokio::time::timeout(BLOCK_WITHIN, watch.wait_for(Option::is_some)).await {
+        Ok(Ok(held)) => *held,
+        _ => None,
+    }
+    .ok_or(
+        "this peer holds no number block yet: userd claims one when it starts, and it \
+         counts once the claim is on this peer's feed (is dispatchd running?)",
+    )?;
+    let mut numbers = shared.numbers.lock().await;
+    let highest = {
+        let mut directory = shared.directory.lock().await;
+        let read = |e: crate::directory::DirError| format!("cannot read the directory: {e}");
+        if directory.account(&name).await.map_err(read)?.is_some() {
+            return Err(format!("the account `{name}` exists already"));
+        }
+        if numbers.needs_directory(block) {
+            let range = block_range(block);
+            directory
+                .accounts()
+                .await
+                .map_err(read)?
+                .iter()
+                .map(|a| a.uid_number)
+                .filter(|n| range.contains(n))
+                .max()
+        } else {
+            None
+        }
+    };
+    let number = numbers
+        .peek(block, highest)
+        .ok_or_else(|| format!("this peer's number block {block} is full"))?;
+    data.insert("uid_number".to_owned(), json!(number));
+    data.insert("gid_number".to_owned(), json!(number));
+    // Read as every peer will, before the number is spent on it.
+    let event =
+        AccountEvent::read(account::CREATED, &Value::Object(data)).map_err(|e| e.to_string())?;
+    if dry_run {
+        return Ok(json!({ "ok": true, "uid_number": number, "dry_run": true }));
+    }
+    let taken = numbers.take(block, highest).map_err(|e| e.to_string())?;
+    debug_assert_eq!(taken, number);
+    publish(&shared.bus, uid, &event).await?;
+    Ok(json!({ "ok": true, "uid_number": number }))
+}
+
+/// The members of a creation request: `data` without numbers, and
+/// whether it is a dry run.
+pub fn parse_create(request: &Value) -> Result<(serde_json::Map<String, Value>, bool), String> {
+    let object = request.as_object().ok_or("the request is not an object")?;
+    if object
+        .keys()
+        .any(|k| k != "event" && k != "data" && k != "dry_run")
+    {
+        return Err("the request has an unknown member".to_owned());
+    }
+    let dry_run = match object.get("dry_run") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("`dry_run` is not a boolean".to_owned()),
+    };
+    let data = object
+        .get("data")
+        .and_then(Value::as_object)
+        .ok_or("the request lacks `data`")?;
+    if data.contains_key("uid_number") || data.contains_key("gid_number") {
+        return Err("userd numbers the account: the request names no number".to_owned());
+    }
+    Ok((data.clone(), dry_run))
 }
 
 async fn read_request(reader: tokio::net::unix::OwnedReadHalf) -> Result<Value, String> {
@@ -248,12 +379,32 @@ async fn publish(bus: &Mutex<Client>, uid: u32, event: &AccountEvent) -> Result<
 /// The client side (`centerctl`): sends one request, returns the answer.
 pub async fn request(path: &Path, event: &AccountEvent) -> anyhow::Result<()> {
     let (name, data) = event.to_event();
+    exchange(path, &json!({ "event": name, "data": data })).await?;
+    Ok(())
+}
+
+/// The client side of a creation (`centerctl user add`, as root): `data`
+/// as on the feeds without the numbers; returns the number userd gave (or
+/// would give, for a dry run).
+pub async fn request_create(path: &Path, data: Value, dry_run: bool) -> anyhow::Result<u32> {
+    let reply = exchange(
+        path,
+        &json!({ "event": account::CREATED, "data": data, "dry_run": dry_run }),
+    )
+    .await?;
+    reply
+        .get("uid_number")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .context("userd's answer names no number")
+}
+
+/// One request line out, one answer line back.
+async fn exchange(path: &Path, request: &Value) -> anyhow::Result<Value> {
     let mut stream = UnixStream::connect(path)
         .await
         .with_context(|| format!("cannot reach userd at {} (is it running?)", path.display()))?;
-    stream
-        .write_all(format!("{}\n", json!({ "event": name, "data": data })).as_bytes())
-        .await?;
+    stream.write_all(format!("{request}\n").as_bytes()).await?;
     let mut line = String::new();
     tokio::time::timeout(
         REQUEST_TIMEOUT * 2,
@@ -264,7 +415,7 @@ pub async fn request(path: &Path, event: &AccountEvent) -> anyhow::Result<()> {
     let reply: Value = serde_json::from_str(&line).context("userd's answer is not JSON")?;
     match reply.get("error").and_then(Value::as_str) {
         Some(error) => anyhow::bail!("userd refused: {error}"),
-        None if reply["ok"] == true => Ok(()),
+        None if reply["ok"] == true => Ok(reply),
         None => anyhow::bail!("userd answered something unexpected"),
     }
 }
@@ -324,6 +475,41 @@ mod tests {
         assert!(parse(&extra).unwrap_err().contains("unknown member"));
         let bad = json!({"event": "account.password", "data": {"name": "alice", "password_hash": "pw", "user_key": "", "at": 5, "auth": ""}});
         assert!(parse(&bad).is_err());
+    }
+
+    #[test]
+    fn a_creation_request_names_no_number() {
+        let data = json!({"name": "alice", "shell": "/bin/sh"});
+        let (got, dry) = parse_create(&json!({"event": "account.created", "data": data})).unwrap();
+        assert_eq!(Value::Object(got), data);
+        assert!(!dry);
+        let (_, dry) =
+            parse_create(&json!({"event": "account.created", "data": data, "dry_run": true}))
+                .unwrap();
+        assert!(dry);
+        for (request, why) in [
+            (
+                json!({"event": "account.created", "data": {"name": "a", "uid_number": 0}}),
+                "names no number",
+            ),
+            (
+                json!({"event": "account.created", "data": {"name": "a", "gid_number": 0}}),
+                "names no number",
+            ),
+            (
+                json!({"event": "account.created", "data": data, "dry_run": 1}),
+                "not a boolean",
+            ),
+            (
+                json!({"event": "account.created", "data": data, "uid": 0}),
+                "unknown member",
+            ),
+            (json!({"event": "account.created"}), "lacks `data`"),
+            (json!([1]), "not an object"),
+        ] {
+            let err = parse_create(&request).unwrap_err();
+            assert!(err.contains(why), "{request}: {err}");
+        }
     }
 
     #[test]

@@ -38,4 +38,8 @@ pub fn account_event(data: &[u8]) {
         let request = serde_json::json!({ "event": name, "data": value });
         let _ = crate::control::parse(&request);
     }
+    // And root's creation requests, numbered by userd.
+    let request = serde_json::json!({ "event": account::CREATED, "data": value });
+    let _ = crate::control::parse_create(&request);
+    let _ = crate::control::parse_create(&value);
 }

@@ -5,12 +5,14 @@
 //!
 //! - [`account`]: the account events, read strictly; number blocks; hashing.
 //! - [`blocks`]: who holds which number block, on disk.
+//! - [`numbers`]: the numbers this peer gave its new accounts, each once.
 //! - [`directory`]: slapd over ldapi with SASL EXTERNAL, and CEP 8's entries.
 //! - [`apply`]: what each event does.
 //! - [`authority`]: whose act a change is (users' own keys, home peers),
 //!   and which stated times are believed.
 //! - [`names`]: names this peer never makes (local users, reserved).
-//! - [`control`]: the socket where a local user changes their own account.
+//! - [`control`]: the socket where a local user changes their own account,
+//!   and where root creates one (userd numbers it).
 //!
 //! userd is a bus service (`userd`) that subscribes to `account.*` from the
 //! oldest event this peer holds; the bus acknowledges an event when the
@@ -27,6 +29,7 @@ pub mod control;
 pub mod directory;
 pub mod fuzz;
 pub mod names;
+pub mod numbers;
 
 use std::{future::Future, time::Duration};
 
@@ -104,9 +107,11 @@ pub async fn run(
         .await
         .context("cannot connect to the bus")?;
     let me = bus.welcome().peer.to_string();
+    let (our_block, block) = tokio::sync::watch::channel(blocks.block_of(&me));
     let mut userd = Userd {
         directory,
         blocks,
+        our_block,
         me,
         bus,
         claim_pending: false,
@@ -124,9 +129,14 @@ pub async fn run(
     let control_directory = Directory::new(&config.ldap.ldapi, &config.ldap.base);
     let control = tokio::spawn(control::serve(
         listener,
-        control_bus,
-        control_directory,
-        userd.me.clone(),
+        control::Control {
+            bus: control_bus,
+            directory: control_directory,
+            me: userd.me.clone(),
+            numbers: numbers::Numbers::open(&state)?,
+            block,
+            reserved: config.accounts.reserved_names.clone(),
+        },
     ));
     tracing::info!(peer = %userd.me, block = ?userd.blocks.block_of(&userd.me), "userd up");
     ready();
