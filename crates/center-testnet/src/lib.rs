@@ -12,6 +12,7 @@
 
 mod ldap;
 mod membership;
+mod partition;
 mod process;
 mod userd;
 
@@ -31,6 +32,7 @@ use serde_json::{Value, json};
 
 pub use ldap::{LDAP_BASE, LDAP_PORT, LdapOptions, PeerLdap};
 pub use membership::{Invitation, TEST_ADMIN};
+pub use partition::parse_groups;
 pub use process::DaemonFiles;
 pub use userd::USERD;
 
@@ -355,6 +357,11 @@ impl Testnet {
     /// Stops everything and removes `testnet.json`; leaves logs and state.
     pub fn down(&self) -> anyhow::Result<()> {
         let mut first_error = None;
+        if self.partitioned()
+            && let Err(err) = self.heal()
+        {
+            first_error.get_or_insert(err);
+        }
         for peer in &self.peers {
             if let Err(err) = self.stop(&peer.name) {
                 first_error.get_or_insert(err);

@@ -56,6 +56,21 @@ enum Cmd {
         dir: PathBuf,
         peer: String,
     },
+    /// Cut groups of peers from each other (nftables rules on their
+    /// addresses; as root): `partition --dir DIR alpha,bravo / charlie`.
+    /// Replaces any partition in force; peers in no group are cut from
+    /// nobody.
+    Partition {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
+        groups: Vec<String>,
+    },
+    /// Remove the partition's rules (`down` does too).
+    Heal {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Stop everything the network started.
     Down {
         #[arg(long)]
@@ -117,6 +132,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Stop { dir, peer } => Testnet::open(&dir)?.stop(&peer)?,
         Cmd::Start { dir, peer } => Testnet::open(&dir)?.start(&peer)?,
+        Cmd::Partition { dir, groups } => {
+            let groups = center_testnet::parse_groups(&groups)?;
+            Testnet::open(&dir)?.partition(&groups)?;
+        }
+        Cmd::Heal { dir } => Testnet::open(&dir)?.heal()?,
         Cmd::Down { dir } => Testnet::open(&dir)?.down()?,
         Cmd::Show { dir, json: true } => println!(
             "{}",
