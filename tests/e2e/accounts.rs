@@ -3,6 +3,7 @@
 //! (`ldapwhoami` over TLS with that peer's CA, `ldapsearch` over ldapi).
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     io::Write,
     os::unix::process::CommandExt,
     process::{Output, Stdio},
@@ -327,17 +328,14 @@ fn an_account_made_on_one_peer_works_on_every_peer() {
 fn the_same_name_made_on_two_peers_at_once_has_one_owner() {
     let (_dir, net) = ldap_network(3);
     let [a, b, c] = ["alpha", "bravo", "charlie"].map(|n| net.peer(n).unwrap().clone());
-    // Both requests must be published before either peer hears of the
-    // other's: userd on A and B waits while both are made.
+    // Both requests must be made before either peer hears of the other's:
+    // every peer is cut from the others while both are made.
     for peer in [&a, &b] {
-        // Its block is claimed already (user add needs it).
-        wait_until("a block", || {
-            userd::blocks::read_block(&peer.state_dir.join("userd"), &peer.uuid.to_string())
-                .unwrap()
-                .is_some()
-        });
-        net.signal_daemon(peer, USERD, Signal::SIGTERM).unwrap();
+        // Its block is claimed already.
+        block_of(peer);
     }
+    let alone: Vec<Vec<String>> = [&a, &b, &c].map(|p| vec![p.name.clone()]).into();
+    net.partition(&alone).unwrap();
     let heads = [&a, &b].map(|peer| own_head(&net, peer));
     let adds: Vec<_> = [&a, &b]
         .map(|peer| {
@@ -347,16 +345,14 @@ fn the_same_name_made_on_two_peers_at_once_has_one_owner() {
         })
         .into_iter()
         .collect();
-    // Each add waits for its own userd to apply it; once both requests are
-    // on their peers' feeds, start the userds while the adds wait.
+    // Each add waits for the other peers to confirm; once both requests
+    // are on their peers' feeds, heal while the adds wait.
     for (peer, head) in [&a, &b].into_iter().zip(heads) {
         wait_until(&format!("{}'s request on its feed", peer.name), || {
             own_head(&net, peer) > head
         });
     }
-    for peer in [&a, &b] {
-        net.start_daemon(peer, USERD).unwrap();
-    }
+    net.heal().unwrap();
     let outputs: Vec<Output> = adds.into_iter().map(|h| h.join().unwrap()).collect();
     let owner = |peer: &PeerInfo| show(&net, peer, "bob");
     wait_until("one owner everywhere", || {
@@ -619,6 +615,54 @@ fn forged_and_malformed_account_events_change_nothing() {
                 peer.name
             );
         }
+    }
+}
+
+/// Issue 20: `user add` picked one more than the highest number this
+/// peer's slapd held, so two adds at once got one number and every slapd
+/// refused the later account after its sysadmin was told it was made. userd
+/// numbers them now, each number once.
+#[test]
+fn twenty_adds_at_once_on_one_peer_make_twenty_accounts_everywhere() {
+    let (_dir, net) = ldap_network(3);
+    let alpha = net.peer("alpha").unwrap().clone();
+    let names: Vec<String> = (0..20).map(|i| format!("rush{i}")).collect();
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let (net, alpha) = (&net, &alpha);
+                scope.spawn(move || ok(ctl(net, alpha, &["user", "add", name])))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for answer in &answers {
+        assert!(answer.contains("created as uid"), "{answer}");
+    }
+    let mut everywhere = Vec::new();
+    for peer in ["alpha", "bravo", "charlie"] {
+        let numbers = || -> BTreeMap<String, String> {
+            people(&net, peer, "uidNumber")
+                .into_iter()
+                .filter(|(uid, _)| names.contains(uid))
+                .collect()
+        };
+        wait_until(&format!("20 accounts on {peer}"), || numbers().len() == 20);
+        everywhere.push(numbers());
+    }
+    let distinct: BTreeSet<&String> = everywhere[0].values().collect();
+    assert_eq!(distinct.len(), 20, "one number each: {:?}", everywhere[0]);
+    assert!(
+        everywhere.iter().all(|n| *n == everywhere[0]),
+        "the same numbers on every peer: {everywhere:?}"
+    );
+    // Each answer named the number every peer holds.
+    for (name, answer) in names.iter().zip(&answers) {
+        assert!(
+            answer.contains(&format!("uid {}", everywhere[0][name])),
+            "{answer}"
+        );
     }
 }
 

@@ -9,7 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use serde_json::Value;
 
 use crate::support::{
-    STRANGER, approve, ctl, ctl_as, network, ok, refused, roster_entry, wait_until,
+    STRANGER, approve, ctl, ctl_as, network, ok, refused, roster_entry, set_keepalive, wait_until,
 };
 
 /// `centerctl --json status` on `peer`.
@@ -36,17 +36,6 @@ fn wait_for_state(net: &Testnet, peer: &PeerInfo, other: &PeerInfo, wanted: &str
         ),
         || state(net, peer, other) == wanted,
     );
-}
-
-/// Restarts every peer with a heartbeat every `seconds`.
-fn set_keepalive(net: &Testnet, seconds: u64) {
-    for peer in net.peers() {
-        net.stop(&peer.name).unwrap();
-        let mut config = std::fs::read_to_string(&peer.config).unwrap();
-        config.push_str(&format!("\n[links]\nkeepalive_seconds = {seconds}\n"));
-        std::fs::write(&peer.config, config).unwrap();
-        net.start(&peer.name).unwrap();
-    }
 }
 
 /// What `peer` holds of `origin`'s feed by its own status (0 if nothing).

@@ -337,3 +337,15 @@ pub fn wait_until_drained(net: &Testnet, from: &PeerInfo, to: &PeerInfo) {
         || roster_entry(net, from, to)["queued"] == 0,
     );
 }
+
+/// Restarts every peer with a heartbeat every `seconds`: a peer cut off is
+/// then `down` within three of them.
+pub fn set_keepalive(net: &Testnet, seconds: u64) {
+    for peer in net.peers() {
+        net.stop(&peer.name).unwrap();
+        let mut config = std::fs::read_to_string(&peer.config).unwrap();
+        config.push_str(&format!("\n[links]\nkeepalive_seconds = {seconds}\n"));
+        std::fs::write(&peer.config, config).unwrap();
+        net.start(&peer.name).unwrap();
+    }
+}

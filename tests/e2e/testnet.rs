@@ -1,11 +1,14 @@
-//! The test network itself: the CLI's JSON, outages of one peer, and `down`
-//! leaving no process behind.
+//! The test network itself: the CLI's JSON, outages of one peer,
+//! partitions, and `down` leaving no process and no rule behind.
 
-use std::process::Command;
+use std::{process::Command, time::Duration};
 
 use serde_json::Value;
 
-use crate::support::{Tail, live_processes_mentioning, ok, publish, require_root};
+use crate::support::{
+    Tail, live_processes_mentioning, ok, publish, require_root, roster_entry, set_keepalive,
+    wait_until,
+};
 
 #[test]
 fn cli_up_stop_start_down() {
@@ -75,4 +78,83 @@ fn cli_up_stop_start_down() {
         .unwrap());
     let left = live_processes_mentioning(dir_arg);
     assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+/// Whether nftables holds a table whose name contains `needle`.
+fn nft_table_named(needle: &str) -> bool {
+    let out = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(needle)
+}
+
+#[test]
+fn cli_partition_cuts_groups_apart_and_heal_and_down_remove_every_rule() {
+    require_root();
+    let (dir, net) = crate::support::network(3);
+    set_keepalive(&net, 1);
+    let bin = center_testnet::default_bin_dir()
+        .unwrap()
+        .join("center-testnet");
+    let dir_arg = dir.path().to_str().unwrap();
+    let table = "center_testnet_";
+    let [alpha, bravo, charlie] = ["alpha", "bravo", "charlie"].map(|n| net.peer(n).unwrap());
+    // A malformed split changes nothing.
+    let refused = Command::new(&bin)
+        .args(["partition", "--dir", dir_arg, "alpha,bravo"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(!net.partitioned());
+    ok(Command::new(&bin)
+        .args(["partition", "--dir", dir_arg, "alpha,bravo", "/", "charlie"])
+        .output()
+        .unwrap());
+    assert!(net.partitioned() && nft_table_named(table));
+    // Each side sees the other go down, and its own side stay up.
+    for (peer, other) in [(alpha, charlie), (charlie, alpha), (bravo, charlie)] {
+        wait_until(&format!("{} sees {} down", peer.name, other.name), || {
+            roster_entry(&net, peer, other)["state"] == "down"
+        });
+    }
+    assert_eq!(roster_entry(&net, alpha, bravo)["state"], "up");
+    // An event made on one side reaches that side only while cut.
+    let on_bravo = Tail::start(&net, bravo, None, &["x.*", "--count", "1"]);
+    let on_charlie = Tail::start(&net, charlie, None, &["x.*", "--count", "1"]);
+    // A feed event (not --local): to every peer.
+    ok(crate::support::ctl(
+        &net,
+        alpha,
+        &["bus", "publish", "x.cut", "--data", "{}"],
+    ));
+    assert_eq!(on_bravo.next()["name"], "x.cut");
+    assert!(
+        on_charlie.next_within(Duration::from_secs(3)).is_none(),
+        "charlie got alpha's event through the partition"
+    );
+    ok(Command::new(&bin)
+        .args(["heal", "--dir", dir_arg])
+        .output()
+        .unwrap());
+    assert!(!net.partitioned());
+    assert_eq!(
+        on_charlie.next()["name"],
+        "x.cut",
+        "delivered after the heal"
+    );
+    // A heal with nothing to heal is no error; `down` removes a partition
+    // left in force (as after a crash of whatever made it).
+    ok(Command::new(&bin)
+        .args(["heal", "--dir", dir_arg])
+        .output()
+        .unwrap());
+    net.partition(&[vec!["alpha".to_owned()], vec!["bravo".to_owned()]])
+        .unwrap();
+    assert!(net.partitioned());
+    ok(Command::new(&bin)
+        .args(["down", "--dir", dir_arg])
+        .output()
+        .unwrap());
+    assert!(!net.partitioned(), "down left the partition's rules");
 }
