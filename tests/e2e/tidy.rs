@@ -224,7 +224,7 @@ fn unit_copies(root: &Path) -> tempfile::TempDir {
         for line in read(&source).lines() {
             match line.strip_prefix("ExecStart=") {
                 Some(command) => {
-                    let (binary, rest) = rewrite_exec_start(command, &bin_dir);
+                    let (binary, rest) = rewrite_exec_start(command, root, &bin_dir);
                     if !binary.is_file() {
                         missing.push(binary.display().to_string());
                     }
@@ -251,9 +251,11 @@ fn unit_copies(root: &Path) -> tempfile::TempDir {
 }
 
 /// Splits an `ExecStart=` value into the binary at `bin_dir` with the same
-/// file name and the rest of the line (its arguments). Prefixes such as `-`
-/// or `+` are dropped: the copy is only checked, never run.
-fn rewrite_exec_start(command: &str, bin_dir: &Path) -> (PathBuf, String) {
+/// file name, if the workspace builds it (`crates/NAME/src/main.rs`; others,
+/// such as Debian's slapd, stay where the unit says), and the rest of the
+/// line (its arguments). Prefixes such as `-` or `+` are dropped: the copy
+/// is only checked, never run.
+fn rewrite_exec_start(command: &str, root: &Path, bin_dir: &Path) -> (PathBuf, String) {
     let command = command.trim_start_matches(['-', '@', ':', '+', '!']);
     let (program, rest) = match command.find(char::is_whitespace) {
         Some(end) => command.split_at(end),
@@ -262,7 +264,13 @@ fn rewrite_exec_start(command: &str, bin_dir: &Path) -> (PathBuf, String) {
     let name = Path::new(program)
         .file_name()
         .unwrap_or_else(|| panic!("ExecStart={command} names no binary"));
-    (bin_dir.join(name), rest.to_string())
+    let built = root.join("crates").join(name).join("src/main.rs").is_file();
+    let binary = if built {
+        bin_dir.join(name)
+    } else {
+        PathBuf::from(program)
+    };
+    (binary, rest.to_string())
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR` when set (relative to the
