@@ -72,7 +72,7 @@ pub(crate) fn binds(net: &Testnet, peer: &str, name: &str, password: &str) -> bo
 
 /// `attr` of every account on `peer`'s slapd, by `ldapsearch` over ldapi
 /// as root: (uid, value) pairs.
-fn people(net: &Testnet, peer: &str, attr: &str) -> Vec<(String, String)> {
+pub(crate) fn people(net: &Testnet, peer: &str, attr: &str) -> Vec<(String, String)> {
     let ldap = peer_ldap(net, peer);
     let out = tool("ldapsearch", &ldap.ca)
         .args(["-LLL", "-Q", "-o", "ldif-wrap=no", "-Y", "EXTERNAL", "-H"])
@@ -664,6 +664,27 @@ fn twenty_adds_at_once_on_one_peer_make_twenty_accounts_everywhere() {
             "{answer}"
         );
     }
+    // Creating is root's: a local user asking userd for an account (one
+    // for someone else's name, or with a number of her choosing) is refused.
+    let data = json!({"name": "mallory", "shell": "/bin/sh", "display_name": "",
+        "password_hash": account::unusable_password_hash().unwrap(), "ssh_keys": [],
+        "created": now_ms(), "user_key": ""});
+    let answer = control_request(
+        &alpha,
+        STRANGER,
+        &json!({"event": "account.created", "data": data}),
+    );
+    assert!(answer.contains("only root may create accounts"), "{answer}");
+    let mut numbered = data.clone();
+    numbered["uid_number"] = json!(everywhere[0]["rush0"].parse::<u32>().unwrap());
+    numbered["gid_number"] = numbered["uid_number"].clone();
+    let answer = control_request(
+        &alpha,
+        0,
+        &json!({"event": "account.created", "data": numbered}),
+    );
+    assert!(answer.contains("names no number"), "{answer}");
+    assert!(uid_number(&net, "alpha", "mallory").is_none());
 }
 
 #[test]

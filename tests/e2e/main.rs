@@ -7,6 +7,7 @@ mod bounds;
 mod bus;
 mod dht;
 mod direct;
+mod faults;
 mod feeds;
 mod ldap;
 mod links;
