@@ -158,3 +158,29 @@ fn cli_partition_cuts_groups_apart_and_heal_and_down_remove_every_rule() {
         .unwrap());
     assert!(!net.partitioned(), "down left the partition's rules");
 }
+
+#[test]
+fn a_peer_s_clock_is_moved_for_its_daemons_and_its_centerctl() {
+    require_root();
+    let (_dir, net) = crate::support::network(2);
+    let [alpha, bravo] = ["alpha", "bravo"].map(|n| net.peer(n).unwrap().clone());
+    net.set_clock_offset(&bravo, 200).unwrap();
+    net.stop(&bravo.name).unwrap();
+    net.start(&bravo.name).unwrap();
+    let tail = Tail::start(&net, &alpha, None, &["q.*", "--count", "1"]);
+    let before = center_proto::Timestamp::now().as_millis();
+    ok(crate::support::ctl(
+        &net,
+        &bravo,
+        &["bus", "publish", "q.skewed", "--data", "{}"],
+    ));
+    let after = center_proto::Timestamp::now().as_millis();
+    let iat = tail.next()["meta"]["iat"].as_u64().unwrap();
+    // bravo's dispatchd stamped it 200 s ahead of this clock.
+    assert!(
+        (before + 190_000..=after + 210_000).contains(&iat),
+        "iat {iat} is not 200 s after {before}..{after}"
+    );
+    net.set_clock_offset(&bravo, 0).unwrap();
+    assert_eq!(net.clock_offset(&bravo), 0);
+}

@@ -10,6 +10,7 @@
 //! Readiness is awaited through `READY=1` on a notify socket, never by
 //! sleeping (see `process`).
 
+mod clock;
 mod ldap;
 mod membership;
 mod partition;
@@ -318,7 +319,7 @@ impl Testnet {
         if daemon == "peerd" {
             self.approve_peerd(peer)?;
         }
-        let child = process::spawn_ready(&files)
+        let child = process::spawn_ready(&files, &self.skew_vars(peer))
             .with_context(|| format!("peer {}: {daemon} did not start", peer.name))?;
         self.children
             .lock()
@@ -383,6 +384,7 @@ impl Testnet {
     pub fn centerctl(&self, peer: &PeerInfo) -> Command {
         let mut command = Command::new(self.bin_dir.join("centerctl"));
         command.arg("--config").arg(&peer.config);
+        self.skew(peer, &mut command);
         command
     }
 

@@ -39,8 +39,9 @@ pub struct DaemonFiles {
     pub log: PathBuf,
 }
 
-/// Starts the daemon and waits until it says `READY=1`.
-pub fn spawn_ready(files: &DaemonFiles) -> anyhow::Result<Child> {
+/// Starts the daemon and waits until it says `READY=1`, with `skew` (the
+/// environment of a clock offset, or none) added to its environment.
+pub fn spawn_ready(files: &DaemonFiles, skew: &[(&str, String)]) -> anyhow::Result<Child> {
     if !files.binary.exists() {
         bail!(
             "{} is missing; run `cargo build --workspace --bins` first (or set CENTER_BIN_DIR)",
@@ -63,6 +64,7 @@ pub fn spawn_ready(files: &DaemonFiles) -> anyhow::Result<Child> {
         .arg("--config")
         .arg(&files.config)
         .env("NOTIFY_SOCKET", &files.notify_socket)
+        .envs(skew.iter().map(|(k, v)| (*k, v)))
         .env(
             "CENTER_LOG",
             std::env::var("CENTER_LOG").unwrap_or_else(|_| "info".to_owned()),
