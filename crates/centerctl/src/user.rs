@@ -174,7 +174,7 @@ pub async fn run(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
                 name: name.clone(),
                 password_hash,
                 user_key: Some(authority::public_key(&new_key)),
-                stamp: stamp_now(),
+                stamp: stamp_after(held.stamps.password),
             };
             let event = signed(event, signer.as_ref());
             publish_change(cli, &config, &mut directory, &held, event).await?;
@@ -469,7 +469,7 @@ async fn publish_keys(
     let event = AccountEvent::Keys {
         name: held.name.clone(),
         ssh_keys,
-        stamp: stamp_now(),
+        stamp: stamp_after(held.stamps.keys),
     };
     let (event_name, data) = event.to_event();
     AccountEvent::read(event_name, &data).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -477,10 +477,15 @@ async fn publish_keys(
     report(cli, &held.name, "SSH keys changed")
 }
 
-/// A change stamped now, not yet signed.
-fn stamp_now() -> Stamp {
+/// A change, not yet signed, stamped now, or just after the account's last change of its
+/// kind (`held`) if this clock is behind it: the later stamp wins on every
+/// peer (CEP 8), so a clock stepped back must not make this change lose
+/// to an older one after it was reported as made.
+fn stamp_after(held: u64) -> Stamp {
     Stamp {
-        at: center_proto::Timestamp::now().as_millis(),
+        at: center_proto::Timestamp::now()
+            .as_millis()
+            .max(held.saturating_add(1)),
         auth: None,
     }
 }
@@ -539,9 +544,42 @@ async fn publish_change(
         userd::control::check_caller(0, &event, Some(held), &me, &delegations)
             .map_err(anyhow::Error::msg)?;
         let mut client = connect(cli, "centerctl", PATIENCE).await?;
-        publish(&mut client, &event).await
+        publish(&mut client, &event).await?;
     } else {
-        userd::control::request(&config.accounts.control_socket, &event).await
+        userd::control::request(&config.accounts.control_socket, &event).await?;
+    }
+    applied_here(directory, &held.name, &event).await
+}
+
+/// Waits until this peer's userd has applied a password, keys or profile
+/// change (the account's stamp of that kind reached the change's): only
+/// then is it reported as made. A later change of the same kind counts
+/// too: it replaced this one everywhere.
+async fn applied_here(
+    directory: &mut Directory,
+    name: &str,
+    event: &AccountEvent,
+) -> anyhow::Result<()> {
+    let (at, kind): (u64, fn(&userd::directory::Stamps) -> u64) = match event {
+        AccountEvent::Password { stamp, .. } => (stamp.at, |s| s.password),
+        AccountEvent::Keys { stamp, .. } => (stamp.at, |s| s.keys),
+        AccountEvent::Profile { stamp, .. } => (stamp.at, |s| s.profile),
+        _ => return Ok(()),
+    };
+    let deadline = Instant::now() + APPLIED_WITHIN;
+    loop {
+        if let Some(held) = directory.account(name).await?
+            && kind(&held.stamps) >= at
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the change to `{name}` was published but is not applied here yet (is userd \
+                 running?); `centerctl user show {name}` tells when it is"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
