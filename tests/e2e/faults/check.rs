@@ -25,7 +25,14 @@ pub enum Fault {
     Partition { alone: usize },
     /// Every partition rule removed.
     Heal,
+    /// The peer's wall clock moved to `seconds` off the true time (within
+    /// the 5 minutes CEPs 2 and 8 allow, so two skewed peers stay within
+    /// them of each other) and its daemons restarted, as after an NTP step.
+    Skew { peer: usize, seconds: i64 },
 }
+
+/// The largest clock offset the nemesis sets, in seconds.
+pub const MAX_SKEW: i64 = 120;
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -34,6 +41,7 @@ impl fmt::Display for Fault {
             Fault::Restart { peer } => write!(f, "restart peer {peer}"),
             Fault::Partition { alone } => write!(f, "partition: peer {alone} / the others"),
             Fault::Heal => write!(f, "heal"),
+            Fault::Skew { peer, seconds } => write!(f, "clock of peer {peer} at {seconds:+} s"),
         }
     }
 }
@@ -70,6 +78,11 @@ pub fn schedule(seed: u64, peers: usize, length: Duration) -> Vec<(Duration, Fau
         }
         let peer = rng.random_range(0..peers);
         if down.contains_key(&peer) {
+            continue;
+        }
+        if rng.random_bool(0.2) {
+            let seconds = rng.random_range(-MAX_SKEW..=MAX_SKEW);
+            faults.push((t, Fault::Skew { peer, seconds }));
             continue;
         }
         let daemon = KILLABLE[rng.random_range(0..KILLABLE.len())];
@@ -333,6 +346,7 @@ mod tests {
         assert_ne!(a, schedule(8, 3, length));
         assert!(a.iter().any(|(_, f)| matches!(f, Fault::Kill { .. })));
         assert!(a.iter().any(|(_, f)| matches!(f, Fault::Partition { .. })));
+        assert!(a.iter().any(|(_, f)| matches!(f, Fault::Skew { .. })));
         let mut partitioned = false;
         let mut killed = BTreeSet::new();
         for (_, fault) in &a {
@@ -348,6 +362,7 @@ mod tests {
                 Fault::Restart { peer } => {
                     killed.remove(peer);
                 }
+                Fault::Skew { seconds, .. } => assert!(seconds.abs() <= MAX_SKEW),
             }
         }
         assert!(!partitioned && killed.is_empty(), "ends healed and running");

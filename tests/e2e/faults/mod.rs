@@ -1,7 +1,8 @@
 //! Faults (issue 20): a workload of account creations, password changes
 //! and feed events runs on a 3-peer network with slapd while a nemesis
-//! kills daemons with SIGKILL, restarts them, and cuts the network in two
-//! and heals it, on a schedule drawn from a seed. Then every peer must
+//! kills daemons with SIGKILL, restarts them, cuts the network in two and
+//! heals it, and moves peers' clocks (within the CEPs' 5 minutes), on a
+//! schedule drawn from a seed. Then every peer must
 //! hold everything the workload was told succeeded, nothing twice, and
 //! the same as every other peer (`check`).
 //!
@@ -222,6 +223,11 @@ impl Run {
                 }
             }
             Fault::Heal => self.net.heal().unwrap(),
+            Fault::Skew { peer, seconds } => {
+                let info = self.peer(*peer);
+                self.net.set_clock_offset(&info, *seconds).unwrap();
+                self.restart(*peer);
+            }
         }
     }
 
