@@ -65,10 +65,22 @@ pub enum VerifyError {
     Bad,
 }
 
+/// How far in the past a new certificate's keys are dated: twice the
+/// clock skew every peer allows (CEP 2's five minutes). A key dated now
+/// cannot sign at a time before it, so a peer whose clock stepped back
+/// after it made its keys (an NTP correction on a new server) could not
+/// start, and its signatures would not verify anywhere (CEP 5).
+pub const KEY_BACKDATE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// Generates this peer's certificate: a Curve25519 certification-only
-/// primary key and one signing subkey, no expiry, one user ID.
+/// primary key and one signing subkey, dated [`KEY_BACKDATE`] ago, no
+/// expiry, one user ID.
 pub(crate) fn generate_cert(user_id: String) -> pgp::Result<Cert> {
+    let created = std::time::SystemTime::now()
+        .checked_sub(KEY_BACKDATE)
+        .unwrap_or(std::time::UNIX_EPOCH);
     let (cert, _revocation) = CertBuilder::new()
+        .set_creation_time(created)
         .set_cipher_suite(CipherSuite::Cv25519)
         .add_userid(user_id)
         .add_signing_subkey()

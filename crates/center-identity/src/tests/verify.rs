@@ -287,3 +287,21 @@ fn only_the_canonical_bytes_of_a_signature_verify() {
     ]]
     .assert_eq(&format!("{:?}", check(&serialize(issuer))));
 }
+
+#[test]
+fn new_keys_sign_for_a_clock_stepped_back_within_the_allowed_skew() {
+    let cert = crate::openpgp::generate_cert("backdated".to_owned()).unwrap();
+    let policy = pgp::policy::StandardPolicy::new();
+    // CEP 2 allows five minutes of skew; the keys are dated before it.
+    let earlier = SystemTime::now() - Duration::from_secs(5 * 60);
+    let signing = cert
+        .keys()
+        .with_policy(&policy, Some(earlier))
+        .alive()
+        .revoked(false)
+        .for_signing()
+        .count();
+    assert_eq!(signing, 1, "no key can sign five minutes ago");
+    let too_early = SystemTime::now() - crate::openpgp::KEY_BACKDATE - Duration::from_secs(60);
+    assert!(cert.with_policy(&policy, Some(too_early)).is_err());
+}
